@@ -1,0 +1,61 @@
+"""Fixtures: a tiny real Z-Image pipeline built once per session, and LoRA runs written per test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from zbench import BenchConfig, load_base
+from zbench.demo import build_tiny_pipeline, random_lora, save_lora
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("models") / "tiny-zimage"
+    build_tiny_pipeline(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tiny_model) -> BenchConfig:
+    return BenchConfig(
+        name="tiny",
+        model_path=tiny_model,
+        pipeline="ZImagePipeline",
+        device="cpu",
+        dtype="float32",
+        steps=3,
+        guidance=0.0,
+        width=64,
+        height=64,
+        prompt="a red circle",
+    )
+
+
+@pytest.fixture(scope="session")
+def base(tiny_config):
+    """One shared base, like the app's cached pipeline: tests must hold whatever state it is in."""
+    return load_base(tiny_config)
+
+
+@pytest.fixture()
+def fresh_base(tiny_config):
+    """A new pipeline, for reference renders that never saw another checkpoint."""
+    return lambda: load_base(tiny_config)
+
+
+@pytest.fixture(scope="session")
+def transformer(base):
+    return base.pipe.transformer
+
+
+@pytest.fixture()
+def make_lora(transformer):
+    """Write a LoRA file: make_lora(path, rank=4, seed=0, fmt="diffusers", alpha=None, strength=1.0)."""
+
+    def make(path, *, rank=4, seed=0, fmt="diffusers", alpha=None, strength=1.0, modules=None, metadata=None):
+        state = random_lora(transformer, rank=rank, seed=seed, strength=strength, modules=modules)
+        return save_lora(path, state, fmt=fmt, alpha=alpha, metadata=metadata)
+
+    return make

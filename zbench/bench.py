@@ -1,0 +1,180 @@
+"""Swap benchmark: zbench's in-place swap against diffusers' ways, at Z-Image-Turbo's real size.
+
+The transformer is built from Z-Image-Turbo's config on the meta device and materialised
+with ``to_empty`` (its values are irrelevant to swap timing), then rank-r LoRA checkpoints
+over q/k/v/out and w1/w2/w3 of every block are written to disk and swapped between.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from .checkpoints import scan_run
+from .config import BenchConfig
+from .demo import random_lora, save_lora
+from .hotswap import ADAPTER, AdapterSwapper
+from .pipeline import Base, resolve_device
+
+__all__ = ["SwapBench", "bench_swap", "format_table"]
+
+
+@dataclass
+class SwapBench:
+    """Timings of one benchmark run, in milliseconds, plus what was measured."""
+
+    rows: list[tuple[str, str, float, float]]  # (method, source, median ms, p95 ms)
+    modules: int
+    lora_params: int
+    lora_mib: float
+    model_params: int
+    device: str
+    dtype: str
+
+
+def _time(fn: Callable[[], object], repeats: int, sync: Callable[[], None]) -> tuple[float, float]:
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        samples.append((time.perf_counter() - t0) * 1000)
+    samples.sort()
+    p95 = samples[min(len(samples) - 1, round(0.95 * (len(samples) - 1)))]
+    return statistics.median(samples), p95
+
+
+def _memcpy(nbytes: int, device: torch.device, repeats: int, sync) -> tuple[float, float]:
+    """The floor: one copy of the same number of bytes between two buffers already in memory."""
+    src = torch.ones(nbytes, dtype=torch.uint8, device=device)
+    dst = torch.zeros_like(src)
+    return _time(lambda: dst.copy_(src), repeats, sync)
+
+
+def _transformer(dim: int, layers: int, refiner_layers: int, dtype: torch.dtype, device: torch.device):
+    from diffusers import ZImageTransformer2DModel
+
+    heads = dim // 128  # Z-Image-Turbo: 3840 / 30 heads = 128 per head, axes 32 + 48 + 48
+    with torch.device("meta"):
+        model = ZImageTransformer2DModel(
+            dim=dim,
+            n_layers=layers,
+            n_refiner_layers=refiner_layers,
+            n_heads=heads,
+            n_kv_heads=heads,
+            cap_feat_dim=min(2560, dim),
+        )
+    return model.to(dtype).to_empty(device=device).eval()
+
+
+def bench_swap(
+    *,
+    rank: int = 32,
+    dim: int = 3840,
+    layers: int = 30,
+    refiner_layers: int = 2,
+    repeats: int = 15,
+    device: str = "cpu",
+    dtype: str = "bfloat16",
+    progress: Callable[[str], None] = print,
+) -> SwapBench:
+    """Time every way of switching between checkpoints of one run, side by side in one process.
+
+    Defaults are Z-Image-Turbo's transformer (6.15 B params) with rank-32 LoRAs (238 modules).
+    """
+    from diffusers import ZImagePipeline
+
+    dev = resolve_device(device)
+    dt = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    progress(f"building the transformer (dim {dim}, {layers}+{refiner_layers}x2 blocks) on meta, then {dev}")
+    transformer = _transformer(dim, layers, refiner_layers, dt, dev)
+    pipe = ZImagePipeline(scheduler=None, vae=None, text_encoder=None, tokenizer=None, transformer=transformer)
+    base = Base(pipe=pipe, config=BenchConfig(name="bench", repo_id="bench"), device=dev, dtype=dt, family="z-image")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        progress(f"writing 3 rank-{rank} checkpoints")
+        for i in range(3):
+            state = {k: v.to(dt) for k, v in random_lora(transformer, rank=rank, seed=i).items()}
+            save_lora(run / f"bench_{(i + 1) * 10}.safetensors", state, fmt="diffusers")
+        cks = scan_run(run)
+        swapper = AdapterSwapper(base, cache_mb=1 << 20)
+        for ck in cks:  # first visits: inject, then the general path; all end up cached
+            swapper.activate(ck, target_rank=rank)
+        params = swapper._params
+        nbytes = sum(p.numel() * p.element_size() for p in params)
+        order = iter(range(10**9))
+
+        def ours():
+            swapper.activate(cks[next(order) % 3])
+
+        rows = []
+        progress("timing: ours (in-memory cache)")
+        rows.append(("zbench swap (in-place copy from cache)", "RAM", *_time(ours, repeats * 4, sync)))
+
+        progress("timing: memcpy floor")
+        rows.append(("memcpy floor (same bytes, one buffer)", "RAM", *_memcpy(nbytes, dev, repeats * 4, sync)))
+
+        def hotswap():
+            pipe.load_lora_weights(str(cks[next(order) % 3].path), adapter_name=ADAPTER, hotswap=True)
+
+        progress("timing: diffusers hotswap=True")
+        rows.append(("diffusers load_lora_weights(hotswap=True)", "file", *_time(hotswap, repeats, sync)))
+        pipe.unload_lora_weights()
+
+        def reload():
+            pipe.unload_lora_weights()
+            pipe.load_lora_weights(str(cks[next(order) % 3].path), adapter_name="x")
+
+        pipe.load_lora_weights(str(cks[0].path), adapter_name="x")
+        progress("timing: diffusers unload_lora_weights + load_lora_weights")
+        rows.append(("diffusers unload + load_lora_weights", "file", *_time(reload, repeats, sync)))
+        pipe.unload_lora_weights()
+        progress("timing: safetensors load_file (for reference)")
+        rows.append(
+            (
+                "safetensors.load_file (read only)",
+                "file",
+                *_time(lambda: load_file(str(cks[next(order) % 3].path)), repeats, sync),
+            )
+        )
+
+    lora_params = sum(p.numel() for p in params)
+    return SwapBench(
+        rows=rows,
+        modules=len(swapper._layers),
+        lora_params=lora_params,
+        lora_mib=nbytes / 2**20,
+        model_params=sum(p.numel() for p in transformer.parameters()) - lora_params,
+        device=str(dev),
+        dtype=dtype,
+    )
+
+
+def format_table(result: SwapBench) -> str:
+    """A markdown table of the timings with the two ratios the issue asks for."""
+    by = {r[0].split(" (")[0]: r for r in result.rows}
+    ours = by["zbench swap"][2]
+    floor = by["memcpy floor"][2]
+    reload = by["diffusers unload + load_lora_weights"][2]
+    hot = by["diffusers load_lora_weights(hotswap=True)"][2]
+    lines = [
+        f"model: {result.model_params / 1e9:.2f} B params, {result.dtype} on {result.device}; LoRA: "
+        f"{result.modules} modules, {result.lora_params / 1e6:.1f} M params, {result.lora_mib:.0f} MiB",
+        "",
+        "| method | from | median ms | p95 ms |",
+        "|---|---|---:|---:|",
+        *[f"| {m} | {src} | {med:.2f} | {p95:.2f} |" for m, src, med, p95 in result.rows],
+        "",
+        f"ours / memcpy floor: {ours / floor:.2f}x    "
+        f"(unload+load) / ours: {reload / ours:.1f}x    hotswap=True / ours: {hot / ours:.1f}x",
+    ]
+    return "\n".join(lines)

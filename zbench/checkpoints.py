@@ -1,0 +1,392 @@
+"""Checkpoint discovery: find the LoRA files of one training run and order them as a person counts.
+
+Only safetensors headers are read (the JSON at the start of the file); no tensor is loaded to
+list a folder. Pickle files (.ckpt/.pt/.bin/.pth) are listed as refused and never unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from natsort import natsort_keygen
+
+__all__ = ["Checkpoint", "parse_name", "read_header", "scan_run"]
+
+logger = logging.getLogger(__name__)
+
+PICKLE_SUFFIXES = {".ckpt", ".pt", ".pth", ".bin", ".pkl"}
+# Training-state files that trainers keep beside the LoRA: not checkpoints, so not listed.
+TRAINING_STATE = re.compile(r"^(optimizer|scheduler|scaler|random_states|sampler|training_state|ema)", re.I)
+# File names that hold a LoRA inside a per-step folder (diffusers, PEFT save_pretrained).
+FOLDER_WEIGHTS = ("pytorch_lora_weights.safetensors", "adapter_model.safetensors")
+MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
+
+_natkey = natsort_keygen()
+
+# (regex on the file stem, what the numbers mean). First match wins; order matters.
+_NAME_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"-save-(?P<step>\d+)-(?P<epoch>\d+)-(?P<epoch_step>\d+)$"), "onetrainer"),
+    (re.compile(r"^checkpoint-(?P<step>\d+)$"), "diffusers"),
+    (re.compile(r"-step(?P<step>\d+)$"), "kohya-step"),
+    (re.compile(r"^(epoch)-(?P<epoch>\d+)$"), "diffsynth"),
+    (re.compile(r"^(step)-(?P<step>\d+)$"), "diffsynth-step"),
+    (re.compile(r"_(?P<step>\d{9})$"), "ai-toolkit"),
+    (re.compile(r"-(?P<epoch>\d{6})$"), "kohya"),
+    (re.compile(r"(?:^|[-_ .])(?:e|ep|epoch)[-_]?(?P<epoch>\d+)$", re.I), "epoch"),
+    (re.compile(r"(?:^|[-_ .])(?:s|step|steps)[-_]?(?P<step>\d+)$", re.I), "step"),
+    (re.compile(r"(?P<epoch>\d+)$"), "number"),
+]
+
+
+@dataclass(frozen=True)
+class NameInfo:
+    """What a file name says about its place in the run."""
+
+    run: str  # the name with the counter removed: "jimeng" for "jimeng_20"
+    epoch: int | None
+    step: int | None
+    pattern: str  # which naming scheme matched, or "final" for an un-numbered file
+
+
+def parse_name(stem: str) -> NameInfo:
+    """Read epoch and step from a checkpoint's file stem (or its folder name for diffusers).
+
+    >>> parse_name("name-000010")
+    NameInfo(run='name', epoch=10, step=None, pattern='kohya')
+    """
+    for regex, pattern in _NAME_PATTERNS:
+        m = regex.search(stem)
+        if m is None:
+            continue
+        groups = m.groupdict()
+        run = stem[: m.start()].rstrip("-_ .") or stem
+        epoch = int(groups["epoch"]) if groups.get("epoch") else None
+        step = int(groups["step"]) if groups.get("step") else None
+        return NameInfo(run=run, epoch=epoch, step=step, pattern=pattern)
+    return NameInfo(run=stem, epoch=None, step=None, pattern="final")
+
+
+@dataclass
+class Checkpoint:
+    """One LoRA file of a run, described from its name and safetensors header.
+
+    ``error`` is None for a usable file, or a message saying what is wrong and what to do.
+    """
+
+    name: str  # display file name; "checkpoint-500/pytorch_lora_weights.safetensors" for folders
+    path: Path
+    epoch: int | None = None
+    step: int | None = None
+    rank: int | None = None  # the largest rank of any module in the file
+    alpha: float | None = None
+    format: str = "unknown"
+    arch: str = "unknown"
+    size: int = 0
+    hash: str = ""  # first 12 hex digits of the file's sha256
+    metadata: dict[str, str] = field(default_factory=dict)
+    modules: frozenset[str] = field(default_factory=frozenset, repr=False)
+    pattern: str = ""
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        """Short column label: "epoch 10", "step 500", or "final"."""
+        if self.epoch is not None and self.step is not None:
+            return f"epoch {self.epoch} · step {self.step}"
+        if self.epoch is not None:
+            return f"epoch {self.epoch}"
+        if self.step is not None:
+            return f"step {self.step}"
+        return "final"
+
+    def to_json(self) -> dict[str, object]:
+        """Plain data for ``scan --json`` and manifests."""
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "label": self.label,
+            "epoch": self.epoch,
+            "step": self.step,
+            "rank": self.rank,
+            "alpha": self.alpha,
+            "format": self.format,
+            "arch": self.arch,
+            "size": self.size,
+            "hash": self.hash,
+            "modules": len(self.modules),
+            "metadata": self.metadata,
+            "error": self.error,
+        }
+
+
+class HeaderError(ValueError):
+    """A safetensors file whose header cannot be read."""
+
+
+def read_header(path: Path) -> tuple[dict[str, dict], dict[str, str]]:
+    """Read a safetensors header without loading any tensor.
+
+    Returns:
+        (tensor entries by key, the ``__metadata__`` string map).
+
+    Raises:
+        HeaderError: the file is too short, the header is not JSON, or the tensor data
+            runs past the end of the file (a truncated download or an interrupted save).
+    """
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise HeaderError(f"is {size} bytes, too short to be a safetensors file")
+        (n,) = struct.unpack("<Q", head)
+        if n > MAX_HEADER or 8 + n > size:
+            raise HeaderError(
+                f"has a header length of {n} bytes but the file is {size} bytes: it is truncated or not safetensors"
+            )
+        raw = f.read(n)
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise HeaderError(f"has a header that is not valid JSON ({err}): the file is corrupt") from err
+    if not isinstance(header, dict):
+        raise HeaderError("has a header that is not a JSON object: the file is corrupt")
+    metadata = header.pop("__metadata__", None) or {}
+    end = max((int(v["data_offsets"][1]) for v in header.values()), default=0)
+    if 8 + n + end > size:
+        missing = 8 + n + end - size
+        raise HeaderError(
+            f"is truncated: its tensors need {missing} more bytes than the file has (an interrupted copy or save?)"
+        )
+    return header, {str(k): str(v) for k, v in metadata.items()}
+
+
+# Suffixes that end a LoRA tensor key; what is left is the module the tensor adapts.
+_LORA_SUFFIX = re.compile(
+    r"\.(lora_A|lora_B|lora_down|lora_up|lora\.down|lora\.up|lora_mid)(\.[^.]+)?\.(weight|bias)$|\.alpha$|\.dora_scale$"
+)
+
+
+def _module_of(key: str) -> str | None:
+    m = _LORA_SUFFIX.search(key)
+    return key[: m.start()] if m else None
+
+
+def _detect_format(keys: list[str]) -> str:
+    if any(".lokr_" in k for k in keys):
+        return "lokr"
+    if any(".hada_" in k for k in keys):
+        return "loha"
+    parts = []
+    if any(k.startswith(("lora_unet_", "lora_te")) for k in keys):
+        parts.append("kohya")
+    elif any(k.startswith("diffusion_model.") for k in keys):
+        parts.append("ai-toolkit")
+    elif any(k.startswith("base_model.model.") for k in keys):
+        parts.append("peft")
+    elif any(k.startswith(("transformer.", "unet.", "text_encoder")) for k in keys):
+        parts.append("diffusers")
+    elif any(".lora.down." in k for k in keys):
+        parts.append("dot-lora")
+    else:
+        parts.append("bare")
+    if any(re.search(r"[._]qkv[._]", k) for k in keys):
+        parts.append("fused-qkv")
+    if any(k.endswith(".dora_scale") for k in keys):
+        parts.append("dora")
+    return "+".join(parts)
+
+
+def _detect_arch(modules: frozenset[str]) -> str:
+    """Which base family a LoRA's module names point at (a hint for error messages)."""
+    joined = "\n".join(modules)
+    if re.search(r"single_transformer_blocks|double_blocks|single_blocks", joined):
+        return "flux"
+    if re.search(r"down_blocks|up_blocks|mid_block|input_blocks|output_blocks|middle_block", joined):
+        sdxl = re.search(r"input_blocks|transformer_blocks[._][1-9]|lora_te2|text_encoder_2", joined)
+        return "sdxl" if sdxl else "sd"
+    if re.search(r"(^|[._])(layers|noise_refiner|context_refiner)[._]\d+[._](attention|feed_forward)", joined):
+        return "z-image"
+    if "transformer_blocks" in joined:
+        return "dit"
+    return "unknown"
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def file_hash(path: Path) -> str:
+    """sha256 of the whole file, short form; memoised on (path, size, mtime)."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _HASHES:
+        with path.open("rb") as f:
+            _HASHES[key] = hashlib.file_digest(f, "sha256").hexdigest()[:12]
+    return _HASHES[key]
+
+
+def describe(path: Path, name: str) -> Checkpoint:
+    """Describe one file from its name and header; problems go into ``error``, never raise."""
+    info = parse_name(
+        path.parent.name if path.name in FOLDER_WEIGHTS and path.parent.name.startswith("checkpoint-") else path.stem
+    )
+    ck = Checkpoint(name=name, path=path, epoch=info.epoch, step=info.step, pattern=info.pattern)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        ck.format = "pickle"
+        ck.error = (
+            f"{name} is a pickle checkpoint ({path.suffix}); zbench never unpickles files because loading one can run "
+            "arbitrary code. Re-save it as .safetensors with your trainer (or convert it in a trusted environment)."
+        )
+        return ck
+    try:
+        ck.size = path.stat().st_size
+        header, meta = read_header(path)
+    except (OSError, HeaderError) as err:
+        ck.error = f"{name} {err}. Re-copy or re-save the file; the other checkpoints are unaffected."
+        return ck
+    ck.hash = file_hash(path)
+    ck.metadata = meta
+    keys = list(header)
+    ck.format = _detect_format(keys)
+    ck.modules = frozenset(m for k in keys if (m := _module_of(k)) is not None)
+    ck.arch = _detect_arch(ck.modules)
+    ranks = [
+        int(v["shape"][0])
+        for k, v in header.items()
+        if re.search(r"\.(lora_A|lora_down|lora\.down)(\.[^.]+)?\.weight$", k) and v.get("shape")
+    ]
+    ck.rank = max(ranks) if ranks else _int(meta.get("ss_network_dim"))
+    ck.alpha = _float(meta.get("ss_network_alpha"))
+    _apply_metadata(ck, meta)
+    if ck.format in ("lokr", "loha"):
+        ck.error = (
+            f"{name} is a {ck.format.upper()} file; zbench hot-swaps LoRA only (lora_A/lora_B or "
+            "lora_down/lora_up keys). Export the run as LoRA to compare it here."
+        )
+    elif "dora" in ck.format:
+        ck.error = (
+            f"{name} is a DoRA checkpoint (dora_scale keys); diffusers drops the magnitude vectors, so its "
+            "renders would be wrong. Compare DoRA runs in your trainer's sampler."
+        )
+    elif not ranks:
+        ck.error = (
+            f"{name} holds no LoRA tensors (no lora_A/lora_down keys among {len(keys)}): it is not a LoRA. "
+            "Move it out of the run folder."
+        )
+    return ck
+
+
+def _apply_metadata(ck: Checkpoint, meta: dict[str, str]) -> None:
+    """Fill epoch/step/alpha from trainer metadata; names win only where metadata is silent."""
+    epoch, step = _int(meta.get("ss_epoch")), _int(meta.get("ss_steps"))
+    if "training_info" in meta:  # ai-toolkit
+        try:
+            info = json.loads(meta["training_info"])
+            step = step if step is not None else _int(info.get("step"))
+            epoch = epoch if epoch is not None else _int(info.get("epoch"))
+        except (json.JSONDecodeError, AttributeError):
+            logger.warning("%s: training_info metadata is not JSON; ignored", ck.name)
+    if "lora_adapter_metadata" in meta and ck.alpha is None:  # diffusers / PEFT
+        try:
+            adapter = json.loads(meta["lora_adapter_metadata"])
+            alpha = adapter.get("transformer.lora_alpha", adapter.get("lora_alpha"))
+            ck.alpha = float(alpha) if alpha is not None else None
+        except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+            pass
+    # A kohya final file has no number in its name but says its epoch in metadata.
+    if epoch is not None and (ck.epoch is None or ck.pattern in ("number", "final")):
+        ck.epoch = epoch
+    if step is not None and ck.step is None:
+        ck.step = step
+
+
+def _sort_key(ck: Checkpoint, by: str):
+    number = ck.step if by == "step" else ck.epoch
+    final = ck.pattern == "final"
+    return (number if number is not None else math.inf, final, _natkey(ck.name))
+
+
+def _candidates(root: Path) -> list[tuple[Path, str]]:
+    """Files that may be checkpoints: top-level files, and LoRA weights one folder down."""
+    found = []
+    for p in root.iterdir():
+        if p.is_file():
+            found.append((p, p.name))
+        elif p.is_dir():
+            for name in (*FOLDER_WEIGHTS, "pytorch_lora_weights.bin", "adapter_model.bin"):
+                if (p / name).is_file():
+                    found.append((p / name, f"{p.name}/{name}"))
+    keep = []
+    for path, name in found:
+        suffix = path.suffix.lower()
+        if name.endswith(".bak") or name.startswith("."):
+            continue
+        if suffix == ".safetensors" or (suffix in PICKLE_SUFFIXES and not TRAINING_STATE.match(path.name)):
+            keep.append((path, name))
+    return keep
+
+
+def scan_run(folder: str | Path) -> list[Checkpoint]:
+    """List the checkpoints of one run in the order a person counts them.
+
+    Ordered by step when every numbered file has one, else by epoch, else naturally by
+    name (``9`` before ``10``); a file with no number and no metadata (a trainer's final
+    save) comes last. Files whose module set differs from the rest of the run are marked.
+
+    Raises:
+        FileNotFoundError: the folder does not exist (the message says what to pass instead).
+    """
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"LoRA folder {root} does not exist. Pass the folder your trainer saved the checkpoints in "
+            "(e.g. output/my_lora), or set [loras] dir in the config."
+        )
+    cks = [describe(path, name) for path, name in _candidates(root)]
+    numbered = [c for c in cks if c.pattern != "final" or c.epoch is not None or c.step is not None]
+    by = "step" if numbered and all(c.step is not None for c in numbered) else "epoch"
+    if by == "epoch" and not all(c.epoch is not None for c in numbered):
+        by = "name"
+    cks.sort(key=lambda c: _sort_key(c, by) if by != "name" else (c.pattern == "final", _natkey(c.name)))
+    _mark_odd_module_sets(cks)
+    return cks
+
+
+def _mark_odd_module_sets(cks: list[Checkpoint]) -> None:
+    """A run's checkpoints adapt the same modules; a file that differs is from elsewhere."""
+    usable = [c for c in cks if c.error is None]
+    if len(usable) < 2:
+        return
+    common, count = Counter(c.modules for c in usable).most_common(1)[0]
+    if count * 2 <= len(usable):
+        return  # no majority: nothing to call odd
+    for c in usable:
+        if c.modules != common:
+            missing, extra = common - c.modules, c.modules - common
+            example = sorted(extra or missing)[0]
+            c.error = (
+                f"{c.name} adapts a different set of modules from the rest of this run "
+                f"({len(missing)} missing, {len(extra)} extra, e.g. {example!r}); it is probably from another "
+                f"run or base model ({c.arch}). Move it to its own folder."
+            )

@@ -1,0 +1,228 @@
+"""``python -m zbench``: scan a run, render a comparison grid, benchmark swaps, build the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .checkpoints import Checkpoint, scan_run
+from .config import ConfigError, load_config
+
+__all__ = ["main"]
+
+logger = logging.getLogger("zbench")
+
+
+class UsageError(Exception):
+    """Bad arguments: printed as one line, exit code 2."""
+
+
+def _cmd_scan(args) -> int:
+    cks = scan_run(args.loras)
+    if args.json:
+        print(json.dumps([c.to_json() for c in cks], indent=2))
+        return 0
+    if not cks:
+        print(f"no checkpoints in {args.loras} (looked for *.safetensors and checkpoint-*/ folders)")
+        return 0
+    print(
+        f"{'#':>3}  {'checkpoint':<44} {'epoch':>6} {'step':>7} {'rank':>5} {'alpha':>6} {'format':<12} "
+        f"{'size':>9}  {'hash':<12}"
+    )
+    for i, c in enumerate(cks, 1):
+        alpha = "" if c.alpha is None else f"{c.alpha:g}"
+        size = f"{c.size / 2**20:.1f} MiB" if c.size else ""
+        print(
+            f"{i:>3}  {c.name[:44]:<44} {_s(c.epoch):>6} {_s(c.step):>7} {_s(c.rank):>5} {alpha:>6} "
+            f"{c.format:<12} {size:>9}  {c.hash:<12}"
+        )
+        meta = {k: v for k, v in c.metadata.items() if k.startswith(("ss_", "modelspec.")) or k == "training_info"}
+        if meta and args.verbose:
+            for k in sorted(meta):
+                print(f"{'':5}{k} = {meta[k][:100]}")
+        if c.error:
+            print(f"{'':5}error: {c.error}")
+    return 0
+
+
+def _s(value) -> str:
+    return "" if value is None else str(value)
+
+
+def select(cks: list[Checkpoint], tokens: list[str]) -> list[Checkpoint]:
+    """Pick checkpoints by epoch (or step when a file has no epoch), by "final", or by file name."""
+    chosen = []
+    for token in tokens:
+        if token.isdigit():
+            n = int(token)
+            hits = [c for c in cks if c.epoch == n] or [c for c in cks if c.epoch is None and c.step == n]
+        elif token == "final":
+            hits = [c for c in cks if c.pattern == "final"]
+        else:
+            hits = [c for c in cks if c.name == token or c.path.name == token or c.path.stem == token]
+        if not hits:
+            known = ", ".join(
+                str(c.epoch if c.epoch is not None else c.step if c.step is not None else c.name) for c in cks
+            )
+            raise UsageError(f"--epochs: no checkpoint matches {token!r}; this run has: {known}")
+        chosen += [c for c in hits if c not in chosen]
+    return sorted(chosen, key=cks.index)
+
+
+def _cmd_grid(args) -> int:
+    from tqdm import tqdm
+
+    from .pipeline import BaseModelError, get_base
+    from .render import RenderSettings, plan_grid, render_cells
+    from .sheet import SheetInfo, write_grid
+
+    config = load_config(args.config)
+    lora_dir = Path(args.loras) if args.loras else config.lora_dir
+    if lora_dir is None:
+        raise UsageError(f"no LoRA folder: pass --loras DIR or set [loras] dir in {config.source}")
+    run = scan_run(lora_dir)
+    cks = select(run, [t for part in args.epochs for t in part.split(",") if t]) if args.epochs else run
+    if not cks and args.no_base:
+        raise UsageError(f"nothing to render: {lora_dir} has no checkpoints and --no-base was given")
+    settings = RenderSettings(
+        steps=args.steps or config.steps,
+        guidance=config.guidance if args.guidance is None else args.guidance,
+        width=args.width or config.width,
+        height=args.height or config.height,
+        negative=config.negative if args.negative is None else args.negative,
+    )
+    prompts = args.prompt or [config.prompt]
+    seeds = args.seed or [config.seed]
+    scales = args.scale or [1.0]
+    try:
+        base = get_base(config)
+    except BaseModelError as err:
+        print(f"error: nothing could render: {err}", file=sys.stderr)
+        return 1
+    rows, cells = plan_grid(cks, prompts=prompts, seeds=seeds, scales=scales, include_base=not args.no_base)
+    target_rank = max([c.rank or 0 for c in run if c.error is None] or [0])
+    with tqdm(total=len(cells), desc="rendering", unit="cell", disable=args.quiet) as bar:
+
+        def progress(done, total, result):
+            bar.update(1)
+            if result.status == "error":
+                tqdm.write(f"error in {result.cell.name}: {result.error}", file=sys.stderr)
+
+        results = render_cells(base, cells, settings, target_rank=target_rank, progress=progress)
+    info = SheetInfo(
+        base=config.name,
+        run=str(lora_dir),
+        settings=settings,
+        prompts=tuple(prompts),
+        seeds=tuple(seeds),
+        scales=tuple(scales),
+    )
+    manifest = write_grid(args.out, results, rows, info)
+    ok = sum(c["status"] == "ok" for c in manifest["cells"])
+    print(
+        f"wrote {Path(args.out) / 'sheet.png'}: {ok} of {len(results)} cells rendered, "
+        f"{len(results) - ok} errors (see manifest.json)"
+    )
+    if ok == 0:
+        print("error: nothing could render; every cell failed (messages above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    from .bench import bench_swap, format_table
+
+    result = bench_swap(
+        rank=args.rank,
+        dim=args.dim,
+        layers=args.layers,
+        refiner_layers=args.refiner_layers,
+        repeats=args.repeats,
+        device=args.device,
+        dtype=args.dtype,
+        progress=lambda msg: print(f"... {msg}", file=sys.stderr),
+    )
+    print(format_table(result))
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import build_demo
+
+    models, loras = build_demo()
+    print(f"built the tiny demo base in {models} and its LoRA run in {loras}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m zbench", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("scan", help="list a run's checkpoints in order, with what their headers say")
+    p.add_argument("loras", help="the folder the trainer saved checkpoints in")
+    p.add_argument("--json", action="store_true", help="print a JSON list in display order")
+    p.set_defaults(func=_cmd_scan)
+
+    p = sub.add_parser("grid", help="render the same prompt and seed across checkpoints into a sheet")
+    p.add_argument("--config", help="bench config TOML (default: configs/demo.toml)")
+    p.add_argument("--loras", help="LoRA run folder (default: the config's [loras] dir)")
+    p.add_argument("--epochs", action="append", help="checkpoints to show: epochs/steps/names, comma-separated")
+    p.add_argument("--prompt", action="append", help="a prompt; repeat for a row per prompt")
+    p.add_argument("--negative", help="negative prompt (used when guidance > 0)")
+    p.add_argument("--seed", action="append", type=int, help="a seed; repeat for a row per seed")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--guidance", type=float)
+    p.add_argument("--width", type=int)
+    p.add_argument("--height", type=int)
+    p.add_argument("--scale", action="append", type=float, help="LoRA scale; repeat for a row per scale")
+    p.add_argument("--no-base", action="store_true", help="leave out the base (LoRA off) column")
+    p.add_argument("--out", required=True, help="folder for sheet.png, cells/ and manifest.json")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_grid)
+
+    p = sub.add_parser("bench", help="benchmarks")
+    bench = p.add_subparsers(dest="what", required=True)
+    b = bench.add_parser("swap", help="checkpoint swap time: zbench vs diffusers vs the memcpy floor")
+    b.add_argument("--rank", type=int, default=32)
+    b.add_argument("--dim", type=int, default=3840, help="transformer width (Z-Image-Turbo: 3840)")
+    b.add_argument("--layers", type=int, default=30, help="main blocks (Z-Image-Turbo: 30)")
+    b.add_argument("--refiner-layers", type=int, default=2, help="noise and context refiner blocks each (2)")
+    b.add_argument("--repeats", type=int, default=15)
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    b.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("demo", help="the embedded demo")
+    demo = p.add_subparsers(dest="what", required=True)
+    d = demo.add_parser("build", help="build the tiny demo base and LoRA run (seconds)")
+    d.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if not args.verbose:
+        _quiet_libraries()
+    try:
+        return args.func(args)
+    except (UsageError, ConfigError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _quiet_libraries() -> None:
+    """diffusers and transformers print loading bars and notices that drown the CLI's own output."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()

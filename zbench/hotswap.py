@@ -1,0 +1,317 @@
+"""The adapter lifecycle: inject LoRA layers once, then swap checkpoints by writing tensors in place.
+
+A run's checkpoints all adapt the same modules, so after the first one is loaded the next is
+only new numbers in the same places. Three paths, fastest first:
+
+- fast: the checkpoint was seen before; its converted tensors sit in a bounded in-memory
+  cache and one ``torch._foreach_copy_`` writes them into the live layers.
+- general: a new file; diffusers ``load_lora_weights(..., hotswap=True)`` converts its keys
+  (kohya, ai-toolkit, fused qkv...) and writes it in place. The result is then cached.
+- inject: the first checkpoint of a run, a new run, or a rank larger than the layers hold;
+  layers are (re)created at the largest rank of the run (zero padding is exact).
+
+"base" disables the adapter layers, which makes them return the base layer's output exactly.
+Every method that changes the adapter holds ``lock``; a caller that renders holds it across
+swap and render so that concurrent sessions sharing the pipeline never mix checkpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from .checkpoints import Checkpoint
+from .pipeline import Base
+
+__all__ = ["AdapterSwapper", "LoraError", "get_swapper"]
+
+logger = logging.getLogger(__name__)
+
+ADAPTER = "zbench"
+SwapPath = Literal["noop", "base", "fast", "general", "inject"]
+_FAMILY_NAMES = {
+    "z-image": "Z-Image",
+    "sdxl": "SDXL",
+    "sd": "SD 1.5/2",
+    "flux": "Flux",
+    "dit": "a DiT",
+    "other": "another model",
+}
+
+
+class LoraError(ValueError):
+    """A checkpoint cannot be applied to the loaded base; the message names cause and fix."""
+
+
+@dataclass
+class _Snapshot:
+    tensors: list[torch.Tensor]  # aligned with AdapterSwapper._params
+    scalings: list[float]  # aligned with AdapterSwapper._layers, at LoRA scale 1
+    nbytes: int
+
+
+class AdapterSwapper:
+    """Owns the one LoRA adapter slot of a base pipeline's denoiser.
+
+    Modifies ``base.pipe`` in place: it injects peft LoRA layers into the denoiser and
+    rewrites their weights and scalings on every :meth:`activate`.
+    """
+
+    def __init__(self, base: Base, *, cache_mb: int | None = None):
+        self.base = base
+        self.lock = threading.RLock()
+        self.cache_bytes = (base.config.swap_cache_mb if cache_mb is None else cache_mb) * 2**20
+        self._cache: OrderedDict[str, _Snapshot] = OrderedDict()
+        self._layers: list[torch.nn.Module] = []
+        self._params: list[torch.Tensor] = []
+        self._modules: frozenset[str] = frozenset()
+        self._run: Path | None = None
+        self._rank = 0
+        self._active: str | None = None  # hash of the active checkpoint; None = base
+        self._scale = 1.0
+        self._scalings: list[float] = []
+        self._enabled = False  # whether the adapter layers are on (off = base model)
+        self.last_path: SwapPath = "noop"
+        if getattr(base.denoiser, "peft_config", None):
+            base.pipe.unload_lora_weights()  # take over a pipeline that already holds adapters
+
+    @property
+    def prefix(self) -> str:
+        return "transformer" if getattr(self.base.pipe, "transformer", None) is not None else "unet"
+
+    @property
+    def active(self) -> str | None:
+        """Hash of the checkpoint the next render uses, or None for the base model."""
+        return self._active
+
+    @property
+    def injected_rank(self) -> int:
+        return self._rank
+
+    def activate(self, ck: Checkpoint | None, *, scale: float = 1.0, target_rank: int | None = None) -> SwapPath:
+        """Make ``ck`` the adapter of the next render (``None``: the base model, LoRA off).
+
+        Args:
+            ck: a checkpoint from :func:`zbench.scan_run`, or None for the base.
+            scale: LoRA strength; 1.0 is the checkpoint as trained.
+            target_rank: the largest rank in the run, so layers are injected once for all.
+
+        Returns:
+            Which path the swap took: "noop", "base", "fast", "general" or "inject".
+
+        Raises:
+            LoraError: the file is broken, for another base, or differs from the run's modules.
+                The adapter state is unchanged in that case except when the error came during
+                injection, which leaves the base active.
+        """
+        with self.lock, torch.no_grad():
+            self.last_path = self._activate(ck, scale, target_rank)
+            return self.last_path
+
+    def _activate(self, ck, scale, target_rank) -> SwapPath:
+        denoiser = self.base.denoiser
+        if ck is None:
+            if self._enabled:
+                denoiser.disable_adapters()
+                self._enabled = False
+            self._active = None
+            return "base"
+        if ck.error:
+            raise LoraError(ck.error)
+        if self._active == ck.hash:
+            if scale != self._scale:
+                self._apply_scalings(self._scalings, scale)
+                self._scale = scale
+            return "noop"
+        snap = self._cache.get(ck.hash)
+        run = ck.path.parent if ck.pattern != "diffusers" else ck.path.parent.parent
+        if snap is not None and run == self._run:
+            self._cache.move_to_end(ck.hash)
+            torch._foreach_copy_(self._params, snap.tensors)
+            path: SwapPath = "fast"
+        else:
+            path = self._load(ck, run, target_rank)
+            snap = self._snapshot()
+            self._remember(ck.hash, snap)
+        self._scalings = snap.scalings
+        self._apply_scalings(snap.scalings, scale)
+        if not self._enabled:
+            denoiser.enable_adapters()
+            self._enabled = True
+        self._active, self._scale = ck.hash, scale
+        return path
+
+    # -- the general and inject paths -------------------------------------------------------
+
+    def _load(self, ck: Checkpoint, run: Path, target_rank: int | None) -> SwapPath:
+        source, modules, rank = self._read(ck)
+        if self._layers and run == self._run and modules != self._modules:
+            missing, extra = self._modules - modules, modules - self._modules
+            raise LoraError(
+                f"{ck.name} adapts a different set of modules from the rest of this run ({len(missing)} missing, "
+                f"{len(extra)} extra, e.g. {sorted(missing or extra)[0]!r}): it is from another run or trainer "
+                "setting. Move it to its own folder."
+            )
+        need = max(rank, target_rank or 0)
+        if self._layers and run == self._run and need <= self._rank:
+            try:
+                self.base.pipe.load_lora_weights(source, adapter_name=ADAPTER, hotswap=True)
+                return "general"
+            except ValueError as err:  # e.g. a different alpha_pattern: re-inject instead
+                logger.info("hotswap of %s refused (%s); re-injecting", ck.name, err)
+        self._inject(source, ck, modules, run, need)
+        return "inject"
+
+    def _inject(self, source, ck: Checkpoint, modules: frozenset[str], run: Path, rank: int) -> None:
+        pipe = self.base.pipe
+        if self._layers:
+            pipe.unload_lora_weights()
+        self._cache.clear()
+        self._layers, self._params, self._modules, self._rank, self._run = [], [], frozenset(), 0, None
+        self._active, self._enabled = None, False
+        pipe.enable_lora_hotswap(target_rank=rank)
+        try:
+            pipe.load_lora_weights(source, adapter_name=ADAPTER)
+        except (ValueError, RuntimeError, KeyError) as err:
+            self._release(pipe)
+            raise LoraError(f"{ck.name} could not be loaded into {type(self.base.denoiser).__name__}: {err}") from err
+        layers = {n: m for n, m in self.base.denoiser.named_modules() if ADAPTER in getattr(m, "lora_A", {})}
+        if set(layers) != modules:
+            self._release(pipe)
+            raise LoraError(
+                f"{ck.name}: diffusers injected {len(layers)} of its {len(modules)} modules (e.g. missing "
+                f"{sorted(modules - set(layers))[:1]}); the file does not match this base. Pick a LoRA trained on "
+                f"{self.base.config.name}."
+            )
+        self._layers = list(layers.values())
+        self._params = [p for m in self._layers for p in (m.lora_A[ADAPTER].weight, m.lora_B[ADAPTER].weight)]
+        self._modules, self._rank, self._run = modules, rank, run
+        self._enabled = True  # fresh layers start enabled
+
+    def _release(self, pipe) -> None:
+        pipe.unload_lora_weights()
+        self.base.denoiser._prepare_lora_hotswap_kwargs = None  # set by enable_lora_hotswap, now unused
+
+    def _read(self, ck: Checkpoint) -> tuple[str | dict, frozenset[str], int]:
+        """Convert a file's keys the way diffusers will and check it fits this base.
+
+        Returns:
+            (what to pass to load_lora_weights, the denoiser modules it adapts, its rank).
+        """
+        pipe, prefix = self.base.pipe, self.prefix
+        try:
+            out = pipe.lora_state_dict(str(ck.path), return_lora_metadata=True)
+        except Exception as err:  # diffusers raises many types for keys it cannot convert
+            raise LoraError(
+                f"{ck.name}: diffusers cannot read it as a {self._family} LoRA ({type(err).__name__}: "
+                f"{err}). {self._arch_hint(ck)}"
+            ) from err
+        sd = out[0]
+        source: str | dict = str(ck.path)
+        if not any(k.startswith(prefix + ".") for k in sd):
+            fixed = self._with_prefix(sd)
+            if fixed is None:
+                raise LoraError(
+                    f"{ck.name}: none of its {len(sd)} keys names a module of this base's "
+                    f"{prefix} (e.g. {next(iter(sd), '')!r}), so it would change nothing. {self._arch_hint(ck)}"
+                )
+            sd = source = fixed
+        foreign = sorted(k for k in sd if not k.startswith(prefix + "."))
+        if foreign:
+            raise LoraError(
+                f"{ck.name} also adapts the text encoder ({len(foreign)} tensors, e.g. {foreign[0]!r}); "
+                "zbench swaps denoiser LoRAs only. Retrain with the text encoder frozen (e.g. kohya "
+                "--network_train_unet_only) to compare this run here."
+            )
+        bad = [k for k, v in sd.items() if not torch.isfinite(v).all()]
+        if bad:
+            raise LoraError(
+                f"{ck.name} has NaN or infinite values in {len(bad)} tensors (e.g. {bad[0]!r}): training "
+                "diverged by this checkpoint. Compare the earlier checkpoints and lower the learning rate."
+            )
+        names = set(dict(self.base.denoiser.named_modules()))
+        modules = frozenset(k[len(prefix) + 1 :].split(".lora_")[0] for k in sd)
+        unknown = sorted(modules - names)
+        if unknown:
+            raise LoraError(
+                f"{ck.name} names {len(unknown)} of its {len(modules)} modules that this base lacks "
+                f"(e.g. {unknown[0]!r}). {self._arch_hint(ck)}"
+            )
+        rank = max(v.shape[0] for k, v in sd.items() if ".lora_A." in k)
+        return source, modules, rank
+
+    def _with_prefix(self, sd: dict) -> dict | None:
+        """PEFT-style files name modules bare ("layers.0...") or as "base_model.model.layers.0...";
+        diffusers expects "<prefix>.layers.0..." and otherwise silently injects nothing."""
+        names = set(dict(self.base.denoiser.named_modules()))
+        fixed = {}
+        for k, v in sd.items():
+            bare = k.removeprefix("base_model.model.").replace(".default.", ".")
+            if bare.split(".lora_")[0] not in names:
+                return None
+            fixed[f"{self.prefix}.{bare}"] = v
+        return fixed
+
+    @property
+    def _family(self) -> str:
+        return _FAMILY_NAMES.get(self.base.family, self.base.family)
+
+    def _arch_hint(self, ck: Checkpoint) -> str:
+        if ck.arch not in ("unknown", self.base.family):
+            example = sorted(ck.modules)[0] if ck.modules else ""
+            return (
+                f"It targets {_FAMILY_NAMES.get(ck.arch, ck.arch)} (keys like {example!r}); the loaded base is "
+                f"{self._family}. Pick a {self._family} LoRA or switch the base in configs/."
+            )
+        return f"Check that it was trained on {self.base.config.name}."
+
+    # -- the fast path ------------------------------------------------------------------------
+
+    def _snapshot(self) -> _Snapshot:
+        tensors = [p.detach().clone() for p in self._params]
+        scalings = [float(m.scaling[ADAPTER]) for m in self._layers]
+        return _Snapshot(tensors, scalings, sum(t.numel() * t.element_size() for t in tensors))
+
+    def _remember(self, key: str, snap: _Snapshot) -> None:
+        if snap.nbytes > self.cache_bytes:
+            return
+        self._cache[key] = snap
+        while sum(s.nbytes for s in self._cache.values()) > self.cache_bytes:
+            self._cache.popitem(last=False)
+
+    def _apply_scalings(self, scalings: list[float], scale: float) -> None:
+        for layer, value in zip(self._layers, scalings, strict=False):
+            current = layer.scaling[ADAPTER]
+            if isinstance(current, torch.Tensor):
+                current.fill_(value * scale)
+            else:
+                layer.scaling[ADAPTER] = value * scale
+
+    def timed_activate(self, ck: Checkpoint | None, **kwargs) -> tuple[SwapPath, float]:
+        """:meth:`activate`, also returning its wall time in milliseconds (synchronised on CUDA)."""
+        with self.lock:
+            t0 = time.perf_counter()
+            path = self.activate(ck, **kwargs)
+            if self.base.device.type == "cuda":
+                torch.cuda.synchronize(self.base.device)
+            return path, (time.perf_counter() - t0) * 1000
+
+
+_SWAPPERS: dict[int, AdapterSwapper] = {}
+_SWAPPERS_LOCK = threading.Lock()
+
+
+def get_swapper(base: Base) -> AdapterSwapper:
+    """The one swapper of a base pipeline (created on first use)."""
+    with _SWAPPERS_LOCK:
+        swapper = _SWAPPERS.get(id(base))
+        if swapper is None or swapper.base is not base:
+            swapper = _SWAPPERS[id(base)] = AdapterSwapper(base)
+        return swapper

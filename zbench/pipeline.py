@@ -1,0 +1,200 @@
+"""The base pipeline: loaded once per process, with explicit device and dtype.
+
+Prompt embeddings are computed once per prompt and reused for every checkpoint, since
+the LoRAs zbench compares adapt the denoiser (transformer or UNet), not the text encoder.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import BenchConfig
+
+__all__ = ["Base", "BaseModelError", "get_base", "load_base", "resolve_device", "resolve_dtype"]
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class BaseModelError(RuntimeError):
+    """The base model could not be found or loaded; the message says where we looked."""
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``"auto"`` means CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BaseModelError(
+            "the config asks for device = 'cuda' but torch sees no CUDA GPU; "
+            "set device = 'auto' or 'cpu', or install a CUDA build of torch (see README)"
+        )
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``"auto"`` means bfloat16 on CUDA and float32 elsewhere (CPU half precision is slow)."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return _DTYPES[name]
+
+
+@dataclass
+class Base:
+    """A loaded base pipeline and what zbench needs to know about it."""
+
+    pipe: Any  # a diffusers DiffusionPipeline
+    config: BenchConfig
+    device: torch.device
+    dtype: torch.dtype
+    family: str  # "z-image", "sdxl", "sd", "flux" or "other": which LoRAs fit
+    _embeds: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _embeds_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        """The module LoRAs adapt: the transformer, or the UNet of SD-family pipelines."""
+        return getattr(self.pipe, "transformer", None) or self.pipe.unet
+
+    def prompt_kwargs(self, prompt: str, negative: str, guidance: float) -> dict[str, Any]:
+        """Keyword arguments for the pipeline call that carry the encoded prompt.
+
+        Encodes once per (prompt, negative, guidance-on) and keeps the last 32 results.
+        Pipelines without a known encoder get the text itself (correct, just slower).
+        """
+        encoder = _ENCODERS.get(type(self.pipe).__name__)
+        if encoder is None:
+            kwargs: dict[str, Any] = {"prompt": prompt}
+            if negative and "negative_prompt" in inspect.signature(self.pipe.__call__).parameters:
+                kwargs["negative_prompt"] = negative
+            return kwargs
+        key = (prompt, negative, guidance > 0)
+        with self._embeds_lock:
+            if key in self._embeds:
+                self._embeds.move_to_end(key)
+                return self._embeds[key]
+        with torch.inference_mode():
+            kwargs = encoder(self.pipe, prompt, negative, guidance, self.device)
+        with self._embeds_lock:
+            self._embeds[key] = kwargs
+            while len(self._embeds) > 32:
+                self._embeds.popitem(last=False)
+        return kwargs
+
+
+def _encode_zimage(pipe, prompt: str, negative: str, guidance: float, device) -> dict[str, Any]:
+    cfg = guidance > 0  # ZImagePipeline applies CFG whenever guidance_scale > 0
+    embeds, negative_embeds = pipe.encode_prompt(
+        prompt, device=device, do_classifier_free_guidance=cfg, negative_prompt=negative or None
+    )
+    kwargs = {"prompt_embeds": embeds}
+    if cfg:
+        kwargs["negative_prompt_embeds"] = negative_embeds
+    return kwargs
+
+
+_ENCODERS = {"ZImagePipeline": _encode_zimage}
+
+
+def _family(pipe) -> str:
+    name = type(pipe).__name__
+    if name.startswith("ZImage"):
+        return "z-image"
+    if "XL" in name:
+        return "sdxl"
+    if name.startswith("Flux"):
+        return "flux"
+    if name.startswith("StableDiffusion"):
+        return "sd"
+    return "other"
+
+
+def load_base(config: BenchConfig) -> Base:
+    """Load the base pipeline a config names (not cached; see :func:`get_base`).
+
+    Raises:
+        BaseModelError: the model is neither at ``config.model_path`` nor loadable from ``repo_id``.
+    """
+    import diffusers
+
+    device = resolve_device(config.device)
+    dtype = resolve_dtype(config.dtype, device)
+    cls = diffusers.DiffusionPipeline if config.pipeline == "auto" else getattr(diffusers, config.pipeline, None)
+    if cls is None:
+        raise BaseModelError(
+            f"{config.source}: pipeline = {config.pipeline!r} is not a diffusers pipeline class "
+            f"(diffusers {diffusers.__version__}); use e.g. 'ZImagePipeline' or 'auto'"
+        )
+    path = config.model_path
+    try:
+        if path is not None and path.is_file():
+            if not hasattr(cls, "from_single_file"):
+                raise BaseModelError(
+                    f"{cls.__name__} cannot load a single file ({path}); point path at a diffusers folder"
+                )
+            pipe = cls.from_single_file(str(path), dtype=dtype)
+        elif path is not None and path.is_dir():
+            pipe = cls.from_pretrained(str(path), dtype=dtype, local_files_only=True)
+        elif config.repo_id:
+            pipe = cls.from_pretrained(config.repo_id, dtype=dtype)
+        else:
+            raise BaseModelError(_missing_message(config))
+    except BaseModelError:
+        raise
+    except (OSError, ValueError) as err:
+        raise BaseModelError(f"{_missing_message(config)}\n(loader said: {err})") from err
+
+    if config.offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    elif config.offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    if config.vae_tiling and hasattr(pipe, "vae"):
+        pipe.vae.enable_tiling()
+    pipe.set_progress_bar_config(disable=True)
+    logger.info("loaded %s (%s) on %s as %s", config.model_id, type(pipe).__name__, device, dtype)
+    return Base(pipe=pipe, config=config, device=device, dtype=dtype, family=_family(pipe))
+
+
+def _missing_message(config: BenchConfig) -> str:
+    where = f"looked for a diffusers folder at {config.model_path}"
+    if config.repo_id:
+        where += f" and then for {config.repo_id!r} on the Hugging Face hub (unreachable or not cached)"
+    demo = Path(config.model_path or "").name == "tiny-zimage"
+    fix = (
+        "build the embedded demo with `python -m zbench demo build`"
+        if demo
+        else f"download the model there (huggingface-cli download {config.repo_id or '<repo id>'} --local-dir "
+        f"{config.model_path}) or edit [model] path in {config.source}"
+    )
+    return f"base model {config.name!r} not found: {where}. To fix: {fix}."
+
+
+_BASES: dict[tuple, Base] = {}
+_BASES_LOCK = threading.Lock()
+
+
+def get_base(config: BenchConfig) -> Base:
+    """The process-wide base for a config: loaded on first use, then shared.
+
+    Only one base is kept: asking for another model releases the previous one first,
+    since two 6B-parameter pipelines rarely fit in memory together.
+    """
+    key = (config.model_id, config.pipeline, config.device, config.dtype, config.offload, config.vae_tiling)
+    with _BASES_LOCK:
+        if key not in _BASES:
+            _BASES.clear()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            _BASES[key] = load_base(config)
+        return _BASES[key]

@@ -1,0 +1,226 @@
+"""Turn a grid plan into images: the same prompt and seed drawn by every chosen checkpoint.
+
+Cells are rendered checkpoint by checkpoint so each adapter is swapped in once per grid.
+Swap and render of a cell happen under the swapper's lock, so sessions sharing the pipeline
+never see each other's adapter. One bad checkpoint yields an error cell; the rest render.
+The API takes every cell at once so that a batched strategy (several checkpoints in one
+denoising batch) can replace the loop without changing callers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .checkpoints import Checkpoint
+from .hotswap import AdapterSwapper, LoraError, get_swapper
+from .pipeline import Base
+
+__all__ = ["Cell", "CellResult", "RenderError", "RenderSettings", "Row", "plan_grid", "render_cells", "render_image"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """What every cell of a grid shares."""
+
+    steps: int
+    guidance: float
+    width: int
+    height: int
+    negative: str = ""
+
+    def __post_init__(self):
+        if self.width % 16 or self.height % 16:
+            raise ValueError(f"width and height should be multiples of 16, got {self.width}x{self.height}")
+        if self.steps < 1:
+            raise ValueError(f"steps should be at least 1, got {self.steps}")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the grid: a prompt, a seed and a LoRA scale."""
+
+    prompt: str
+    seed: int
+    scale: float = 1.0
+
+    def label(self, *, prompts: int, seeds: int, scales: int) -> str:
+        parts = []
+        if prompts > 1:
+            parts.append(self.prompt if len(self.prompt) <= 40 else self.prompt[:39] + "…")
+        if seeds > 1 or not parts:
+            parts.append(f"seed {self.seed}")
+        if scales > 1:
+            parts.append(f"scale {self.scale:g}")
+        return " · ".join(parts)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One image of the grid: a row drawn by one checkpoint (None = the base model)."""
+
+    row: int
+    col: int
+    checkpoint: Checkpoint | None
+    prompt: str
+    seed: int
+    scale: float
+
+    @property
+    def name(self) -> str:
+        return "base" if self.checkpoint is None else self.checkpoint.name
+
+
+Status = Literal["ok", "error", "stopped"]
+
+
+@dataclass
+class CellResult:
+    """What rendering a cell gave: an image, or an error message saying what to do."""
+
+    cell: Cell
+    image: Image.Image | None
+    status: Status
+    error: str | None = None
+    swap_ms: float | None = None
+    render_ms: float | None = None
+    swap_path: str | None = None
+
+
+def plan_grid(
+    checkpoints: Sequence[Checkpoint],
+    *,
+    prompts: Sequence[str],
+    seeds: Sequence[int],
+    scales: Sequence[float] = (1.0,),
+    include_base: bool = True,
+) -> tuple[list[Row], list[Cell]]:
+    """Lay out a grid: a column per checkpoint (base first), a row per prompt × seed × scale.
+
+    Returns:
+        (the rows, the cells in row-major order).
+    """
+    if not prompts or not seeds or not scales:
+        raise ValueError("a grid needs at least one prompt, one seed and one scale")
+    rows = [Row(p, s, c) for p, s, c in itertools.product(prompts, seeds, scales)]
+    columns: list[Checkpoint | None] = ([None] if include_base else []) + list(checkpoints)
+    cells = [
+        Cell(r, c, ck, row.prompt, row.seed, row.scale) for r, row in enumerate(rows) for c, ck in enumerate(columns)
+    ]
+    return rows, cells
+
+
+def render_cells(
+    base: Base,
+    cells: Sequence[Cell],
+    settings: RenderSettings,
+    *,
+    swapper: AdapterSwapper | None = None,
+    target_rank: int | None = None,
+    progress: Callable[[int, int, CellResult], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[CellResult]:
+    """Render cells, one checkpoint at a time; results come back in the order of ``cells``.
+
+    Args:
+        target_rank: the largest rank among the run's checkpoints (default: among these cells'),
+            so adapter layers are injected once for the whole run.
+        progress: called after every cell with (done, total, result).
+        should_stop: polled between cells; when it returns True the rest are marked "stopped".
+
+    Side effects:
+        Swaps the shared pipeline's adapter (under the swapper's lock).
+    """
+    swapper = swapper or get_swapper(base)
+    ranks = [c.checkpoint.rank for c in cells if c.checkpoint is not None and c.checkpoint.rank]
+    target_rank = max([target_rank or 0, *ranks])
+    # Checkpoint-major order: each adapter is swapped in once; base (None) first.
+    order = sorted(range(len(cells)), key=lambda i: (cells[i].col, cells[i].scale, cells[i].row))
+    results: list[CellResult | None] = [None] * len(cells)
+    base_images: dict[tuple[str, int], CellResult] = {}  # the base ignores the LoRA scale
+    for done, i in enumerate(order, start=1):
+        cell = cells[i]
+        if should_stop is not None and should_stop():
+            results[i] = CellResult(cell, None, "stopped", "rendering was stopped")
+            continue
+        reuse = base_images.get((cell.prompt, cell.seed)) if cell.checkpoint is None else None
+        if reuse is not None:
+            result = CellResult(cell, reuse.image, reuse.status, reuse.error, None, None, "reused")
+        else:
+            result = _render_cell(base, swapper, cell, settings, target_rank)
+            if cell.checkpoint is None:
+                base_images[(cell.prompt, cell.seed)] = result
+        results[i] = result
+        if progress is not None:
+            progress(done, len(cells), result)
+    return [r for r in results if r is not None]
+
+
+def _render_cell(
+    base: Base, swapper: AdapterSwapper, cell: Cell, settings: RenderSettings, target_rank: int
+) -> CellResult:
+    with swapper.lock:
+        try:
+            path, swap_ms = swapper.timed_activate(cell.checkpoint, scale=cell.scale, target_rank=target_rank)
+        except LoraError as err:
+            return CellResult(cell, None, "error", str(err))
+        try:
+            t0 = time.perf_counter()
+            image = render_image(base, cell.prompt, cell.seed, settings)
+            render_ms = (time.perf_counter() - t0) * 1000
+        except RenderError as err:
+            return CellResult(cell, None, "error", str(err), swap_ms, None, path)
+    return CellResult(cell, image, "ok", None, swap_ms, render_ms, path)
+
+
+class RenderError(RuntimeError):
+    """A render failed; the message says why and what to change."""
+
+
+def render_image(base: Base, prompt: str, seed: int, settings: RenderSettings) -> Image.Image:
+    """Draw one image with whatever adapter is active. Call it under the swapper's lock.
+
+    The initial noise comes from a CPU generator seeded with ``seed``, so every checkpoint
+    (and CPU and CUDA alike) starts from the same noise.
+
+    Raises:
+        RenderError: out of memory, or the result holds NaNs (a diverged LoRA or fp16 overflow).
+    """
+    kwargs = base.prompt_kwargs(prompt, settings.negative, settings.guidance)
+    try:
+        with torch.inference_mode():
+            out = base.pipe(
+                **kwargs,
+                num_inference_steps=settings.steps,
+                guidance_scale=settings.guidance,
+                width=settings.width,
+                height=settings.height,
+                output_type="np",
+                generator=torch.Generator("cpu").manual_seed(seed),
+            )
+        if base.device.type == "cuda":
+            torch.cuda.synchronize(base.device)
+    except torch.OutOfMemoryError as err:
+        if base.device.type == "cuda":
+            torch.cuda.empty_cache()
+        raise RenderError(
+            f"out of memory rendering {settings.width}x{settings.height} on {base.device}: lower the size, or set "
+            'offload = "model" in the config\'s [model] section. Cells already drawn are kept.'
+        ) from err
+    array = np.asarray(out.images[0])
+    if not np.isfinite(array).all():
+        raise RenderError(
+            "the render produced NaN values: the checkpoint is diverged, or float16 overflowed "
+            '(try dtype = "bfloat16" or "float32" in the config)'
+        )
+    return Image.fromarray((np.clip(array, 0, 1) * 255).round().astype(np.uint8))
