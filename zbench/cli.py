@@ -105,10 +105,12 @@ def _cmd_grid(args) -> int:
     rows, cells = plan_grid(cks, prompts=prompts, seeds=seeds, scales=scales, include_base=not args.no_base)
     target_rank = max([c.rank or 0 for c in run if c.error is None] or [0])
     with tqdm(total=len(cells), desc="rendering", unit="cell", disable=args.quiet) as bar:
+        reported = set()
 
         def progress(done, total, result):
             bar.update(1)
-            if result.status == "error":
+            if result.status == "error" and (result.cell.name, result.error) not in reported:
+                reported.add((result.cell.name, result.error))
                 tqdm.write(f"error in {result.cell.name}: {result.error}", file=sys.stderr)
 
         results = render_cells(base, cells, settings, target_rank=target_rank, progress=progress)

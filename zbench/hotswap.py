@@ -51,10 +51,19 @@ class LoraError(ValueError):
 
 
 @dataclass
-class _Snapshot:
-    tensors: list[torch.Tensor]  # aligned with AdapterSwapper._params
+class _Entry:
+    """A checkpoint ready for the fast path: what to copy where, and its scalings."""
+
+    src: list[torch.Tensor]  # converted tensors (owned by the cache, never aliased by the model)
+    dst: list[torch.Tensor]  # views of the live adapter weights they are copied into
+    zero: list[torch.Tensor]  # views past this checkpoint's rank (padding), zeroed on swap
     scalings: list[float]  # aligned with AdapterSwapper._layers, at LoRA scale 1
     nbytes: int
+
+    def write(self) -> None:
+        torch._foreach_copy_(self.dst, self.src)
+        if self.zero:
+            torch._foreach_zero_(self.zero)
 
 
 class AdapterSwapper:
@@ -68,7 +77,8 @@ class AdapterSwapper:
         self.base = base
         self.lock = threading.RLock()
         self.cache_bytes = (base.config.swap_cache_mb if cache_mb is None else cache_mb) * 2**20
-        self._cache: OrderedDict[str, _Snapshot] = OrderedDict()
+        self._cache: OrderedDict[str, _Entry] = OrderedDict()
+        self._names: list[str] = []  # module names of the adapter layers, aligned with _layers
         self._layers: list[torch.nn.Module] = []
         self._params: list[torch.Tensor] = []
         self._modules: frozenset[str] = frozenset()
@@ -76,7 +86,8 @@ class AdapterSwapper:
         self._rank = 0
         self._active: str | None = None  # hash of the active checkpoint; None = base
         self._scale = 1.0
-        self._scalings: list[float] = []
+        self._scalings: list[float] = []  # the active checkpoint's scalings at LoRA scale 1
+        self._applied: list[float] = []  # what the layers hold now
         self._enabled = False  # whether the adapter layers are on (off = base model)
         self.last_path: SwapPath = "noop"
         if getattr(base.denoiser, "peft_config", None):
@@ -94,6 +105,20 @@ class AdapterSwapper:
     @property
     def injected_rank(self) -> int:
         return self._rank
+
+    @property
+    def adapter_bytes(self) -> int:
+        """Bytes of LoRA tensors in the live layers (one checkpoint at the injected rank)."""
+        return sum(p.numel() * p.element_size() for p in self._params)
+
+    @property
+    def layer_count(self) -> int:
+        return len(self._layers)
+
+    def clear_cache(self) -> None:
+        """Forget cached checkpoints (frees their memory); the next visit of each reloads its file."""
+        with self.lock:
+            self._cache.clear()
 
     def activate(self, ck: Checkpoint | None, *, scale: float = 1.0, target_rank: int | None = None) -> SwapPath:
         """Make ``ck`` the adapter of the next render (``None``: the base model, LoRA off).
@@ -130,18 +155,20 @@ class AdapterSwapper:
                 self._apply_scalings(self._scalings, scale)
                 self._scale = scale
             return "noop"
-        snap = self._cache.get(ck.hash)
-        run = ck.path.parent if ck.pattern != "diffusers" else ck.path.parent.parent
-        if snap is not None and run == self._run:
+        entry = self._cache.get(ck.hash)
+        run = ck.path.parent.parent if "/" in ck.name else ck.path.parent  # checkpoint-500/… folders
+        if entry is not None and run == self._run:
             self._cache.move_to_end(ck.hash)
-            torch._foreach_copy_(self._params, snap.tensors)
+            entry.write()
             path: SwapPath = "fast"
         else:
-            path = self._load(ck, run, target_rank)
-            snap = self._snapshot()
-            self._remember(ck.hash, snap)
-        self._scalings = snap.scalings
-        self._apply_scalings(snap.scalings, scale)
+            path, sd = self._load(ck, run, target_rank)
+            scalings = [float(m.scaling[ADAPTER]) for m in self._layers]
+            self._applied = list(scalings)  # what diffusers just wrote
+            entry = (self._entry(sd, scalings) if path == "general" else None) or self._clone(scalings)
+            self._remember(ck.hash, entry)
+        self._scalings = entry.scalings
+        self._apply_scalings(entry.scalings, scale)
         if not self._enabled:
             denoiser.enable_adapters()
             self._enabled = True
@@ -150,8 +177,8 @@ class AdapterSwapper:
 
     # -- the general and inject paths -------------------------------------------------------
 
-    def _load(self, ck: Checkpoint, run: Path, target_rank: int | None) -> SwapPath:
-        source, modules, rank = self._read(ck)
+    def _load(self, ck: Checkpoint, run: Path, target_rank: int | None) -> tuple[SwapPath, dict]:
+        source, sd, modules, rank = self._read(ck)
         if self._layers and run == self._run and modules != self._modules:
             missing, extra = self._modules - modules, modules - self._modules
             raise LoraError(
@@ -163,18 +190,19 @@ class AdapterSwapper:
         if self._layers and run == self._run and need <= self._rank:
             try:
                 self.base.pipe.load_lora_weights(source, adapter_name=ADAPTER, hotswap=True)
-                return "general"
+                return "general", sd
             except ValueError as err:  # e.g. a different alpha_pattern: re-inject instead
                 logger.info("hotswap of %s refused (%s); re-injecting", ck.name, err)
         self._inject(source, ck, modules, run, need)
-        return "inject"
+        return "inject", sd
 
     def _inject(self, source, ck: Checkpoint, modules: frozenset[str], run: Path, rank: int) -> None:
         pipe = self.base.pipe
         if self._layers:
             pipe.unload_lora_weights()
         self._cache.clear()
-        self._layers, self._params, self._modules, self._rank, self._run = [], [], frozenset(), 0, None
+        self._names, self._layers, self._params = [], [], []
+        self._modules, self._rank, self._run = frozenset(), 0, None
         self._active, self._enabled = None, False
         pipe.enable_lora_hotswap(target_rank=rank)
         try:
@@ -190,7 +218,7 @@ class AdapterSwapper:
                 f"{sorted(modules - set(layers))[:1]}); the file does not match this base. Pick a LoRA trained on "
                 f"{self.base.config.name}."
             )
-        self._layers = list(layers.values())
+        self._names, self._layers = list(layers), list(layers.values())
         self._params = [p for m in self._layers for p in (m.lora_A[ADAPTER].weight, m.lora_B[ADAPTER].weight)]
         self._modules, self._rank, self._run = modules, rank, run
         self._enabled = True  # fresh layers start enabled
@@ -199,11 +227,12 @@ class AdapterSwapper:
         pipe.unload_lora_weights()
         self.base.denoiser._prepare_lora_hotswap_kwargs = None  # set by enable_lora_hotswap, now unused
 
-    def _read(self, ck: Checkpoint) -> tuple[str | dict, frozenset[str], int]:
+    def _read(self, ck: Checkpoint) -> tuple[str | dict, dict, frozenset[str], int]:
         """Convert a file's keys the way diffusers will and check it fits this base.
 
         Returns:
-            (what to pass to load_lora_weights, the denoiser modules it adapts, its rank).
+            (what to pass to load_lora_weights, the converted tensors, the denoiser modules
+            they adapt, the rank).
         """
         pipe, prefix = self.base.pipe, self.prefix
         try:
@@ -214,7 +243,9 @@ class AdapterSwapper:
                 f"{err}). {self._arch_hint(ck)}"
             ) from err
         sd = out[0]
-        source: str | dict = str(ck.path)
+        # The converted dict saves diffusers a second read, unless the file carries what the
+        # dict cannot: adapter metadata (lora_alpha...) or SD-style network alphas.
+        source: str | dict = sd if all(x is None or x == {} for x in out[1:]) else str(ck.path)
         if not any(k.startswith(prefix + ".") for k in sd):
             fixed = self._with_prefix(sd)
             if fixed is None:
@@ -230,7 +261,12 @@ class AdapterSwapper:
                 "zbench swaps denoiser LoRAs only. Retrain with the text encoder frozen (e.g. kohya "
                 "--network_train_unet_only) to compare this run here."
             )
-        bad = [k for k, v in sd.items() if not torch.isfinite(v).all()]
+        # One fused pass: a tensor's norm is NaN or inf exactly when it holds a NaN or inf.
+        keys = list(sd)
+        norms = torch.stack(
+            torch._foreach_norm([sd[k].float() if sd[k].dtype == torch.float16 else sd[k] for k in keys])
+        )
+        bad = [k for k, finite in zip(keys, norms.isfinite().tolist(), strict=True) if not finite]
         if bad:
             raise LoraError(
                 f"{ck.name} has NaN or infinite values in {len(bad)} tensors (e.g. {bad[0]!r}): training "
@@ -245,7 +281,7 @@ class AdapterSwapper:
                 f"(e.g. {unknown[0]!r}). {self._arch_hint(ck)}"
             )
         rank = max(v.shape[0] for k, v in sd.items() if ".lora_A." in k)
-        return source, modules, rank
+        return source, sd, modules, rank
 
     def _with_prefix(self, sd: dict) -> dict | None:
         """PEFT-style files name modules bare ("layers.0...") or as "base_model.model.layers.0...";
@@ -274,25 +310,54 @@ class AdapterSwapper:
 
     # -- the fast path ------------------------------------------------------------------------
 
-    def _snapshot(self) -> _Snapshot:
-        tensors = [p.detach().clone() for p in self._params]
-        scalings = [float(m.scaling[ADAPTER]) for m in self._layers]
-        return _Snapshot(tensors, scalings, sum(t.numel() * t.element_size() for t in tensors))
+    def _entry(self, sd: dict, scalings: list[float]) -> _Entry | None:
+        """Cache the converted tensors themselves (no copy) with the views they go into.
 
-    def _remember(self, key: str, snap: _Snapshot) -> None:
-        if snap.nbytes > self.cache_bytes:
+        Returns None when the dict does not map one-to-one onto the live layers (a layout
+        diffusers rewrites further); the caller then clones from the model instead.
+        """
+        if len(sd) != 2 * len(self._layers):
+            return None
+        src, dst, zero = [], [], []
+        for name, layer in zip(self._names, self._layers, strict=True):
+            a = sd.get(f"{self.prefix}.{name}.lora_A.weight")
+            b = sd.get(f"{self.prefix}.{name}.lora_B.weight")
+            pa, pb = layer.lora_A[ADAPTER].weight, layer.lora_B[ADAPTER].weight
+            if a is None or b is None or a.dim() != pa.dim() or b.dim() != pb.dim():
+                return None
+            r = a.shape[0]
+            if a.shape[1:] != pa.shape[1:] or b.shape[0] != pb.shape[0] or b.shape[1] != r or r > pa.shape[0]:
+                return None
+            src += [a.to(pa.device, pa.dtype), b.to(pb.device, pb.dtype)]
+            dst += [pa[:r], pb[:, :r]]
+            if r < pa.shape[0]:
+                zero += [pa[r:], pb[:, r:]]
+        return _Entry(src, dst, zero, scalings, sum(t.numel() * t.element_size() for t in src))
+
+    def _clone(self, scalings: list[float]) -> _Entry:
+        """Cache a copy of the live adapter weights (after injection, which may share storage with the dict)."""
+        src = [p.detach().clone() for p in self._params]
+        return _Entry(src, list(self._params), [], scalings, sum(t.numel() * t.element_size() for t in src))
+
+    def _remember(self, key: str, entry: _Entry) -> None:
+        if entry.nbytes > self.cache_bytes:
             return
-        self._cache[key] = snap
-        while sum(s.nbytes for s in self._cache.values()) > self.cache_bytes:
+        self._cache[key] = entry
+        while sum(e.nbytes for e in self._cache.values()) > self.cache_bytes:
             self._cache.popitem(last=False)
 
     def _apply_scalings(self, scalings: list[float], scale: float) -> None:
-        for layer, value in zip(self._layers, scalings, strict=False):
+        # Most runs share one alpha/r, so usually nothing changes: skip those writes (one op each).
+        for i, (layer, value) in enumerate(zip(self._layers, scalings, strict=True)):
+            value *= scale
+            if value == self._applied[i]:
+                continue
             current = layer.scaling[ADAPTER]
             if isinstance(current, torch.Tensor):
-                current.fill_(value * scale)
+                current.fill_(value)
             else:
-                layer.scaling[ADAPTER] = value * scale
+                layer.scaling[ADAPTER] = value
+            self._applied[i] = value
 
     def timed_activate(self, ck: Checkpoint | None, **kwargs) -> tuple[SwapPath, float]:
         """:meth:`activate`, also returning its wall time in milliseconds (synchronised on CUDA)."""

@@ -1,0 +1,43 @@
+import pytest
+
+from zbench import ConfigError, default_config_path, load_config
+
+
+def test_shipped_configs_parse():
+    demo = load_config()
+    assert default_config_path().name == "demo.toml"
+    assert demo.model_path.name == "tiny-zimage" and demo.model_path.parent.name == "models"
+    turbo = load_config(default_config_path().parent / "zimage-turbo.toml")
+    assert (turbo.steps, turbo.guidance, turbo.width, turbo.height) == (8, 0.0, 1024, 1024)
+    assert turbo.model_path.name == "Z-Image-Turbo" and turbo.repo_id == "Tongyi-MAI/Z-Image-Turbo"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[model]\npath = "x"\nsteps = 3\n', r"unknown setting model\.steps"),
+        ('[modle]\npath = "x"\n', r"unknown section \[modle\]"),
+        ('[model]\npath = "x"\ndtype = "fp8"\n', "dtype should be one of"),
+        ('[model]\npath = "x"\n[render]\nwidth = 100\n', "multiple of 16"),
+        ("[render]\nsteps = 3\n", "needs `path`"),
+        ("[model\n", "not valid TOML"),
+    ],
+)
+def test_bad_configs_say_what_is_wrong(tmp_path, text, message):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_relative_paths_resolve_against_the_config_file(tmp_path):
+    (tmp_path / "configs").mkdir()
+    path = tmp_path / "configs" / "c.toml"
+    path.write_text('[model]\npath = "../models/m"\n[loras]\ndir = "../loras/run"\n')
+    config = load_config(path)
+    assert config.model_path == tmp_path / "models" / "m" and config.lora_dir == tmp_path / "loras" / "run"
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "none.toml")
