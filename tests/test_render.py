@@ -1,0 +1,68 @@
+"""Rendering: one encode per prompt, one noise per seed, error cells that do not stop the grid."""
+
+import numpy as np
+
+from zbench import RenderSettings, plan_grid, render_cells, scan_run
+
+SETTINGS = RenderSettings(steps=2, guidance=0.0, width=32, height=32)
+
+
+def test_plan_grid_rows_and_columns(tmp_path, make_lora):
+    for e in (1, 2):
+        make_lora(tmp_path / f"p_{e}.safetensors", seed=e)
+    cks = scan_run(tmp_path)
+    rows, cells = plan_grid(cks, prompts=["a", "b"], seeds=[1, 2], scales=[0.5, 1.0])
+    assert len(rows) == 8 and len(cells) == 8 * 3
+    assert [c.name for c in cells[:3]] == ["base", "p_1.safetensors", "p_2.safetensors"]
+    assert (rows[0].prompt, rows[0].seed, rows[0].scale) == ("a", 1, 0.5)
+    assert rows[1].label(prompts=2, seeds=2, scales=2) == "a · seed 1 · scale 1"
+
+
+def test_each_prompt_is_encoded_once(base, tmp_path, make_lora, monkeypatch):
+    for e in (1, 2, 3):
+        make_lora(tmp_path / f"e_{e}.safetensors", seed=e)
+    calls = []
+    real = base.pipe.encode_prompt
+
+    def counting(prompt, *args, **kwargs):  # a spy around the real encoder
+        calls.append(prompt)
+        return real(prompt, *args, **kwargs)
+
+    monkeypatch.setattr(base.pipe, "encode_prompt", counting)
+    base._embeds.clear()
+    _, cells = plan_grid(scan_run(tmp_path), prompts=["one prompt", "another prompt"], seeds=[1, 2])
+    results = render_cells(base, cells, SETTINGS)
+    assert all(r.status == "ok" for r in results)
+    assert sorted(calls) == ["another prompt", "one prompt"]
+
+
+def test_scale_zero_draws_the_base_image_exactly(base, tmp_path, make_lora):
+    """Same seed, same noise: a LoRA at strength 0 must give the base column's pixels."""
+    make_lora(tmp_path / "z_1.safetensors", seed=1, strength=3.0)
+    _, cells = plan_grid(scan_run(tmp_path), prompts=["x"], seeds=[5], scales=[0.0, 1.0])
+    results = {(r.cell.name, r.cell.scale): np.asarray(r.image) for r in render_cells(base, cells, SETTINGS)}
+    assert np.array_equal(results[("z_1.safetensors", 0.0)], results[("base", 0.0)])
+    assert not np.array_equal(results[("z_1.safetensors", 1.0)], results[("base", 1.0)])
+
+
+def test_bad_checkpoint_is_an_error_cell_and_the_rest_render(base, tmp_path, make_lora):
+    make_lora(tmp_path / "r_1.safetensors", seed=1)
+    (tmp_path / "r_2.safetensors").write_bytes(b"\x00" * 4)
+    make_lora(tmp_path / "r_3.safetensors", seed=3)
+    _, cells = plan_grid(scan_run(tmp_path), prompts=["x"], seeds=[1])
+    seen = []
+    results = render_cells(base, cells, SETTINGS, progress=lambda done, total, r: seen.append((done, total)))
+    assert [r.status for r in results] == ["ok", "ok", "error", "ok"]
+    assert "too short" in results[2].error and results[2].image is None
+    assert seen[-1] == (4, 4)
+    assert all(r.render_ms > 0 and r.swap_ms is not None for r in results if r.status == "ok")
+
+
+def test_stop_marks_the_rest(base, tmp_path, make_lora):
+    make_lora(tmp_path / "s_1.safetensors", seed=1)
+    _, cells = plan_grid(scan_run(tmp_path), prompts=["x"], seeds=[1, 2])
+    done = []
+    results = render_cells(
+        base, cells, SETTINGS, progress=lambda d, t, r: done.append(d), should_stop=lambda: len(done) >= 2
+    )
+    assert [r.status for r in results].count("stopped") == 2
