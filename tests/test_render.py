@@ -66,3 +66,50 @@ def test_stop_marks_the_rest(base, tmp_path, make_lora):
         base, cells, SETTINGS, progress=lambda d, t, r: done.append(d), should_stop=lambda: len(done) >= 2
     )
     assert [r.status for r in results].count("stopped") == 2
+
+
+def test_reused_embeddings_with_cfg_equal_the_pipelines_own_encoding(base):
+    """guidance > 0 with a negative prompt: cached embeddings give what the pipeline's own text path gives."""
+    import torch
+
+    from zbench import get_swapper, render_image
+
+    get_swapper(base).activate(None)
+    settings = RenderSettings(steps=2, guidance=3.0, width=32, height=32, negative="blurry")
+    ours = np.asarray(render_image(base, "a red circle", 4, settings))
+    direct = base.pipe(
+        prompt="a red circle",
+        negative_prompt="blurry",
+        num_inference_steps=2,
+        guidance_scale=3.0,
+        width=32,
+        height=32,
+        generator=torch.Generator("cpu").manual_seed(4),
+        output_type="np",
+    ).images[0]
+    assert np.array_equal(ours, (np.clip(direct, 0, 1) * 255).round().astype(np.uint8))
+    plain = np.asarray(
+        render_image(base, "a red circle", 4, RenderSettings(steps=2, guidance=0.0, width=32, height=32))
+    )
+    assert not np.array_equal(ours, plain)
+
+
+def test_out_of_memory_is_an_error_cell_with_a_fix(base, tmp_path, make_lora, monkeypatch):
+    """Fault injection: the first denoiser call runs out of memory; that cell says what to do, the next renders."""
+    import torch
+
+    make_lora(tmp_path / "o_1.safetensors", seed=1)
+    real = base.pipe.transformer.forward
+    calls = []
+
+    def once_out_of_memory(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(base.pipe.transformer, "forward", once_out_of_memory)
+    _, cells = plan_grid(scan_run(tmp_path), prompts=["x"], seeds=[9])
+    results = render_cells(base, cells, SETTINGS)
+    assert results[0].status == "error" and "out of memory" in results[0].error and "offload" in results[0].error
+    assert results[1].status == "ok"

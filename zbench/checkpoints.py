@@ -248,9 +248,8 @@ def file_hash(path: Path) -> str:
 
 def describe(path: Path, name: str) -> Checkpoint:
     """Describe one file from its name and header; problems go into ``error``, never raise."""
-    info = parse_name(
-        path.parent.name if path.name in FOLDER_WEIGHTS and path.parent.name.startswith("checkpoint-") else path.stem
-    )
+    # A per-step folder (checkpoint-500/pytorch_lora_weights.safetensors) is named by its folder.
+    info = parse_name(path.parent.name if "/" in name else path.stem)
     ck = Checkpoint(name=name, path=path, epoch=info.epoch, step=info.step, pattern=info.pattern)
     if path.suffix.lower() in PICKLE_SUFFIXES:
         ck.format = "pickle"
