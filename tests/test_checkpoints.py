@@ -152,6 +152,7 @@ def test_truncated_corrupt_and_not_lora_files_get_errors(tmp_path):
     (tmp_path / "run_2.safetensors").write_bytes(data[: len(data) - 10])
     (tmp_path / "run_3.safetensors").write_bytes(struct.pack("<Q", 5) + b"{oops")
     (tmp_path / "run_4.safetensors").write_bytes(b"abc")
+    (tmp_path / "run_6.safetensors").write_bytes(struct.pack("<Q", 8) + b'{"w": 5}')
     save_file({"model.weight": torch.zeros(2, 2)}, str(tmp_path / "run_5.safetensors"))
     cks = {c.name: c for c in scan_run(tmp_path)}
     assert cks["run_1.safetensors"].error is None
@@ -159,6 +160,7 @@ def test_truncated_corrupt_and_not_lora_files_get_errors(tmp_path):
     assert "not valid JSON" in cks["run_3.safetensors"].error
     assert "too short" in cks["run_4.safetensors"].error
     assert "not a LoRA" in cks["run_5.safetensors"].error
+    assert "malformed tensor table" in cks["run_6.safetensors"].error
 
 
 def test_odd_module_set_is_marked(tmp_path):
@@ -169,6 +171,14 @@ def test_odd_module_set_is_marked(tmp_path):
     cks = scan_run(tmp_path)
     assert [c.error is None for c in cks] == [True, True, True, False]
     assert "different set of modules" in cks[-1].error
+
+
+def test_one_run_saved_in_two_layouts_is_one_module_set(tmp_path):
+    modules = ("layers.0.attention.to_q", "layers.0.attention.to_out.0")
+    for e in (1, 2, 3):
+        _touch_lora(tmp_path / f"r_{e}.safetensors", modules=modules, fmt="kohya")
+    _touch_lora(tmp_path / "r_4.safetensors", modules=modules, fmt="diffusers")
+    assert [c.error for c in scan_run(tmp_path)] == [None] * 4
 
 
 def test_mixed_ranks_are_fine_and_reported(tmp_path):

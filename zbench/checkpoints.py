@@ -159,7 +159,10 @@ def read_header(path: Path) -> tuple[dict[str, dict], dict[str, str]]:
     if not isinstance(header, dict):
         raise HeaderError("has a header that is not a JSON object: the file is corrupt")
     metadata = header.pop("__metadata__", None) or {}
-    end = max((int(v["data_offsets"][1]) for v in header.values()), default=0)
+    try:
+        end = max((int(v["data_offsets"][1]) for v in header.values()), default=0)
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        raise HeaderError(f"has a malformed tensor table ({type(err).__name__}: {err}): the file is corrupt") from err
     if 8 + n + end > size:
         missing = 8 + n + end - size
         raise HeaderError(
@@ -174,9 +177,18 @@ _LORA_SUFFIX = re.compile(
 )
 
 
+_PREFIX = re.compile(r"^(lora_unet_|diffusion_model\.|base_model\.model\.|transformer\.|unet\.)")
+
+
 def _module_of(key: str) -> str | None:
+    """The adapted module of a tensor key, in one spelling for every trainer's layout.
+
+    ``lora_unet_layers_0_attention_to_q``, ``diffusion_model.layers.0.attention.to_q`` and
+    ``transformer.layers.0.attention.to_q`` all become ``layers_0_attention_to_q``, so one run
+    saved in two layouts still counts as one module set.
+    """
     m = _LORA_SUFFIX.search(key)
-    return key[: m.start()] if m else None
+    return _PREFIX.sub("", key[: m.start()]).replace(".", "_") if m else None
 
 
 def _detect_format(keys: list[str]) -> str:
