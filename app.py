@@ -17,7 +17,7 @@ import zbench
 st.set_page_config(page_title="zbench", layout="wide")
 
 
-@st.cache_resource(show_spinner="Loading the base model (once per server)…")
+@st.cache_resource(max_entries=1, show_spinner="Loading the base model (once per server)…")
 def base_for(config_path: str) -> zbench.Base:
     return zbench.get_base(zbench.load_config(config_path))
 

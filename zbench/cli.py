@@ -39,13 +39,28 @@ def _cmd_scan(args) -> int:
             f"{i:>3}  {c.name[:44]:<44} {_s(c.epoch):>6} {_s(c.step):>7} {_s(c.rank):>5} {alpha:>6} "
             f"{c.format:<12} {size:>9}  {c.hash:<12}"
         )
-        meta = {k: v for k, v in c.metadata.items() if k.startswith(("ss_", "modelspec.")) or k == "training_info"}
-        if meta and args.verbose:
-            for k in sorted(meta):
-                print(f"{'':5}{k} = {meta[k][:100]}")
+        if args.all_meta:
+            for k in sorted(c.metadata):
+                print(f"{'':5}{k} = {c.metadata[k][:100]}")
+        else:
+            summary = ", ".join(f"{k}={c.metadata[k][:40]}" for k in SUMMARY_KEYS if k in c.metadata)
+            if summary:
+                print(f"{'':5}{summary}")
         if c.error:
             print(f"{'':5}error: {c.error}")
     return 0
+
+
+# Header fields worth a glance in the table; --all-meta prints every key.
+SUMMARY_KEYS = (
+    "ss_output_name",
+    "ss_base_model_version",
+    "ss_network_module",
+    "ss_learning_rate",
+    "ss_num_train_images",
+    "modelspec.architecture",
+    "training_info",
+)
 
 
 def _s(value) -> str:
@@ -167,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("scan", help="list a run's checkpoints in order, with what their headers say")
     p.add_argument("loras", help="the folder the trainer saved checkpoints in")
     p.add_argument("--json", action="store_true", help="print a JSON list in display order")
+    p.add_argument("--all-meta", action="store_true", help="print every header metadata field")
     p.set_defaults(func=_cmd_scan)
 
     p = sub.add_parser("grid", help="render the same prompt and seed across checkpoints into a sheet")
@@ -217,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ConfigError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `... | head` closed the pipe: not an error of ours
+        sys.stdout = None
+        return 0
 
 
 def _quiet_libraries() -> None:
