@@ -5,9 +5,10 @@ import threading
 import numpy as np
 import pytest
 import torch
+from diffusers import ZImagePipeline
 
 from zbench import AdapterSwapper, LoraError, RenderSettings, render_image, scan_run
-from zbench.demo import lora_targets
+from zbench.demo import lora_targets, random_lora
 
 SETTINGS = RenderSettings(steps=3, guidance=0.0, width=64, height=64)
 PROMPT, SEED = "a red circle on a blue background", 7
@@ -28,7 +29,7 @@ def reference(fresh_base, path=None, *, scale=1.0):
 
 
 @pytest.fixture()
-def mixed_run(tmp_path, make_lora):
+def mixed_run(tmp_path, make_lora, transformer):
     """One run written by different trainers: formats, ranks and alpha != rank all mixed."""
     run = tmp_path / "run"
     make_lora(run / "mix_10.safetensors", rank=4, seed=1, fmt="diffusers")
@@ -38,18 +39,28 @@ def mixed_run(tmp_path, make_lora):
     make_lora(run / "mix_50.safetensors", rank=4, seed=5, fmt="bare")  # PEFT names without prefix
     # What mix_50 means, in the layout diffusers loads: the reference for the bare file.
     make_lora(tmp_path / "ref" / "mix_50.safetensors", rank=4, seed=5, fmt="diffusers")
+    # Saved by diffusers with adapter metadata: lora_alpha 8 over r 4 lives in the scaling (2.0), not the weights.
+    state = random_lora(transformer, rank=4, seed=6)
+    targets = sorted({k.split(".lora_")[0] for k in state})
+    ZImagePipeline.save_lora_weights(
+        str(run),
+        transformer_lora_layers=state,
+        weight_name="mix_60.safetensors",
+        transformer_lora_adapter_metadata={"r": 4, "lora_alpha": 8, "target_modules": targets},
+    )
     return run
 
 
 def test_any_chain_of_swaps_equals_a_fresh_load(base, fresh_base, mixed_run, tmp_path):
     cks = {c.epoch: c for c in scan_run(mixed_run)}
     assert all(c.error is None for c in cks.values())
+    assert (cks[20].alpha, cks[60].alpha) == (None, 8.0)  # kohya alpha is per tensor; diffusers' is metadata
     refs = {e: reference(fresh_base, tmp_path / "ref" / c.name if e == 50 else c.path) for e, c in cks.items()}
     refs[None] = reference(fresh_base)
     assert len({r.tobytes() for r in refs.values()}) == len(refs), "every checkpoint should draw differently"
 
     swapper = AdapterSwapper(base)
-    chain = [10, 20, None, 30, 40, 10, 50, 20, None, 50, 30, 30, 40, None, 10]
+    chain = [10, 20, None, 30, 60, 40, 10, 50, 20, None, 50, 60, 30, 30, 40, None, 10, 60]
     paths = []
     for epoch in chain:
         paths.append(swapper.activate(cks.get(epoch), target_rank=8))
