@@ -95,7 +95,7 @@ class AdapterSwapper:
 
     @property
     def prefix(self) -> str:
-        return "transformer" if getattr(self.base.pipe, "transformer", None) is not None else "unet"
+        return self.base.denoiser_name
 
     @property
     def active(self) -> str | None:

@@ -61,9 +61,13 @@ class Base:
     _embeds_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
+    def denoiser_name(self) -> str:
+        """The pipeline component LoRAs adapt (also diffusers' key prefix): "transformer" or "unet"."""
+        return "transformer" if getattr(self.pipe, "transformer", None) is not None else "unet"
+
+    @property
     def denoiser(self) -> torch.nn.Module:
-        """The module LoRAs adapt: the transformer, or the UNet of SD-family pipelines."""
-        return getattr(self.pipe, "transformer", None) or self.pipe.unet
+        return getattr(self.pipe, self.denoiser_name)
 
     def prompt_kwargs(self, prompt: str, negative: str, guidance: float) -> dict[str, Any]:
         """Keyword arguments for the pipeline call that carry the encoded prompt.
