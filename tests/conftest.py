@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from zbench import BenchConfig, load_base
-from zbench.demo import build_tiny_pipeline, random_lora, save_lora
+from zbench.toy import build_tiny_pipeline, random_lora, save_lora
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ from zbench import ConfigError, default_config_path, load_config
 def test_shipped_configs_parse():
     demo = load_config()
     assert default_config_path().name == "demo.toml"
-    assert demo.model_path.name == "tiny-zimage" and demo.model_path.parent.name == "models"
+    assert demo.model_path.name == "zbench-demo" and demo.model_path.parent.name == "models"
     turbo = load_config(default_config_path().parent / "zimage-turbo.toml")
     assert (turbo.steps, turbo.guidance, turbo.width, turbo.height) == (8, 0.0, 1024, 1024)
     assert turbo.model_path.name == "Z-Image-Turbo" and turbo.repo_id == "Tongyi-MAI/Z-Image-Turbo"

@@ -19,9 +19,9 @@ from safetensors.torch import load_file
 
 from .checkpoints import scan_run
 from .config import BenchConfig
-from .demo import random_lora, save_lora
 from .hotswap import ADAPTER, AdapterSwapper
 from .pipeline import Base, resolve_device
+from .toy import random_lora, save_lora
 
 __all__ = ["SwapBench", "bench_swap", "format_table"]
 

@@ -1,0 +1,47 @@
+"""The embedded demo's build script stays alive: --quick writes a base and a LoRA run that load and render."""
+
+import textwrap
+
+import pytest
+
+from zbench import load_config, plan_grid, render_cells, scan_run
+from zbench.demo import QUICK, build_demo
+from zbench.pipeline import load_base
+from zbench.render import RenderSettings
+
+
+@pytest.mark.slow
+def test_quick_build_writes_a_loadable_base_and_a_lora_run(tmp_path):
+    build_demo(tmp_path / "models" / "demo", tmp_path / "loras" / "dreamy", plan=QUICK, quiet=True)
+    config_path = tmp_path / "configs" / "quick.toml"
+    config_path.parent.mkdir()
+    config_path.write_text(
+        textwrap.dedent("""
+        name = "quick demo"
+        [model]
+        path = "../models/demo"
+        pipeline = "ZImagePipeline"
+        device = "cpu"
+        [loras]
+        dir = "../loras/dreamy"
+        [render]
+        steps = 2
+        width = 64
+        height = 64
+    """)
+    )
+    config = load_config(config_path)
+    run = scan_run(config.lora_dir)
+    assert [c.name for c in run] == ["dreamy_2.safetensors", "dreamy_5.safetensors", "dreamy_12.safetensors"]
+    assert all(c.error is None and c.format == "diffusers" and c.metadata["ss_network_dim"] == "8" for c in run)
+    base = load_base(config)
+    _, cells = plan_grid(run, prompts=["a red circle on a blue background"], seeds=[1])
+    results = render_cells(base, cells, RenderSettings(steps=2, guidance=0.0, width=64, height=64))
+    assert [r.status for r in results] == ["ok"] * 4
+    # The report runs on any demo build: adherence table, per-epoch rows, a sheet.
+    from zbench.demo_report import run_report
+
+    report = run_report(config, out_dir=tmp_path / "report", seeds=(1,))
+    assert "held-out combinations" in report.text and "dreamy_12.safetensors" in report.text
+    assert len(report.epochs) == 3 and all(0 <= e["style"] <= 1 for e in report.epochs)
+    assert (tmp_path / "report" / "sheet.png").is_file() and (tmp_path / "report" / "report.md").is_file()

@@ -1,0 +1,153 @@
+"""``python -m zbench demo report``: measure the embedded demo with zbench's own metrics.
+
+Renders held-out and seen prompts with the base (adherence table), then the same prompts with
+every checkpoint of the LoRA run (adherence, style strength = distance from the base render,
+change from the previous checkpoint), and writes a labelled sheet of the run.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .checkpoints import Checkpoint, scan_run
+from .config import BenchConfig, load_config
+from .metrics import adherence, image_distance, spearman
+from .pipeline import get_base
+from .render import CellResult, RenderSettings, plan_grid, render_cells
+from .shapes import Scene
+
+__all__ = ["DemoReport", "run_report"]
+
+ATTRS = ("color", "shape", "background", "all")
+
+
+@dataclass
+class DemoReport:
+    """The numbers behind the report text."""
+
+    base_seen: dict[str, float]
+    base_held: dict[str, float]
+    epochs: list[dict]  # per checkpoint: name, label, epoch, adherence, style, change
+    early_mid_spearman: float
+    text: str
+
+
+def _rates(results: list[CellResult]) -> dict[str, float]:
+    scores = [adherence(r.image, r.cell.prompt) for r in results if r.image is not None]
+    return {a: sum(s[a] for s in scores) / max(1, len(scores)) for a in ATTRS}
+
+
+def run_report(
+    config: BenchConfig | None = None,
+    *,
+    out_dir: str | Path | None = None,
+    seeds: tuple[int, ...] = (1, 2),
+    progress: Callable[[int, int, CellResult], None] | None = None,
+) -> DemoReport:
+    """Measure the demo base and its LoRA run; write ``sheet.png`` and ``report.md`` to ``out_dir``."""
+    from .demo import eval_scenes
+    from .sheet import SheetInfo, write_grid
+
+    config = config or load_config()
+    base = get_base(config)
+    run = [c for c in scan_run(config.lora_dir) if c.error is None]
+    settings = RenderSettings(steps=config.steps, guidance=config.guidance, width=config.width, height=config.height)
+    held, seen = eval_scenes()
+
+    def render(scenes: list[Scene], cks: list[Checkpoint], seed_list, include_base=True):
+        _, cells = plan_grid(cks, prompts=[s.prompt for s in scenes], seeds=list(seed_list), include_base=include_base)
+        return render_cells(base, cells, settings, progress=progress)
+
+    base_held = _rates(render(held, [], seeds))
+    base_seen = _rates(render(seen, [], seeds))
+    results = render(held + seen, run, seeds[:1])
+    by_col: dict[int, list[CellResult]] = {}
+    for r in results:
+        by_col.setdefault(r.cell.col, []).append(r)
+    base_cells = by_col.pop(0)
+    epochs, previous = [], base_cells
+    for col, ck in enumerate(run, start=1):
+        cells = by_col[col]
+        pairs = [
+            (a.image, b.image)
+            for a, b in zip(cells, base_cells, strict=True)
+            if a.image is not None and b.image is not None
+        ]
+        steps = [
+            (a.image, b.image)
+            for a, b in zip(cells, previous, strict=True)
+            if a.image is not None and b.image is not None
+        ]
+        epochs.append(
+            {
+                "name": ck.name,
+                "label": ck.label,
+                "epoch": ck.epoch,
+                "adherence": _rates(cells),
+                "style": statistics.mean(image_distance(a, b) for a, b in pairs),
+                "change": None if col == 1 else statistics.mean(image_distance(a, b) for a, b in steps),
+            }
+        )
+        previous = cells
+    early_mid = epochs[: max(2, round(len(epochs) * 0.7))]
+    rho = spearman([e["epoch"] or i for i, e in enumerate(early_mid)], [e["style"] for e in early_mid])
+    text = _format(config, base_held, base_seen, epochs, rho, len(held), len(seen), seeds)
+    if out_dir is not None:
+        out = Path(out_dir)
+        prompts = [held[0].prompt, seen[0].prompt, seen[1].prompt]
+        _, cells = plan_grid(run, prompts=prompts, seeds=[seeds[0]])
+        sheet = render_cells(base, cells, settings)
+        info = SheetInfo(
+            base=config.name,
+            run=str(config.lora_dir),
+            settings=settings,
+            prompts=tuple(prompts),
+            seeds=(seeds[0],),
+            scales=(1.0,),
+        )
+        rows, _ = plan_grid(run, prompts=prompts, seeds=[seeds[0]])
+        write_grid(out, sheet, rows, info)
+        (out / "report.md").write_text(text)
+    return DemoReport(base_seen, base_held, epochs, rho, text)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def _format(config, held, seen, epochs, rho, n_held, n_seen, seeds) -> str:
+    lines = [
+        f"Base model: {config.name}; {config.steps} steps, guidance {config.guidance:g}, "
+        f"{config.width}x{config.height}; seeds {', '.join(map(str, seeds))}.",
+        "",
+        "| prompts | shape color | shape | background | all three |",
+        "|---|---:|---:|---:|---:|",
+        f"| held-out combinations ({n_held} x {len(seeds)} seeds) | " + " | ".join(_pct(held[a]) for a in ATTRS) + " |",
+        f"| seen combinations ({n_seen} x {len(seeds)} seeds) | " + " | ".join(_pct(seen[a]) for a in ATTRS) + " |",
+        "",
+        f"LoRA run {config.lora_dir.name if config.lora_dir else ''}: the same {n_held + n_seen} prompts, seed "
+        f"{seeds[0]}. Style = mean pixel distance from the base render; change = from the previous checkpoint.",
+        "",
+        "| checkpoint | all three | background | style | change |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for e in epochs:
+        change = "" if e["change"] is None else f"{e['change']:.3f}"
+        lines.append(
+            f"| {e['name']} | {_pct(e['adherence']['all'])} | {_pct(e['adherence']['background'])} | "
+            f"{e['style']:.3f} | {change} |"
+        )
+    middle = epochs[1:-2] or epochs
+    best = max(middle, key=lambda e: e["adherence"]["all"])
+    last = epochs[-1]
+    lines += [
+        "",
+        f"Style strength vs epoch over the early and middle checkpoints: Spearman {rho:.2f}.",
+        f"Best middle checkpoint: {best['name']} ({_pct(best['adherence']['all'])} all three); last: "
+        f"{last['name']} ({_pct(last['adherence']['all'])}): "
+        + ("overcooked, adherence lower." if last["adherence"]["all"] < best["adherence"]["all"] else "not lower."),
+    ]
+    return "\n".join(lines) + "\n"

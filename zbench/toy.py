@@ -1,0 +1,187 @@
+"""Toy models and LoRA files: a tiny real Z-Image pipeline, and LoRA tensors in trainers' layouts.
+
+The pipeline uses diffusers' and transformers' real classes (``ZImagePipeline``,
+``ZImageTransformer2DModel``, ``AutoencoderKL``, ``Qwen3Model``, a byte-level Qwen2
+tokenizer with a chat template) at toy sizes, saved with ``save_pretrained`` and loaded with
+``from_pretrained`` like any real base. Its weights are random, so it draws abstract
+patterns; the LoRA files are real LoRA tensors in the key formats trainers write.
+Tests and the swap benchmark build these in seconds; the trained embedded demo is zbench.demo.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Literal
+
+import torch
+from safetensors.torch import save_file
+
+__all__ = ["build_tiny_pipeline", "kohya_metadata", "lora_targets", "random_lora", "save_lora"]
+
+logger = logging.getLogger(__name__)
+
+LoraFormat = Literal["diffusers", "kohya", "ai-toolkit", "bare"]
+# The modules Z-Image LoRA trainers adapt: attention projections and the SwiGLU FFN of every block.
+TARGET = re.compile(
+    r"^(layers|noise_refiner|context_refiner)\.\d+\.(attention\.(to_q|to_k|to_v|to_out\.0)|feed_forward\.w[123])$"
+)
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n{% endif %}{% endif %}"
+)
+
+
+def _tokenizer():
+    from transformers import Qwen2Tokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    vocab = {ch: i for i, ch in enumerate(bytes_to_unicode().values())}  # the 256 byte symbols
+    for token in SPECIAL_TOKENS:
+        vocab[token] = len(vocab)
+    tok = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tok.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def build_tiny_pipeline(out_dir: str | Path, *, seed: int = 0, dim: int = 32, layers: int = 2):
+    """Build a tiny random ZImagePipeline and save it with ``save_pretrained``.
+
+    Sizes obey Z-Image's constraints: ``sum(axes_dims) == dim // n_heads``, the text
+    encoder's hidden size equals ``cap_feat_dim`` and its positions reach 512 tokens, and
+    the VAE's latent channels equal the transformer's input channels.
+
+    Returns:
+        The pipeline (float32, CPU), also written to ``out_dir``.
+    """
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
+    from transformers import Qwen3Config, Qwen3Model
+
+    torch.manual_seed(seed)
+    heads, text_dim = 2, 16
+    head_dim = dim // heads
+    axes = [head_dim // 2, head_dim // 4, head_dim // 4]
+    transformer = ZImageTransformer2DModel(
+        in_channels=4,
+        dim=dim,
+        n_layers=layers,
+        n_refiner_layers=1,
+        n_heads=heads,
+        n_kv_heads=heads,
+        cap_feat_dim=text_dim,
+        axes_dims=axes,
+        axes_lens=[256, 64, 64],
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=[16, 32],
+        layers_per_block=1,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        norm_num_groups=8,
+        scaling_factor=0.3611,
+        shift_factor=0.1159,
+    )
+    text_encoder = Qwen3Model(
+        Qwen3Config(
+            vocab_size=len(SPECIAL_TOKENS) + 256,
+            hidden_size=text_dim,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            head_dim=8,
+            max_position_embeddings=512,
+        )
+    )
+    pipe = ZImagePipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=_tokenizer(),
+        transformer=transformer,
+    )
+    pipe.save_pretrained(str(out_dir))
+    return pipe
+
+
+def lora_targets(transformer: torch.nn.Module) -> dict[str, torch.nn.Linear]:
+    """The Linear modules a Z-Image LoRA adapts, by name (the base layer where LoRA is already injected)."""
+    found = {n: getattr(m, "base_layer", m) for n, m in transformer.named_modules() if TARGET.match(n)}
+    return {n: m for n, m in found.items() if isinstance(m, torch.nn.Linear)}
+
+
+def random_lora(
+    transformer: torch.nn.Module, *, rank: int, seed: int, strength: float = 1.0, modules: list[str] | None = None
+) -> dict[str, torch.Tensor]:
+    """LoRA tensors in diffusers/PEFT layout ("<module>.lora_A.weight"), random but seeded.
+
+    ``strength`` scales B, so a series of strengths imitates a LoRA growing over a run.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    targets = lora_targets(transformer)
+    out = {}
+    for name in modules or sorted(targets):
+        lin = targets[name]
+        out[f"{name}.lora_A.weight"] = torch.randn(rank, lin.in_features, generator=gen) / lin.in_features**0.5
+        out[f"{name}.lora_B.weight"] = torch.randn(lin.out_features, rank, generator=gen) * strength / rank**0.5
+    return out
+
+
+def save_lora(
+    path: str | Path,
+    state: dict[str, torch.Tensor],
+    *,
+    fmt: LoraFormat = "diffusers",
+    alpha: float | None = None,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write LoRA tensors as a trainer of the given kind would.
+
+    Args:
+        state: tensors from :func:`random_lora` (diffusers layout, no prefix).
+        fmt: "diffusers" (``transformer.`` prefix), "kohya" (``lora_unet_`` + lora_down/up + alpha),
+            "ai-toolkit" (``diffusion_model.`` prefix) or "bare" (PEFT names with no prefix).
+        alpha: written as per-module ``.alpha`` tensors (kohya and ai-toolkit read them as alpha/rank).
+    """
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        module, _, tail = key.partition(".lora_")
+        ab = tail.split(".")[0]  # "A" or "B"
+        if fmt == "kohya":
+            name = "lora_unet_" + module.replace(".", "_")
+            out[f"{name}.lora_{'down' if ab == 'A' else 'up'}.weight"] = value.contiguous()
+            if alpha is not None and ab == "A":
+                out[f"{name}.alpha"] = torch.tensor(float(alpha))
+            continue
+        prefix = {"diffusers": "transformer.", "ai-toolkit": "diffusion_model.", "bare": ""}[fmt]
+        out[f"{prefix}{key}"] = value.contiguous()
+        if alpha is not None and ab == "A":
+            out[f"{prefix}{module}.alpha"] = torch.tensor(float(alpha))
+    if not out:
+        raise ValueError("save_lora got no tensors to write")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(out, str(path), metadata=metadata or {})
+    return path
+
+
+def kohya_metadata(*, epoch: int, steps: int, rank: int, alpha: float, name: str) -> dict[str, str]:
+    """The ``ss_*`` header fields kohya sd-scripts writes with every save."""
+    return {
+        "ss_output_name": name,
+        "ss_epoch": str(epoch),
+        "ss_steps": str(steps),
+        "ss_network_dim": str(rank),
+        "ss_network_alpha": str(alpha),
+        "ss_network_module": "networks.lora",
+        "ss_base_model_version": "zimage",
+        "modelspec.architecture": "z-image/lora",
+        "modelspec.title": f"{name} epoch {epoch}",
+    }
