@@ -97,6 +97,11 @@ class Checkpoint:
     error: str | None = None
 
     @property
+    def run_dir(self) -> Path:
+        """The run folder: the file's folder, or its parent for per-step folders (checkpoint-500/…)."""
+        return self.path.parent.parent if "/" in self.name else self.path.parent
+
+    @property
     def label(self) -> str:
         """Short column label: "epoch 10", "step 500", or "final"."""
         if self.epoch is not None and self.step is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .checkpoints import Checkpoint, scan_run
@@ -57,8 +57,8 @@ def run_report(
     settings = RenderSettings(steps=config.steps, guidance=config.guidance, width=config.width, height=config.height)
     held, seen = eval_scenes()
 
-    def render(scenes: list[Scene], cks: list[Checkpoint], seed_list, include_base=True):
-        _, cells = plan_grid(cks, prompts=[s.prompt for s in scenes], seeds=list(seed_list), include_base=include_base)
+    def render(scenes: list[Scene], cks: list[Checkpoint], seed_list):
+        _, cells = plan_grid(cks, prompts=[s.prompt for s in scenes], seeds=list(seed_list))
         return render_cells(base, cells, settings, progress=progress)
 
     base_held = _rates(render(held, [], seeds))
@@ -98,8 +98,10 @@ def run_report(
     if out_dir is not None:
         out = Path(out_dir)
         prompts = [held[0].prompt, seen[0].prompt, seen[1].prompt]
-        _, cells = plan_grid(run, prompts=prompts, seeds=[seeds[0]])
-        sheet = render_cells(base, cells, settings)
+        rows, cells = plan_grid(run, prompts=prompts, seeds=[seeds[0]])
+        # These prompts were drawn above with the same seed: place those images, render nothing again.
+        drawn = {(r.cell.prompt, r.cell.col): r for r in results}
+        sheet = [replace(drawn[(c.prompt, c.col)], cell=c) for c in cells]
         info = SheetInfo(
             base=config.name,
             run=str(config.lora_dir),
@@ -108,7 +110,6 @@ def run_report(
             seeds=(seeds[0],),
             scales=(1.0,),
         )
-        rows, _ = plan_grid(run, prompts=prompts, seeds=[seeds[0]])
         write_grid(out, sheet, rows, info)
         (out / "report.md").write_text(text)
     return DemoReport(base_seen, base_held, epochs, rho, text)

@@ -156,7 +156,7 @@ class AdapterSwapper:
                 self._scale = scale
             return "noop"
         entry = self._cache.get(ck.hash)
-        run = ck.path.parent.parent if "/" in ck.name else ck.path.parent  # checkpoint-500/… folders
+        run = ck.run_dir
         if entry is not None and run == self._run:
             self._cache.move_to_end(ck.hash)
             entry.write()
@@ -246,8 +246,9 @@ class AdapterSwapper:
         # The converted dict saves diffusers a second read, unless the file carries what the
         # dict cannot: adapter metadata (lora_alpha...) or SD-style network alphas.
         source: str | dict = sd if all(x is None or x == {} for x in out[1:]) else str(ck.path)
+        names = set(dict(self.base.denoiser.named_modules()))
         if not any(k.startswith(prefix + ".") for k in sd):
-            fixed = self._with_prefix(sd)
+            fixed = self._with_prefix(sd, names)
             if fixed is None:
                 raise LoraError(
                     f"{ck.name}: none of its {len(sd)} keys names a module of this base's "
@@ -272,7 +273,6 @@ class AdapterSwapper:
                 f"{ck.name} has NaN or infinite values in {len(bad)} tensors (e.g. {bad[0]!r}): training "
                 "diverged by this checkpoint. Compare the earlier checkpoints and lower the learning rate."
             )
-        names = set(dict(self.base.denoiser.named_modules()))
         modules = frozenset(k[len(prefix) + 1 :].split(".lora_")[0] for k in sd)
         unknown = sorted(modules - names)
         if unknown:
@@ -283,10 +283,9 @@ class AdapterSwapper:
         rank = max(v.shape[0] for k, v in sd.items() if ".lora_A." in k)
         return source, sd, modules, rank
 
-    def _with_prefix(self, sd: dict) -> dict | None:
+    def _with_prefix(self, sd: dict, names: set[str]) -> dict | None:
         """PEFT-style files name modules bare ("layers.0...") or as "base_model.model.layers.0...";
         diffusers expects "<prefix>.layers.0..." and otherwise silently injects nothing."""
-        names = set(dict(self.base.denoiser.named_modules()))
         fixed = {}
         for k, v in sd.items():
             bare = k.removeprefix("base_model.model.").replace(".default.", ".")

@@ -11,7 +11,6 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -174,7 +173,9 @@ def _missing_message(config: BenchConfig) -> str:
     where = f"looked for a diffusers folder at {config.model_path}"
     if config.repo_id:
         where += f" and then for {config.repo_id!r} on the Hugging Face hub (unreachable or not cached)"
-    demo = Path(config.model_path or "").name == "zbench-demo"
+    from .demo import MODEL_DIR
+
+    demo = config.model_path == MODEL_DIR
     fix = (
         "build the demo: python -m zbench demo build --quick (about a minute) or without --quick (about 45 minutes)"
         if demo
