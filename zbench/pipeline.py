@@ -17,7 +17,7 @@ import torch
 
 from .config import BenchConfig
 
-__all__ = ["Base", "BaseModelError", "get_base", "load_base", "resolve_device", "resolve_dtype"]
+__all__ = ["Base", "BaseModelError", "get_base", "load_base", "model_fingerprint", "resolve_device", "resolve_dtype"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,8 @@ class Base:
     device: torch.device
     dtype: torch.dtype
     family: str  # "z-image", "sdxl", "sd", "flux" or "other": which LoRAs fit
+    # Names these exact weights on this device and dtype: the image cache's key for the base.
+    fingerprint: str = ""
     _embeds: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _embeds_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -166,7 +168,25 @@ def load_base(config: BenchConfig) -> Base:
         pipe.vae.enable_tiling()
     pipe.set_progress_bar_config(disable=True)
     logger.info("loaded %s (%s) on %s as %s", config.model_id, type(pipe).__name__, device, dtype)
-    return Base(pipe=pipe, config=config, device=device, dtype=dtype, family=_family(pipe))
+    fingerprint = model_fingerprint(config, type(pipe).__name__, device, dtype)
+    return Base(pipe=pipe, config=config, device=device, dtype=dtype, family=_family(pipe), fingerprint=fingerprint)
+
+
+def model_fingerprint(config: BenchConfig, pipeline: str, device: torch.device, dtype: torch.dtype) -> str:
+    """A short hash of the base's files (names, sizes, modification times), class, device and dtype.
+
+    A rebuilt or replaced model gets a new fingerprint, so cached images of the old one are not shown.
+    """
+    import hashlib
+
+    parts = [config.model_id, pipeline, device.type, str(dtype), config.offload]
+    path = config.model_path
+    if path is not None and path.exists():
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        for f in files:
+            stat = f.stat()
+            parts.append(f"{f.relative_to(path) if f != path else f.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 def _missing_message(config: BenchConfig) -> str:

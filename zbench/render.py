@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .cache import ImageCache, cell_key
 from .checkpoints import Checkpoint
 from .hotswap import AdapterSwapper, LoraError, get_swapper
 from .pipeline import Base
@@ -81,7 +82,8 @@ class Cell:
         return "base" if self.checkpoint is None else self.checkpoint.name
 
 
-Status = Literal["ok", "error", "stopped"]
+# "pending": not rendered and not in the cache (a grid shown from the cache only).
+Status = Literal["ok", "error", "stopped", "pending"]
 
 
 @dataclass
@@ -94,7 +96,7 @@ class CellResult:
     error: str | None = None
     swap_ms: float | None = None
     render_ms: float | None = None
-    swap_path: str | None = None
+    swap_path: str | None = None  # how the adapter was set: "fast", "hotswap", "inject", "base", "cache", …
 
 
 def plan_grid(
@@ -129,6 +131,8 @@ def render_cells(
     target_rank: int | None = None,
     progress: Callable[[int, int, CellResult], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    cache: ImageCache | None = None,
+    cache_only: bool = False,
 ) -> list[CellResult]:
     """Render cells, one checkpoint at a time; results come back in the order of ``cells``.
 
@@ -137,6 +141,9 @@ def render_cells(
             so adapter layers are injected once for the whole run.
         progress: called after every cell with (done, total, result).
         should_stop: polled between cells; when it returns True the rest are marked "stopped".
+        cache: images already drawn are taken from it (no swap, no render; ``swap_path`` is
+            "cache") and new ones are stored in it.
+        cache_only: render nothing; cells not in the cache come back "pending".
 
     Side effects:
         Swaps the shared pipeline's adapter (under the swapper's lock).
@@ -150,20 +157,45 @@ def render_cells(
     base_images: dict[tuple[str, int], CellResult] = {}  # the base ignores the LoRA scale
     for done, i in enumerate(order, start=1):
         cell = cells[i]
-        if should_stop is not None and should_stop():
-            results[i] = CellResult(cell, None, "stopped", "rendering was stopped")
-            continue
+        key = _key(base, cell, settings) if cache is not None else None
+        cached = cache.get(key) if key is not None else None
         reuse = base_images.get((cell.prompt, cell.seed)) if cell.checkpoint is None else None
-        if reuse is not None:
+        if cached is not None:
+            result = CellResult(cell, cached, "ok", None, None, None, "cache")
+        elif reuse is not None:
             result = CellResult(cell, reuse.image, reuse.status, reuse.error, None, None, "reused")
+        elif cache_only:
+            result = CellResult(cell, None, "pending", "not rendered yet")
+        elif should_stop is not None and should_stop():
+            result = CellResult(cell, None, "stopped", "rendering was stopped")
         else:
             result = _render_cell(base, swapper, cell, settings, target_rank)
-            if cell.checkpoint is None:
-                base_images[(cell.prompt, cell.seed)] = result
+            if key is not None and result.image is not None:
+                cache.put(key, result.image, parameters=f"{cell.prompt}\nSeed: {cell.seed}, LoRA: {cell.name}")
+        if cell.checkpoint is None and result.image is not None:
+            base_images[(cell.prompt, cell.seed)] = result
         results[i] = result
         if progress is not None:
             progress(done, len(cells), result)
     return [r for r in results if r is not None]
+
+
+def _key(base: Base, cell: Cell, settings: RenderSettings) -> str | None:
+    ck = cell.checkpoint
+    if ck is not None and (ck.error is not None or not ck.hash):
+        return None  # nothing to key on; such cells are errors anyway
+    return cell_key(
+        base.fingerprint or base.config.model_id,
+        None if ck is None else ck.hash,
+        prompt=cell.prompt,
+        negative=settings.negative,
+        seed=cell.seed,
+        scale=cell.scale,
+        steps=settings.steps,
+        guidance=settings.guidance,
+        width=settings.width,
+        height=settings.height,
+    )
 
 
 def _render_cell(
