@@ -2,19 +2,27 @@
 
 Ordinary functions on PIL images, usable on any run: the demo report uses them, and so can
 the bench page. Adherence needs prompts of the demo grammar ("a red circle on a blue
-background"); it is None for any other prompt.
+background"); it is None for any other prompt. Weight measures (delta norm, change between
+checkpoints) read the LoRA factors from the safetensors file and never form B @ A.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
+from safetensors.torch import load_file
 
+from .checkpoints import _module_of, read_header
 from .shapes import parse_prompt, read_scene
 
-__all__ = ["adherence", "image_distance", "spearman"]
+__all__ = ["adherence", "image_distance", "lora_delta_norm", "lora_factors", "lora_weight_change", "spearman"]
 
 
 def image_distance(a: Image.Image, b: Image.Image) -> float:
@@ -62,3 +70,174 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     if rx.std() == 0 or ry.std() == 0:
         return 0.0
     return float(np.corrcoef(rx, ry)[0, 1])
+
+
+# Weight measures. A LoRA changes a module's weight by ΔW = scale · B @ A (B: out×r, A: r×in).
+# Norms and inner products of such products reduce to r×r matrices:
+#   ||B A||²_F = trace((A Aᵀ)(Bᵀ B)),   <B1 A1, B2 A2>_F = trace((B1ᵀ B2)(A2 A1ᵀ)),
+# so a 3840×10240 module costs two r×r Gram matrices instead of a 39 M-entry product.
+
+_DOWN = re.compile(r"\.(lora_A|lora_down|lora\.down)(\.[^.]+)?\.weight$")
+_UP = re.compile(r"\.(lora_B|lora_up|lora\.up)(\.[^.]+)?\.weight$")
+_NOT_LORA = re.compile(r"\.(lokr_|hada_|lora_mid|dora_scale|lora_magnitude_vector)")
+_COMPONENT = re.compile(r"^(transformer|unet|base_model\.model|diffusion_model)\.")
+
+LoraFactors = dict[str, tuple[torch.Tensor, torch.Tensor, float]]
+
+
+def _adapter_config(meta: dict[str, str]) -> dict:
+    """The PEFT LoraConfig diffusers saved in ``lora_adapter_metadata`` (keys for the denoiser), or {}."""
+    try:
+        config = json.loads(meta.get("lora_adapter_metadata", "{}"))
+    except json.JSONDecodeError:
+        return {}
+    if not isinstance(config, dict):
+        return {}
+    for prefix in ("transformer.", "unet."):  # diffusers packs each component's config under its name
+        own = {k.removeprefix(prefix): v for k, v in config.items() if k.startswith(prefix)}
+        if own:
+            return own
+    return config
+
+
+def _pattern_value(patterns: dict, module: str, default: float) -> float:
+    """PEFT's rank/alpha_pattern lookup: a key matches a module name it ends (at a dot boundary)."""
+    for key, value in (patterns or {}).items():
+        if re.match(rf"(.*\.)?({key})$", module):
+            return float(value)
+    return default
+
+
+def lora_factors(path: str | Path) -> LoraFactors:
+    """Read a LoRA file's factors: per module A (r×in), B (out×r) and the scale of B @ A.
+
+    Reads diffusers/PEFT (``transformer.<m>.lora_A.weight``), kohya (``lora_unet_<m>.lora_down.weight``
+    with ``.alpha``), ai-toolkit (``diffusion_model.<m>.lora_A.weight``) and bare PEFT keys. The
+    scale is what diffusers applies when loading: alpha/r from a per-module ``.alpha`` tensor,
+    times lora_alpha/r (or /√r with rsLoRA) from ``lora_adapter_metadata``; 1.0 without either
+    (alpha == r). Conv factors are flattened to matrices. Bias terms (``lora_B.bias``) are ignored.
+
+    Args:
+        path: a ``.safetensors`` file (loaded with safetensors, never unpickled).
+
+    Returns:
+        {canonical module name: (A, B, scale)}, names as in ``Checkpoint.modules``
+        ("layers_0_attention_to_q"); tensors as stored (dtype, CPU).
+
+    Raises:
+        HeaderError: the file is not a readable safetensors file.
+        ValueError: the file holds no LoRA factors, is LoKr/LoHa/DoRA/LoCon-Tucker (not B @ A),
+            or a module's factors are missing or do not fit together.
+    """
+    path = Path(path)
+    _, meta = read_header(path)
+    tensors = load_file(str(path))
+    odd = next((k for k in tensors if _NOT_LORA.search(k)), None)
+    if odd is not None:
+        raise ValueError(
+            f"{path.name} is not a plain LoRA (key {odd!r}): its change is not scale · B @ A, so zbench "
+            "cannot measure its weights. Export the run as plain LoRA to get weight metrics."
+        )
+    downs, ups, alphas, dotted = {}, {}, {}, {}
+    for key, tensor in tensors.items():
+        module = _module_of(key)
+        if module is None:
+            continue
+        if key.endswith(".alpha"):
+            alphas[module] = float(tensor.float())
+        elif _DOWN.search(key):
+            downs[module] = tensor.reshape(tensor.shape[0], -1)
+            dotted[module] = _COMPONENT.sub("", key[: _DOWN.search(key).start()])
+        elif _UP.search(key):
+            ups[module] = tensor.reshape(tensor.shape[0], -1)
+    if not downs:
+        raise ValueError(
+            f"{path.name} holds no LoRA factors (no lora_A/lora_down keys among {len(tensors)}); it is not a LoRA."
+        )
+    unpaired = sorted(set(downs) ^ set(ups))
+    if unpaired:
+        raise ValueError(
+            f"{path.name}: module {unpaired[0]!r} has only one of its two LoRA factors "
+            f"({len(unpaired)} such modules); the file is incomplete. Re-save it from the trainer."
+        )
+    config = _adapter_config(meta)
+    out: LoraFactors = {}
+    for module, a in sorted(downs.items()):
+        b = ups[module]
+        r = a.shape[0]
+        if b.shape[1] != r:
+            raise ValueError(
+                f"{path.name}: module {module!r} has lora_A of rank {r} but lora_B of rank {b.shape[1]} "
+                f"(shapes {tuple(a.shape)} and {tuple(b.shape)}); the file is corrupt."
+            )
+        scale = alphas[module] / r if module in alphas else 1.0
+        if config:
+            alpha = _pattern_value(config.get("alpha_pattern"), dotted[module], float(config.get("lora_alpha", r)))
+            scale *= alpha / (math.sqrt(r) if config.get("use_rslora") else r)
+        out[module] = (a, b, scale)
+    return out
+
+
+def _frobenius_sq(a: torch.Tensor, b: torch.Tensor) -> float:
+    """||B @ A||²_F from r×r Gram matrices, in float64."""
+    a, b = a.double(), b.double()
+    return float(((a @ a.T) * (b.T @ b)).sum())
+
+
+def _inner(a1: torch.Tensor, b1: torch.Tensor, a2: torch.Tensor, b2: torch.Tensor) -> float:
+    """<B1 @ A1, B2 @ A2>_F = trace((B1ᵀ B2)(A2 A1ᵀ)) = sum((B1ᵀ B2) ⊙ (A1 A2ᵀ)), in float64; ranks may differ."""
+    return float(((b1.double().T @ b2.double()) * (a1.double() @ a2.double().T)).sum())
+
+
+def lora_delta_norm(path: str | Path) -> float:
+    """How far a checkpoint moves the base weights: sqrt(Σ over modules of ||scale · B @ A||²_F).
+
+    Args:
+        path: a LoRA ``.safetensors`` file (see :func:`lora_factors` for the formats).
+
+    Returns:
+        The Frobenius norm of the whole weight change at LoRA scale 1, in the units of the
+        base weights (a base weight entry of 0.01 changed by 0.001 contributes 0.001).
+
+    Raises:
+        HeaderError, ValueError: as :func:`lora_factors`.
+    """
+    total = sum(scale * scale * _frobenius_sq(a, b) for a, b, scale in lora_factors(path).values())
+    return math.sqrt(max(total, 0.0))
+
+
+def lora_weight_change(path_a: str | Path, path_b: str | Path) -> float:
+    """How much the weight change differs between two checkpoints: sqrt(Σ ||ΔW_b − ΔW_a||²_F).
+
+    ΔW = scale · B @ A per module; the files may differ in rank, alpha and format. A module
+    adapted by only one file counts with its full ΔW. Computed as ||X||² + ||Y||² − 2<X, Y> in
+    float64, so the absolute error is about 1e-8 × the larger delta norm.
+
+    Args:
+        path_a: the earlier checkpoint.
+        path_b: the later one.
+
+    Returns:
+        The Frobenius norm of ΔW_b − ΔW_a over all modules, in the units of the base weights;
+        0.0 for the same file.
+
+    Raises:
+        HeaderError, ValueError: as :func:`lora_factors`, or a module has different shapes in
+            the two files (LoRAs for different base models).
+    """
+    fa, fb = lora_factors(path_a), lora_factors(path_b)
+    total = 0.0
+    for module in sorted(fa.keys() | fb.keys()):
+        if module not in fb or module not in fa:
+            a, b, s = fa.get(module) or fb[module]
+            total += s * s * _frobenius_sq(a, b)
+            continue
+        (a1, b1, s1), (a2, b2, s2) = fa[module], fb[module]
+        if (b1.shape[0], a1.shape[1]) != (b2.shape[0], a2.shape[1]):
+            raise ValueError(
+                f"module {module!r} is {b1.shape[0]}×{a1.shape[1]} in {Path(path_a).name} but "
+                f"{b2.shape[0]}×{a2.shape[1]} in {Path(path_b).name}: the files adapt different base models."
+            )
+        sq = s1 * s1 * _frobenius_sq(a1, b1) + s2 * s2 * _frobenius_sq(a2, b2) - 2 * s1 * s2 * _inner(a1, b1, a2, b2)
+        total += max(sq, 0.0)  # rounding can leave a tiny negative for (near-)identical modules
+    return math.sqrt(total)
