@@ -1,14 +1,21 @@
-"""Comparison sheets: a labelled grid PNG, the cells with their parameters, and a manifest.
+"""Comparison sheets: labelled grid pages with zoom panels, a PDF, the cells with their parameters, a manifest.
 
 Layout: a header with base model, run, prompt(s), seeds and settings; a column per
-checkpoint labelled with epoch/step, file name and hash; a row per prompt × seed × scale.
-Error cells show their message in place of the image, so a sheet always tells the whole story.
+checkpoint labelled with epoch/step, file name and hash; a row per prompt × seed × scale;
+below the grid, one zoom strip per zoom region × row. Error cells show their message in
+place of the image, so a sheet always tells the whole story. A grid too large for one image
+is split into pages (by rows, then by column groups that each repeat the base column).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
+import os
 import re
+import secrets
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +24,35 @@ from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
 from .render import CellResult, RenderSettings, Row
+from .zoom import (
+    BG,
+    ERR,
+    FG,
+    MUTED,
+    PAD,
+    ZoomSpec,
+    _fit,
+    _fit_label,
+    _font,
+    _strip_layout,
+    _StripLayout,
+    _wrap,
+    column_text,
+    zoom_strip,
+)
 
-__all__ = ["SheetInfo", "compose_sheet", "write_grid"]
+__all__ = ["MAX_SHEET_PIXELS", "SheetInfo", "compose_pages", "compose_sheet", "export_sheet", "write_grid"]
+
+logger = logging.getLogger(__name__)
 
 # Keep sheets openable by Pillow elsewhere: its decompression-bomb warning starts at ~89 Mpx.
 MAX_SHEET_PIXELS = 80_000_000
-PAD = 8
-BG, FG, MUTED, ERR = (250, 250, 250), (20, 20, 20), (110, 110, 110), (180, 30, 30)
+# Browsers and image viewers refuse wider images, and a PDF page must stay under 200 inches.
+MAX_SHEET_SIDE = 16_384
+MIN_CELL = 64  # px: pages shrink cells (only when one cell alone does not fit) down to this smaller side
+PDF_DPI = 150
+PAGE_LINES = 2  # lines kept on each page for "page i of n · rows … · epochs …"
+FORMATS = ("png", "pdf")
 
 
 @dataclass(frozen=True)
@@ -50,103 +79,270 @@ class SheetInfo:
         return lines
 
 
-def _font(size: int) -> ImageFont.ImageFont:
-    return ImageFont.load_default(size=size)
+@dataclass(frozen=True)
+class _Geometry:
+    """Cell size and the fonts and margins that follow from it."""
+
+    cw: int
+    ch: int
+    small: ImageFont.ImageFont
+    body: ImageFont.ImageFont
+    title: ImageFont.ImageFont
+    row_label_w: int
+    col_label_h: int
+
+    @classmethod
+    def at(cls, cw: int, ch: int) -> _Geometry:
+        small, body, title = _font(max(11, cw // 22)), _font(max(12, cw // 18)), _font(max(14, cw // 14))
+        col_label_h = PAD + body.size + 4 + 2 * (small.size + 3)
+        return cls(cw, ch, small, body, title, min(280, max(120, cw // 2)), col_label_h)
 
 
-def _text_width(font, text: str) -> int:
-    return int(font.getlength(text))
+@dataclass(frozen=True)
+class _Page:
+    rows: tuple[int, ...]  # grid row indices on this page
+    cols: tuple[int, ...]  # grid column indices, base first
+    size: tuple[int, int]
 
 
-def _fit(font, text: str, width: int) -> str:
-    """Shorten text with an ellipsis so it fits in ``width`` pixels."""
-    if _text_width(font, text) <= width:
-        return text
-    while text and _text_width(font, text + "…") > width:
-        text = text[:-1]
-    return text + "…"
+class _Grid:
+    """A grid's results indexed for drawing, and the arithmetic that sizes its pages."""
+
+    def __init__(self, results: Sequence[CellResult], rows: Sequence[Row], info: SheetInfo, zooms):
+        if not results:
+            raise ValueError("a sheet needs at least one cell result, got none")
+        if max(r.cell.row for r in results) >= len(rows):
+            raise ValueError(f"every cell's row should index into rows ({len(rows)} given), got a cell beyond it")
+        self.results, self.rows, self.info = list(results), list(rows), info
+        self.zooms: list[ZoomSpec] = list(zooms)
+        self.by_pos = {(r.cell.row, r.cell.col): r for r in results}
+        self.checkpoints = {}
+        for r in results:  # any row's cell names the column's checkpoint
+            self.checkpoints.setdefault(r.cell.col, r.cell.checkpoint)
+        self.cols = sorted(self.checkpoints)
+        self.base_cols = [c for c in self.cols if self.checkpoints[c] is None]
+        self.image_size = (info.settings.width, info.settings.height)
+        self._headers: dict[tuple[int, int], list[str]] = {}
+        self.paged = False  # a paged sheet says on each page which part of the grid it shows
+
+    def row_label(self, r: int) -> str:
+        i = self.info
+        return self.rows[r].label(prompts=len(i.prompts), seeds=len(i.seeds), scales=len(i.scales))
+
+    def header(self, g: _Geometry, width: int) -> list[str]:
+        key = (g.body.size, width)
+        if key not in self._headers:
+            self._headers[key] = [x for line in self.info.lines() for x in _wrap(g.body, line, width - 2 * PAD, 3)]
+        return self._headers[key]
+
+    def grid_width(self, g: _Geometry, k: int) -> int:
+        return g.row_label_w + k * (g.cw + PAD) + PAD
+
+    def strip_width(self, g: _Geometry, k: int) -> int:
+        """Strips sit under the grid's columns (right of the row labels) and are no wider."""
+        return k * (g.cw + PAD) + PAD
+
+    def strips(self, g: _Geometry, k: int) -> list[_StripLayout]:
+        width = self.strip_width(g, k)
+        return [
+            _strip_layout(z.box, self.image_size, k, factor=z.factor, method=z.method, max_width=width)
+            for z in self.zooms
+        ]
+
+    def size(self, g: _Geometry, k: int, r: int) -> tuple[int, int]:
+        """The pixel size of a page of ``k`` columns and ``r`` rows."""
+        strips = self.strips(g, k)
+        width = max([self.grid_width(g, k), *(g.row_label_w - PAD + s.size[0] for s in strips)])
+        lines = len(self.header(g, width)) + (PAGE_LINES if self.paged else 0)
+        header = 2 * PAD + g.title.size + 4 + lines * (g.body.size + 4)
+        per_row = g.ch + PAD + sum(s.size[1] + PAD for s in strips)
+        return width, header + g.col_label_h + PAD + r * per_row
 
 
-def _wrap(font, text: str, width: int, lines: int) -> list[str]:
-    """Greedy word wrap by pixel width; the last allowed line gets an ellipsis if text remains."""
-    out: list[str] = []
-    current = ""
-    for word in text.split():
-        trial = f"{current} {word}".strip()
-        if _text_width(font, trial) <= width or not current:
-            current = trial
-        else:
-            out.append(current)
-            current = word
-    if current:
-        out.append(current)
-    if len(out) > lines:
-        out = [*out[: lines - 1], " ".join(out[lines - 1 :])]
-    return [_fit(font, line, width) for line in out]
+def _fits(size: tuple[int, int], max_pixels: int, max_side: int) -> bool:
+    return size[0] * size[1] <= max_pixels and max(size) <= max_side
 
 
-def compose_sheet(results: Sequence[CellResult], rows: Sequence[Row], info: SheetInfo) -> Image.Image:
-    """Draw the labelled grid of a render as one image.
+def _geometry(grid: _Grid, k: int, r: int, max_pixels: int, max_side: int, *, strict: bool) -> _Geometry:
+    """The largest cell size (full size at most) at which a page of k x r cells fits."""
+    w, h = grid.image_size
+    floor = min(1.0, MIN_CELL / min(w, h))
+    scale = 1.0
+    while True:
+        g = _Geometry.at(max(1, round(w * scale)), max(1, round(h * scale)))
+        size = grid.size(g, k, r)
+        if _fits(size, max_pixels, max_side) or (scale <= floor and not strict):
+            return g
+        if scale <= floor:
+            raise ValueError(
+                f"a sheet page should fit {k} column(s) of one row with cells of at least {MIN_CELL} px, which takes "
+                f"{size[0]}x{size[1]} px; got max_pixels={max_pixels:,} and max_side={max_side:,}: raise them"
+            )
+        scale = max(floor, scale * 0.9)
+
+
+def _chunks(items: Sequence[int], n: int) -> list[list[int]]:
+    """``items`` cut into ``n`` runs whose lengths differ by at most one."""
+    q, extra = divmod(len(items), n)
+    out, start = [], 0
+    for i in range(n):
+        end = start + q + (i < extra)
+        out.append(list(items[start:end]))
+        start = end
+    return out
+
+
+def _plan(grid: _Grid, max_pixels: int, max_side: int) -> tuple[_Geometry, list[_Page]]:
+    """Split the grid into pages under the limits: rows first, then column groups that repeat the base."""
+    full = _Geometry.at(*grid.image_size)
+    if _fits(grid.size(full, len(grid.cols), len(grid.rows)), max_pixels, max_side):
+        return full, [
+            _Page(tuple(range(len(grid.rows))), tuple(grid.cols), grid.size(full, len(grid.cols), len(grid.rows)))
+        ]
+    grid.paged = True
+    base = grid.base_cols
+    others = [c for c in grid.cols if c not in base]
+    k_min = len(base) + (1 if others else 0)
+    g = _geometry(grid, k_min, 1, max_pixels, max_side, strict=True)
+
+    def fits(k: int, r: int) -> bool:
+        return _fits(grid.size(g, k, r), max_pixels, max_side)
+
+    groups = [grid.cols]
+    if not fits(len(grid.cols), 1):
+        k = next(k for k in range(len(grid.cols) - 1, k_min - 1, -1) if fits(k, 1))
+        groups = [base + chunk for chunk in _chunks(others, math.ceil(len(others) / (k - len(base))))]
+    widest = max(len(cols) for cols in groups)
+    per_page = 1
+    while per_page < len(grid.rows) and fits(widest, per_page + 1):
+        per_page += 1
+    row_groups = _chunks(range(len(grid.rows)), math.ceil(len(grid.rows) / per_page))
+    pages = [
+        _Page(tuple(rows), tuple(cols), grid.size(g, len(cols), len(rows))) for rows in row_groups for cols in groups
+    ]
+    return g, pages
+
+
+def _draw(grid: _Grid, g: _Geometry, page: _Page, number: int, count: int) -> Image.Image:
+    """Draw one page: header, column labels, the cells of its rows and columns, then its zoom strips."""
+    width = page.size[0]
+    sheet = Image.new("RGB", page.size, BG)
+    draw = ImageDraw.Draw(sheet)
+
+    # 1. Header: title, the page's place in the grid (when paged), then the settings.
+    y = PAD
+    draw.text((PAD, y), "zbench comparison sheet", font=g.title, fill=FG)
+    y += g.title.size + 4
+    if grid.paged:
+        where = f"page {number} of {count} · rows {page.rows[0] + 1}-{page.rows[-1] + 1} of {len(grid.rows)}"
+        checkpoints = [grid.checkpoints[c] for c in page.cols if c not in grid.base_cols]
+        if checkpoints:
+            where += f" · {checkpoints[0].label} … {checkpoints[-1].label} of {len(grid.cols) - len(grid.base_cols)}"
+        for n, line in enumerate(_wrap(g.body, where, width - 2 * PAD, PAGE_LINES)):
+            draw.text((PAD, y + n * (g.body.size + 4)), line, font=g.body, fill=MUTED)
+        y += PAGE_LINES * (g.body.size + 4)
+    for line in grid.header(g, width):
+        draw.text((PAD, y), line, font=g.body, fill=FG)
+        y += g.body.size + 4
+    y += PAD
+
+    # 2. Column labels.
+    for j, col in enumerate(page.cols):
+        x = g.row_label_w + j * (g.cw + PAD)
+        label, name, digest = column_text(grid.checkpoints[col])
+        draw.text((x, y), _fit_label(g.body, label, g.cw), font=g.body, fill=FG)
+        draw.text((x, y + g.body.size + 4), _fit(g.small, name, g.cw), font=g.small, fill=MUTED)
+        draw.text((x, y + g.body.size + 4 + g.small.size + 3), _fit(g.small, digest, g.cw), font=g.small, fill=MUTED)
+    y += g.col_label_h
+
+    # 3. Rows: label, then each column's image or error message.
+    for i, r in enumerate(page.rows):
+        top = y + i * (g.ch + PAD)
+        limit = max(1, g.ch // (g.body.size + 3))
+        for n, line in enumerate(_wrap(g.body, grid.row_label(r), g.row_label_w - 2 * PAD, limit)):
+            draw.text((PAD, top + n * (g.body.size + 3)), line, font=g.body, fill=FG)
+        for j, col in enumerate(page.cols):
+            result = grid.by_pos.get((r, col))
+            if result is not None:
+                _draw_cell(sheet, draw, g, result, (g.row_label_w + j * (g.cw + PAD), top))
+    y += len(page.rows) * (g.ch + PAD) + PAD
+
+    # 4. Zoom strips, one per zoom x row, under the grid's columns; the row label on their left.
+    if grid.zooms:
+        draw.line([(PAD, y - PAD // 2), (width - PAD, y - PAD // 2)], fill=MUTED)
+    shown = [grid.by_pos[(r, c)] for r in page.rows for c in page.cols if (r, c) in grid.by_pos]
+    for zoom in grid.zooms:
+        for r in page.rows:
+            if not any(res.cell.row == r for res in shown):
+                continue
+            strip = zoom_strip(
+                shown,
+                zoom.box,
+                row=r,
+                factor=zoom.factor,
+                method=zoom.method,
+                max_width=grid.strip_width(g, len(page.cols)),
+                image_size=grid.image_size,
+            )
+            sheet.paste(strip, (g.row_label_w - PAD, y))
+            lines = [zoom.box.name, *_wrap(g.body, grid.row_label(r), g.row_label_w - 2 * PAD, 3)]
+            for n, line in enumerate(lines):
+                draw.text((PAD, y + PAD + n * (g.body.size + 3)), line, font=g.body, fill=MUTED if n == 0 else FG)
+            y += strip.height + PAD
+    return sheet
+
+
+def _draw_cell(sheet: Image.Image, draw: ImageDraw.ImageDraw, g: _Geometry, result: CellResult, at: tuple[int, int]):
+    x, y = at
+    if result.image is not None:
+        sheet.paste(result.image.convert("RGB").resize((g.cw, g.ch), Image.Resampling.LANCZOS), (x, y))
+        return
+    draw.rectangle([x, y, x + g.cw - 1, y + g.ch - 1], fill=(238, 232, 232), outline=ERR)
+    limit = max(1, (g.ch - 8) // (g.small.size + 2))
+    for i, line in enumerate(_wrap(g.small, f"{result.status}: {result.error or ''}", g.cw - 8, limit)):
+        draw.text((x + 4, y + 4 + i * (g.small.size + 2)), line, font=g.small, fill=ERR)
+
+
+def compose_sheet(
+    results: Sequence[CellResult], rows: Sequence[Row], info: SheetInfo, *, zooms: Sequence[ZoomSpec] = ()
+) -> Image.Image:
+    """Draw the labelled grid of a render as one image, with zoom strips below it.
+
+    Cells shrink (to 64 px at least) to keep the image under ``MAX_SHEET_PIXELS``; for grids
+    too large for that, ``compose_pages`` splits them into pages instead.
 
     Args:
         results: one per cell, in any order (placed by their row and column).
         rows: the grid's rows, for the row labels.
+        zooms: zoom panels, drawn below the grid as one strip per zoom x row.
     """
-    s = info.settings
-    ncols = 1 + max(r.cell.col for r in results)
-    columns = {r.cell.col: r for r in results}  # any row's cell names the column's checkpoint
-    # Scale cells down only as far as needed to keep the sheet under MAX_SHEET_PIXELS.
-    scale = min(1.0, (MAX_SHEET_PIXELS / max(1, len(rows) * ncols * s.width * s.height)) ** 0.5)
-    cw, ch = max(64, int(s.width * scale)), max(64, int(s.height * scale))
-    small, body, title = _font(max(11, cw // 22)), _font(max(12, cw // 18)), _font(max(14, cw // 14))
-    row_label_w = min(280, max(120, cw // 2))
-    header_lines = info.lines()
-    header_h = PAD * 2 + (title.size + 4) + len(header_lines) * (body.size + 4)
-    col_label_h = PAD + body.size + 4 + 2 * (small.size + 3)
-    width = row_label_w + ncols * (cw + PAD) + PAD
-    height = header_h + col_label_h + len(rows) * (ch + PAD) + PAD
-    sheet = Image.new("RGB", (width, height), BG)
-    draw = ImageDraw.Draw(sheet)
+    grid = _Grid(results, rows, info, zooms)
+    k, r = len(grid.cols), len(grid.rows)
+    g = _geometry(grid, k, r, MAX_SHEET_PIXELS, 2**31, strict=False)
+    return _draw(grid, g, _Page(tuple(range(r)), tuple(grid.cols), grid.size(g, k, r)), 1, 1)
 
-    y = PAD
-    draw.text((PAD, y), "zbench comparison sheet", font=title, fill=FG)
-    y += title.size + 4
-    for line in header_lines:
-        draw.text((PAD, y), _fit(body, line, width - 2 * PAD), font=body, fill=FG)
-        y += body.size + 4
 
-    for col, result in sorted(columns.items()):
-        x = row_label_w + col * (cw + PAD)
-        ck = result.cell.checkpoint
-        label = "base (LoRA off)" if ck is None else ck.label
-        name = "" if ck is None else ck.name
-        digest = "" if ck is None or not ck.hash else f"sha256 {ck.hash}"
-        yy = header_h
-        draw.text((x, yy), _fit(body, label, cw), font=body, fill=FG)
-        yy += body.size + 4
-        draw.text((x, yy), _fit(small, name, cw), font=small, fill=MUTED)
-        draw.text((x, yy + small.size + 3), _fit(small, digest, cw), font=small, fill=MUTED)
+def compose_pages(
+    results: Sequence[CellResult],
+    rows: Sequence[Row],
+    info: SheetInfo,
+    *,
+    zooms: Sequence[ZoomSpec] = (),
+    max_pixels: int = MAX_SHEET_PIXELS,
+    max_side: int = MAX_SHEET_SIDE,
+) -> list[Image.Image]:
+    """Draw the grid as pages, each under ``max_pixels`` and ``max_side``, cells at full size where possible.
 
-    nprompts, nseeds, nscales = len(info.prompts), len(info.seeds), len(info.scales)
-    for r, row in enumerate(rows):
-        y = header_h + col_label_h + r * (ch + PAD)
-        label = row.label(prompts=nprompts, seeds=nseeds, scales=nscales)
-        limit = max(1, ch // (body.size + 3))
-        for i, line in enumerate(_wrap(body, label, row_label_w - 2 * PAD, limit)):
-            draw.text((PAD, y + i * (body.size + 3)), line, font=body, fill=FG)
+    Rows are split first; a row too wide for one page is split into column groups, each with
+    the base column first. Every page repeats the header with "page i of n". Cells shrink
+    only when one row of the base and one checkpoint would not fit at full size.
 
-    for result in results:
-        x = row_label_w + result.cell.col * (cw + PAD)
-        y = header_h + col_label_h + result.cell.row * (ch + PAD)
-        if result.image is not None:
-            sheet.paste(result.image.convert("RGB").resize((cw, ch), Image.Resampling.LANCZOS), (x, y))
-        else:
-            draw.rectangle([x, y, x + cw - 1, y + ch - 1], fill=(238, 232, 232), outline=ERR)
-            limit = max(1, (ch - 8) // (small.size + 2))
-            message = _wrap(small, f"{result.status}: {result.error or ''}", cw - 8, limit)
-            for i, line in enumerate(message):
-                draw.text((x + 4, y + 4 + i * (small.size + 2)), line, font=small, fill=ERR)
-    return sheet
+    Raises:
+        ValueError: no results, or limits too small for even one row of 64 px cells.
+    """
+    grid = _Grid(results, rows, info, zooms)
+    g, pages = _plan(grid, max_pixels, max_side)
+    return [_draw(grid, g, page, i, len(pages)) for i, page in enumerate(pages, start=1)]
 
 
 def cell_parameters(result: CellResult, info: SheetInfo) -> str:
@@ -167,60 +363,174 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:60] or "cell"
 
 
+def _cell_entry(result: CellResult) -> dict:
+    c = result.cell
+    return {
+        "row": c.row,
+        "col": c.col,
+        "checkpoint": c.name,
+        "label": "base" if c.checkpoint is None else c.checkpoint.label,
+        "epoch": None if c.checkpoint is None else c.checkpoint.epoch,
+        "step": None if c.checkpoint is None else c.checkpoint.step,
+        "hash": None if c.checkpoint is None else c.checkpoint.hash,
+        "prompt": c.prompt,
+        "seed": c.seed,
+        "scale": c.scale,
+        "image": None,
+        "status": result.status,
+        "error": result.error,
+        "swap_ms": None if result.swap_ms is None else round(result.swap_ms, 3),
+        "render_ms": None if result.render_ms is None else round(result.render_ms, 1),
+        "swap_path": result.swap_path,
+    }
+
+
+_OUTPUTS = re.compile(r"sheet(-\d+)?\.png|sheet\.pdf|cells\.zip")
+_CELL_FILE = re.compile(r"r\d+_c\d+_.+\.png")
+
+
+def export_sheet(
+    out_dir: str | Path,
+    results: Sequence[CellResult],
+    rows: Sequence[Row],
+    info: SheetInfo,
+    *,
+    zooms: Sequence[ZoomSpec] = (),
+    formats: Sequence[str] = FORMATS,
+    zip_cells: bool = True,
+    max_pixels: int = MAX_SHEET_PIXELS,
+    max_side: int = MAX_SHEET_SIDE,
+) -> dict:
+    """Write a grid's sheet pages, PDF, cells, cells zip and manifest into ``out_dir``.
+
+    Files: ``sheet.png`` (or ``sheet-01.png`` … when paginated), ``sheet.pdf`` (every page),
+    ``cells/*.png`` (parameters in PNG text chunks "parameters" and "zbench"), ``cells.zip``
+    (the cell PNGs and the manifest) and ``manifest.json``.
+
+    Args:
+        formats: which sheet files to write: "png", "pdf" or both.
+        zip_cells: also write ``cells.zip``.
+        max_pixels, max_side: the limits of one page (see ``compose_pages``).
+
+    Returns:
+        The manifest that was written.
+
+    Raises:
+        ValueError: an unknown format, or limits too small for one row.
+
+    Side effects:
+        Every file is written under a temporary name and moved into place at the end, the
+        manifest last, so a failed export leaves the previous one intact. Outputs of an earlier
+        export that this one did not write again (surplus pages, cells, a PDF or zip) are deleted.
+    """
+    if not formats or set(formats) - set(FORMATS):
+        raise ValueError(f"formats should be a non-empty selection of {FORMATS}, got {tuple(formats)}")
+    out = Path(out_dir)
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    grid = _Grid(results, rows, info, zooms)
+    g, pages = _plan(grid, max_pixels, max_side)
+    digits = max(2, len(str(len(pages))))
+    names = ["sheet.png"] if len(pages) == 1 else [f"sheet-{i:0{digits}d}.png" for i in range(1, len(pages) + 1)]
+    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    staged: list[tuple[Path, Path]] = []  # (temporary, final), moved into place in this order
+
+    def stage(final: Path) -> Path:
+        staged.append((final.with_name(f".{final.name}.{token}.tmp"), final))
+        return staged[-1][0]
+
+    try:
+        # 1. Cells, each with its parameters.
+        cells, cell_files = [], []
+        for result in sorted(results, key=lambda r: (r.cell.row, r.cell.col)):
+            entry = _cell_entry(result)
+            if result.image is not None:
+                slug = _slug(result.cell.name.removesuffix(".safetensors"))
+                rel = f"cells/r{entry['row']:02d}_c{entry['col']:02d}_{slug}.png"
+                png = PngInfo()
+                png.add_text("parameters", cell_parameters(result, info))
+                png.add_text("zbench", json.dumps({k: v for k, v in entry.items() if k != "image"}))
+                tmp = stage(out / rel)
+                result.image.save(tmp, format="PNG", pnginfo=png)
+                cell_files.append((tmp, rel))
+                entry["image"] = rel
+            cells.append(entry)
+
+        # 2. Pages: drawn one at a time; kept in memory only when the PDF needs them.
+        pdf_pages = []
+        for i, page in enumerate(pages, start=1):
+            image = _draw(grid, g, page, i, len(pages))
+            if "png" in formats:
+                image.save(stage(out / names[i - 1]), format="PNG")
+            if "pdf" in formats:
+                pdf_pages.append(image)
+        if pdf_pages:
+            # Pillow sizes PDF pages by resolution; viewers refuse pages over 200 inches.
+            dpi = max(PDF_DPI, math.ceil(max(max(p.size) for p in pages) / 200))
+            pdf_pages[0].save(
+                stage(out / "sheet.pdf"),
+                format="PDF",
+                save_all=True,
+                append_images=pdf_pages[1:],
+                resolution=dpi,
+                title=f"zbench comparison sheet: {info.run}",
+                quality=95,  # the PDF driver stores RGB pages as JPEG
+                subsampling=0,
+            )
+            del pdf_pages
+
+        # 3. Manifest, and the zip of cells that carries a copy of it.
+        s = info.settings
+        png_pages = names if "png" in formats else []
+        manifest = {
+            "base": info.base,
+            "run": info.run,
+            "prompts": list(info.prompts),
+            "negative": s.negative,
+            "seeds": list(info.seeds),
+            "scales": list(info.scales),
+            "steps": s.steps,
+            "guidance": s.guidance,
+            "width": s.width,
+            "height": s.height,
+            "sheet": png_pages[0] if png_pages else None,
+            "pages": png_pages,
+            "layout": [
+                {"page": i, "rows": list(p.rows), "cols": list(p.cols), "width": p.size[0], "height": p.size[1]}
+                for i, p in enumerate(pages, start=1)
+            ],
+            "pdf": "sheet.pdf" if "pdf" in formats else None,
+            "zip": "cells.zip" if zip_cells else None,
+            "zooms": [z.to_json() for z in grid.zooms],
+            "cells": cells,
+        }
+        text = json.dumps(manifest, indent=2)
+        if zip_cells:
+            with zipfile.ZipFile(stage(out / "cells.zip"), "w") as zf:
+                for tmp, rel in cell_files:
+                    zf.write(tmp, rel, compress_type=zipfile.ZIP_STORED)  # PNGs are compressed already
+                zf.writestr("manifest.json", text, compress_type=zipfile.ZIP_DEFLATED)
+        stage(out / "manifest.json").write_text(text)
+
+        # 4. Move everything into place, the manifest last.
+        for tmp, final in staged:
+            os.replace(tmp, final)
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    written = {final for _, final in staged}
+    stale = [p for p in out.iterdir() if _OUTPUTS.fullmatch(p.name) and p not in written]
+    stale += [p for p in (out / "cells").iterdir() if _CELL_FILE.fullmatch(p.name) and p not in written]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    logger.info("wrote %d page(s) and %d cell(s) to %s", len(pages), len(cell_files), out)
+    return manifest
+
+
 def write_grid(out_dir: str | Path, results: Sequence[CellResult], rows: Sequence[Row], info: SheetInfo) -> dict:
-    """Write ``sheet.png``, ``cells/*.png`` (parameters in a PNG text chunk) and ``manifest.json``.
+    """Write ``sheet.png`` (or pages), ``cells/*.png`` and ``manifest.json``: ``export_sheet`` without PDF and zip.
 
     Returns:
         The manifest that was written.
     """
-    out = Path(out_dir)
-    (out / "cells").mkdir(parents=True, exist_ok=True)
-    cells = []
-    for result in sorted(results, key=lambda r: (r.cell.row, r.cell.col)):
-        c = result.cell
-        entry = {
-            "row": c.row,
-            "col": c.col,
-            "checkpoint": c.name,
-            "label": "base" if c.checkpoint is None else c.checkpoint.label,
-            "epoch": None if c.checkpoint is None else c.checkpoint.epoch,
-            "step": None if c.checkpoint is None else c.checkpoint.step,
-            "hash": None if c.checkpoint is None else c.checkpoint.hash,
-            "prompt": c.prompt,
-            "seed": c.seed,
-            "scale": c.scale,
-            "image": None,
-            "status": result.status,
-            "error": result.error,
-            "swap_ms": None if result.swap_ms is None else round(result.swap_ms, 3),
-            "render_ms": None if result.render_ms is None else round(result.render_ms, 1),
-            "swap_path": result.swap_path,
-        }
-        if result.image is not None:
-            rel = f"cells/r{c.row:02d}_c{c.col:02d}_{_slug(c.name.removesuffix('.safetensors'))}.png"
-            png = PngInfo()
-            png.add_text("parameters", cell_parameters(result, info))
-            png.add_text("zbench", json.dumps({k: v for k, v in entry.items() if k != "image"}))
-            result.image.save(out / rel, pnginfo=png)
-            entry["image"] = rel
-        cells.append(entry)
-    compose_sheet(results, rows, info).save(out / "sheet.png")
-    s = info.settings
-    manifest = {
-        "base": info.base,
-        "run": info.run,
-        "prompts": list(info.prompts),
-        "negative": s.negative,
-        "seeds": list(info.seeds),
-        "scales": list(info.scales),
-        "steps": s.steps,
-        "guidance": s.guidance,
-        "width": s.width,
-        "height": s.height,
-        "sheet": "sheet.png",
-        "cells": cells,
-    }
-    tmp = out / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2))
-    tmp.replace(out / "manifest.json")
-    return manifest
+    return export_sheet(out_dir, results, rows, info, formats=("png",), zip_cells=False)
