@@ -1,10 +1,16 @@
 """zbench: compare the checkpoints of one LoRA training run side by side."""
 
+from .cache import ImageCache, cell_key, default_cache_dir, get_image_cache
 from .checkpoints import Checkpoint, parse_name, read_header, scan_run
 from .config import BenchConfig, ConfigError, default_config_path, load_config
+from .decision import DecisionError, DecisionStore, Review, Vote, default_user, next_blind_pair
+from .grid import GridRequest, checkpoint_table, image_metrics, parse_prompts, parse_scales, parse_seeds, weight_metrics
 from .hotswap import AdapterSwapper, LoraError, get_swapper
+from .metrics import adherence, image_distance, lora_delta_norm, lora_weight_change, spearman
 from .pipeline import Base, BaseModelError, get_base, load_base, resolve_device, resolve_dtype
 from .render import Cell, CellResult, RenderError, RenderSettings, Row, plan_grid, render_cells, render_image
+from .sheet import SheetInfo, compose_pages, compose_sheet, export_sheet, write_grid
+from .zoom import ZoomBox, ZoomSpec, crop_zoom, draw_boxes, zoom_strip
 
 __all__ = [
     "AdapterSwapper",
@@ -15,16 +21,44 @@ __all__ = [
     "CellResult",
     "Checkpoint",
     "ConfigError",
+    "DecisionError",
+    "DecisionStore",
+    "GridRequest",
+    "ImageCache",
     "LoraError",
     "RenderError",
     "RenderSettings",
+    "Review",
     "Row",
+    "SheetInfo",
+    "Vote",
+    "ZoomBox",
+    "ZoomSpec",
+    "adherence",
+    "cell_key",
+    "checkpoint_table",
+    "compose_pages",
+    "compose_sheet",
+    "crop_zoom",
+    "default_cache_dir",
     "default_config_path",
+    "default_user",
+    "draw_boxes",
+    "export_sheet",
     "get_base",
+    "get_image_cache",
     "get_swapper",
+    "image_distance",
+    "image_metrics",
     "load_base",
     "load_config",
+    "lora_delta_norm",
+    "lora_weight_change",
+    "next_blind_pair",
     "parse_name",
+    "parse_prompts",
+    "parse_scales",
+    "parse_seeds",
     "plan_grid",
     "read_header",
     "render_cells",
@@ -32,4 +66,8 @@ __all__ = [
     "resolve_device",
     "resolve_dtype",
     "scan_run",
+    "spearman",
+    "weight_metrics",
+    "write_grid",
+    "zoom_strip",
 ]

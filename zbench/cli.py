@@ -92,7 +92,7 @@ def _cmd_grid(args) -> int:
 
     from .pipeline import BaseModelError, get_base
     from .render import RenderSettings, plan_grid, render_cells
-    from .sheet import SheetInfo, write_grid
+    from .sheet import SheetInfo, export_sheet
 
     config = load_config(args.config)
     lora_dir = Path(args.loras) if args.loras else config.lora_dir
@@ -137,12 +137,10 @@ def _cmd_grid(args) -> int:
         seeds=tuple(seeds),
         scales=tuple(scales),
     )
-    manifest = write_grid(args.out, results, rows, info)
+    manifest = export_sheet(args.out, results, rows, info)
     ok = sum(c["status"] == "ok" for c in manifest["cells"])
-    print(
-        f"wrote {Path(args.out) / 'sheet.png'}: {ok} of {len(results)} cells rendered, "
-        f"{len(results) - ok} errors (see manifest.json)"
-    )
+    sheets = ", ".join(str(Path(args.out) / p) for p in [*manifest["pages"], manifest["pdf"]])
+    print(f"wrote {sheets}: {ok} of {len(results)} cells rendered, {len(results) - ok} errors (see manifest.json)")
     if ok == 0:
         print("error: nothing could render; every cell failed (messages above)", file=sys.stderr)
         return 1
@@ -221,7 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int)
     p.add_argument("--scale", action="append", type=float, help="LoRA scale; repeat for a row per scale")
     p.add_argument("--no-base", action="store_true", help="leave out the base (LoRA off) column")
-    p.add_argument("--out", required=True, help="folder for sheet.png, cells/ and manifest.json")
+    p.add_argument(
+        "--out", required=True, help="folder for sheet.png (or pages), sheet.pdf, cells/, cells.zip and manifest.json"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_grid)
 

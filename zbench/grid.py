@@ -1,0 +1,231 @@
+"""What the bench page asks for, as data: a grid request, and the per-checkpoint table.
+
+The page turns its widgets into a :class:`GridRequest` (parsing seeds and scales typed as
+text), renders it through :func:`zbench.render.render_cells`, and shows
+:func:`checkpoint_table`: epoch, step, rank, the user's rating and note, blind-vote ranking,
+and metrics from weights (LoRA delta norm, change from the previous checkpoint) and from the
+grid's images (distance from the base render, change from the previous checkpoint).
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import pandas as pd
+
+from .checkpoints import Checkpoint
+from .metrics import image_distance, lora_delta_norm, lora_weight_change
+from .render import Cell, CellResult, RenderSettings, Row, plan_grid
+
+__all__ = [
+    "GridRequest",
+    "checkpoint_table",
+    "image_metrics",
+    "parse_prompts",
+    "parse_scales",
+    "parse_seeds",
+    "weight_metrics",
+]
+
+RowsBy = Literal["prompts", "seeds", "scales"]
+
+
+def parse_prompts(text: str) -> list[str]:
+    """One prompt per non-empty line.
+
+    Raises:
+        ValueError: no prompt at all.
+    """
+    prompts = [line.strip() for line in text.splitlines() if line.strip()]
+    if not prompts:
+        raise ValueError("type at least one prompt (one per line)")
+    return prompts
+
+
+def _numbers(text: str, what: str) -> list[str]:
+    items = [t for t in re.split(r"[,\s;]+", text.strip()) if t]
+    if not items:
+        raise ValueError(f"give at least one {what}, e.g. 42 or 42, 7")
+    return items
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Seeds separated by commas or spaces: "42, 7 1234"; duplicates dropped, order kept.
+
+    Raises:
+        ValueError: a seed that is not a whole number 0..2**64-1, with the value received.
+    """
+    seeds: list[int] = []
+    for item in _numbers(text, "seed"):
+        try:
+            seed = int(item)
+        except ValueError:
+            raise ValueError(f"seeds should be whole numbers separated by commas, got {item!r}") from None
+        if not 0 <= seed < 2**64:
+            raise ValueError(f"a seed should be between 0 and 2**64-1, got {seed}")
+        if seed not in seeds:
+            seeds.append(seed)
+    return seeds
+
+
+def parse_scales(text: str) -> list[float]:
+    """LoRA scales separated by commas or spaces: "0.5, 1, 1.2" (each between -4 and 4).
+
+    Raises:
+        ValueError: a value that is not a number or is out of range, with the value received.
+    """
+    scales: list[float] = []
+    for item in _numbers(text, "LoRA scale"):
+        try:
+            scale = float(item)
+        except ValueError:
+            raise ValueError(f"LoRA scales should be numbers separated by commas, got {item!r}") from None
+        if not -4 <= scale <= 4:
+            raise ValueError(f"a LoRA scale should be between -4 and 4, got {scale:g}")
+        if scale not in scales:
+            scales.append(scale)
+    return scales
+
+
+@dataclass(frozen=True)
+class GridRequest:
+    """Everything a grid depends on; equal requests give equal images (and cache keys)."""
+
+    checkpoints: tuple[str, ...]  # file names, in the run's order
+    prompts: tuple[str, ...]
+    seeds: tuple[int, ...]
+    scales: tuple[float, ...]
+    settings: RenderSettings
+    include_base: bool = True
+
+    def plan(self, run: Sequence[Checkpoint]) -> tuple[list[Row], list[Cell]]:
+        """Rows (prompt x seed x scale) and cells for the chosen checkpoints of ``run``."""
+        chosen = [c for c in run if c.name in set(self.checkpoints)]
+        return plan_grid(
+            chosen,
+            prompts=list(self.prompts),
+            seeds=list(self.seeds),
+            scales=list(self.scales),
+            include_base=self.include_base,
+        )
+
+
+_WEIGHTS: dict[tuple, float | None] = {}
+_WEIGHTS_LOCK = threading.Lock()
+
+
+def _memo(key: tuple, compute) -> float | None:
+    with _WEIGHTS_LOCK:
+        if key in _WEIGHTS:
+            return _WEIGHTS[key]
+    try:
+        value = compute()
+    except (OSError, ValueError, KeyError, RuntimeError):
+        value = None  # unreadable or odd file: the table shows a blank, the scan shows why
+    with _WEIGHTS_LOCK:
+        _WEIGHTS[key] = value
+    return value
+
+
+def weight_metrics(run: Sequence[Checkpoint]) -> dict[str, dict[str, float | None]]:
+    """Per usable checkpoint: "delta_norm" and "weight_change" from the previous usable one.
+
+    Memoised by content hash, so a page refresh does not reload every file.
+    """
+    out: dict[str, dict[str, float | None]] = {}
+    previous: Checkpoint | None = None
+    for ck in run:
+        if ck.error is not None:
+            continue
+        norm = _memo(("norm", ck.hash), lambda ck=ck: lora_delta_norm(ck.path))
+        change = None
+        if previous is not None:
+            change = _memo(
+                ("change", previous.hash, ck.hash), lambda a=previous, b=ck: lora_weight_change(a.path, b.path)
+            )
+        out[ck.name] = {"delta_norm": norm, "weight_change": change}
+        previous = ck
+    return out
+
+
+def image_metrics(results: Sequence[CellResult]) -> dict[str, dict[str, float | None]]:
+    """Per checkpoint column of a rendered grid: mean "from_base" and "image_change" over its rows.
+
+    Distances are mean absolute pixel differences (0..1); "image_change" compares with the
+    column to the left (the previous checkpoint shown).
+    """
+    grid = {(r.cell.row, r.cell.col): r for r in results}
+    columns = sorted({r.cell.col for r in results})
+    base_col = next((c for c in columns if any(r.cell.checkpoint is None for r in results if r.cell.col == c)), None)
+    rows = sorted({r.cell.row for r in results})
+    out: dict[str, dict[str, float | None]] = {}
+    previous = None
+    for col in columns:
+        if col == base_col:
+            continue
+        cells = [grid.get((row, col)) for row in rows]
+        name = next((c.cell.name for c in cells if c is not None), None)
+        if name is None:
+            continue
+
+        def mean_to(other_col, cells=cells):
+            pairs = [
+                (a.image, grid[(a.cell.row, other_col)].image)
+                for a in cells
+                if a is not None
+                and a.image is not None
+                and (a.cell.row, other_col) in grid
+                and grid[(a.cell.row, other_col)].image is not None
+            ]
+            return statistics.mean(image_distance(x, y) for x, y in pairs) if pairs else None
+
+        out[name] = {
+            "from_base": None if base_col is None else mean_to(base_col),
+            "image_change": None if previous is None else mean_to(previous),
+        }
+        previous = col
+    return out
+
+
+def checkpoint_table(
+    run: Sequence[Checkpoint],
+    *,
+    ratings: dict[str, int] | None = None,
+    notes: dict[str, str] | None = None,
+    ranking: Sequence[dict] = (),
+    weights: dict[str, dict] | None = None,
+    images: dict[str, dict] | None = None,
+    release: str | None = None,
+) -> pd.DataFrame:
+    """One row per checkpoint of the run, in run order, for the page's table and chart."""
+    ratings, notes, weights, images = ratings or {}, notes or {}, weights or {}, images or {}
+    ranks = {r["name"]: r for r in ranking}
+    rows = []
+    for ck in run:
+        vote = ranks.get(ck.name, {})
+        w, im = weights.get(ck.name, {}), images.get(ck.name, {})
+        rows.append(
+            {
+                "checkpoint": ck.name,
+                "epoch": ck.epoch,
+                "step": ck.step,
+                "rank": ck.rank,
+                "rating": ratings.get(ck.name),
+                "note": notes.get(ck.name, ""),
+                "wins": vote.get("wins", 0),
+                "losses": vote.get("losses", 0),
+                "vote rank": vote.get("rank"),
+                "delta norm": w.get("delta_norm"),
+                "weight change": w.get("weight_change"),
+                "from base": im.get("from_base"),
+                "image change": im.get("image_change"),
+                "release": "★" if release == ck.name else "",
+                "error": ck.error or "",
+            }
+        )
+    return pd.DataFrame(rows)
