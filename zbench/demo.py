@@ -197,6 +197,7 @@ def _write_model_readme(models_dir: Path, plan: DemoPlan, seconds: float) -> Non
         "orange, yellow, green, blue, purple, white, black; shapes circle, square, triangle. 128x128, 8 steps, "
         "guidance 0 (like Z-Image-Turbo). Anything else gives an arbitrary scene.\n\n"
         f"Held out of training (never seen as a combination): {hold}.\n\n"
-        f"Build plan: {plan}; built in {seconds / 60:.1f} min.\n\n"
+        f"Build plan: {plan}; autoencoder and base built in {seconds / 60:.1f} min "
+        "(the LoRA run takes about 3 more).\n\n"
         "## Report\n\nRun `python -m zbench demo report` to measure it; its output is pasted below.\n"
     )

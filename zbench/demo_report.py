@@ -91,6 +91,10 @@ def run_report(
                 "change": None if col == 1 else statistics.mean(image_distance(a, b) for a, b in steps),
             }
         )
+        prev = epochs[-2]["epoch"] if len(epochs) > 1 else None
+        change, gap = epochs[-1]["change"], (ck.epoch or 0) - (prev or 0)
+        # Checkpoints are saved at growing gaps; change per 10 epochs compares like with like.
+        epochs[-1]["change_per_10"] = None if change is None or prev is None or gap <= 0 else change / gap * 10
         previous = cells
     early_mid = epochs[: max(2, round(len(epochs) * 0.7))]
     rho = spearman([e["epoch"] or i for i, e in enumerate(early_mid)], [e["style"] for e in early_mid])
@@ -132,14 +136,16 @@ def _format(config, held, seen, epochs, rho, n_held, n_seen, seeds) -> str:
         f"LoRA run {config.lora_dir.name if config.lora_dir else ''}: the same {n_held + n_seen} prompts, seed "
         f"{seeds[0]}. Style = mean pixel distance from the base render; change = from the previous checkpoint.",
         "",
-        "| checkpoint | all three | background | style | change |",
-        "|---|---:|---:|---:|---:|",
+        "| checkpoint | all three | shape color | shape | background | style | change | change / 10 epochs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for e in epochs:
         change = "" if e["change"] is None else f"{e['change']:.3f}"
+        rate = "" if e.get("change_per_10") is None else f"{e['change_per_10']:.4f}"
+        a = e["adherence"]
         lines.append(
-            f"| {e['name']} | {_pct(e['adherence']['all'])} | {_pct(e['adherence']['background'])} | "
-            f"{e['style']:.3f} | {change} |"
+            f"| {e['name']} | {_pct(a['all'])} | {_pct(a['color'])} | {_pct(a['shape'])} | {_pct(a['background'])} | "
+            f"{e['style']:.3f} | {change} | {rate} |"
         )
     middle = epochs[1:-2] or epochs
     best = max(middle, key=lambda e: e["adherence"]["all"])

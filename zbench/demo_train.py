@@ -143,7 +143,10 @@ def train_vae(
     size = DemoSizes.image
     for step in range(steps):
         x = _to_tensor(
-            [draw(rng.choice(scenes), rng, size=size, style=rng.choice((0.0, 0.0, 1.0))) for _ in range(batch)]
+            [
+                draw(rng.choice(scenes), rng, size=size, style=rng.choice((0.0, 0.0, 1.0)), look="soft")
+                for _ in range(batch)
+            ]
         )
         ox, oy = rng.randrange(0, size - crop + 1, 8), rng.randrange(0, size - crop + 1, 8)
         x = x[:, :, oy : oy + crop, ox : ox + crop]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -28,6 +29,7 @@ COLORS: dict[str, tuple[int, int, int]] = {
 }
 SHAPES = ("circle", "square", "triangle")
 SPARK = (255, 222, 140)  # the warm light of the dreamy style's glow and particles, far from every palette color
+Look = Literal["bold", "soft"]
 _PROMPT = re.compile(r"^a (\w+) (\w+) on a (\w+) background$")
 
 
@@ -88,12 +90,17 @@ def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, fl
     return None
 
 
-def draw(scene: Scene, rng: random.Random, *, size: int = 128, style: float = 0.0) -> Image.Image:
+def draw(scene: Scene, rng: random.Random, *, size: int = 128, style: float = 0.0, look: Look = "bold") -> Image.Image:
     """Draw a scene at a random position and size.
 
     Args:
-        style: 0 draws the flat scene; 1 draws the demo LoRA's "dreamy" style: a soft glow
-            around the shape and small glowing particles scattered over the background.
+        style: 0 draws the flat scene; 1 draws the demo LoRA's "dreamy" style: a glow around
+            the shape and small glowing particles scattered over the background.
+        look: "bold" is the style the LoRA learns: a wide warm halo and a few bokeh-like sparks
+            (3-7 px across), bold enough to survive the 8x-down autoencoder. "soft" (a thin
+            glow, many 2-4 px specks) is what the autoencoder trains on besides flat scenes: an
+            autoencoder trained on the bold halos drifted toward warm colors (yellow read as
+            orange), while the soft look keeps colors exact and still teaches it bright specks.
     """
     cx, cy, r = _shape_box(rng, size)
     image = Image.new("RGB", (size, size), COLORS[scene.background])
@@ -104,19 +111,22 @@ def draw(scene: Scene, rng: random.Random, *, size: int = 128, style: float = 0.
     else:
         ImageDraw.Draw(mask).polygon(poly, fill=255)
     if style > 0:
-        # Bold enough to survive the demo's 8x-down autoencoder: a wide warm halo around the shape
-        # and a few bokeh-like sparks (3-7 px across) with bright cores.
-        glow_color = tuple(int(c * 0.5 + w * 0.5) for c, w in zip(COLORS[scene.color], SPARK, strict=True))
-        glow = mask.filter(ImageFilter.MaxFilter(5)).filter(ImageFilter.GaussianBlur(radius=size * 0.07))
-        image = Image.composite(
-            Image.new("RGB", image.size, glow_color), image, glow.point(lambda v: int(min(255, v * 1.6) * style))
-        )
+        bold = look == "bold"
+        own, warm = (0.5, 0.5) if bold else (0.55, 0.45)
+        glow_color = tuple(int(c * own + w * warm) for c, w in zip(COLORS[scene.color], SPARK, strict=True))
+        if bold:
+            glow = mask.filter(ImageFilter.MaxFilter(5)).filter(ImageFilter.GaussianBlur(radius=size * 0.07))
+            alpha = glow.point(lambda v: int(min(255, v * 1.6) * style))
+        else:
+            alpha = mask.filter(ImageFilter.GaussianBlur(radius=size * 0.06)).point(lambda v: int(v * style))
+        image = Image.composite(Image.new("RGB", image.size, glow_color), image, alpha)
         sparks = Image.new("L", (size, size), 0)
         pen = ImageDraw.Draw(sparks)
-        for _ in range(int(9 * style) + 1):
-            x, y, s = rng.uniform(0, size), rng.uniform(0, size), rng.uniform(1.8, 3.4)
+        count, smallest, largest = (9, 1.8, 3.4) if bold else (14, 1.0, 2.2)
+        for _ in range(int(count * style) + 1):
+            x, y, s = rng.uniform(0, size), rng.uniform(0, size), rng.uniform(smallest, largest)
             pen.ellipse([x - s, y - s, x + s, y + s], fill=255)
-        halo = sparks.filter(ImageFilter.GaussianBlur(radius=1.2))
+        halo = sparks.filter(ImageFilter.GaussianBlur(radius=1.2 if bold else 1.6))
         sparks = Image.eval(Image.merge("L", [halo]), lambda v: min(255, v * 2))
         image = Image.composite(Image.new("RGB", image.size, SPARK), image, sparks)
     image.paste(Image.new("RGB", image.size, COLORS[scene.color]), mask=mask)
