@@ -182,7 +182,8 @@ def model_fingerprint(config: BenchConfig, pipeline: str, device: torch.device, 
     parts = [config.model_id, pipeline, device.type, str(dtype), config.offload]
     path = config.model_path
     if path is not None and path.exists():
-        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        # Weights and configs only: a README rewritten by `demo report` does not change the pixels.
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and p.suffix != ".md")
         for f in files:
             stat = f.stat()
             parts.append(f"{f.relative_to(path) if f != path else f.name}:{stat.st_size}:{stat.st_mtime_ns}")
