@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PIL import ImageDraw
 
 from zbench import BenchConfig, load_base
 from zbench.toy import build_tiny_pipeline, random_lora, save_lora
@@ -59,3 +60,17 @@ def make_lora(transformer):
         return save_lora(path, state, fmt=fmt, alpha=alpha, metadata=metadata)
 
     return make
+
+
+@pytest.fixture()
+def drawn(monkeypatch):
+    """Every string drawn with ImageDraw.text, in order."""
+    texts = []
+    real = ImageDraw.ImageDraw.text
+
+    def spy(self, xy, text, *args, **kwargs):
+        texts.append(text)
+        return real(self, xy, text, *args, **kwargs)
+
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", spy)
+    return texts

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from zbench.checkpoints import Checkpoint
 from zbench.render import Cell, CellResult, RenderSettings, Row
@@ -16,20 +16,6 @@ from zbench.sheet import SheetInfo, compose_pages, compose_sheet, export_sheet, 
 from zbench.zoom import ZoomBox, ZoomSpec, crop_zoom
 
 EYES = ZoomSpec(ZoomBox("eyes", 0.25, 0.25, 0.25, 0.25), 4, "nearest")
-
-
-@pytest.fixture()
-def drawn(monkeypatch):
-    """Every string drawn with ImageDraw.text, in order."""
-    texts = []
-    real = ImageDraw.ImageDraw.text
-
-    def spy(self, xy, text, *args, **kwargs):
-        texts.append(text)
-        return real(self, xy, text, *args, **kwargs)
-
-    monkeypatch.setattr(ImageDraw.ImageDraw, "text", spy)
-    return texts
 
 
 def colour(row: int, col: int) -> tuple[int, int, int]:

@@ -6,27 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from zbench.checkpoints import Checkpoint
 from zbench.render import Cell, CellResult
 from zbench.zoom import BOX_COLOURS, PLACEHOLDER, ZoomBox, ZoomSpec, column_text, crop_zoom, draw_boxes, zoom_strip
 
 EYES = ZoomBox("eyes", 0.25, 0.25, 0.25, 0.25)  # 16..32 on a 64 px image
-
-
-@pytest.fixture()
-def drawn(monkeypatch):
-    """Every string drawn with ImageDraw.text, in order."""
-    texts = []
-    real = ImageDraw.ImageDraw.text
-
-    def spy(self, xy, text, *args, **kwargs):
-        texts.append(text)
-        return real(self, xy, text, *args, **kwargs)
-
-    monkeypatch.setattr(ImageDraw.ImageDraw, "text", spy)
-    return texts
 
 
 def noise(size=(64, 64), seed=0) -> Image.Image:
