@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -173,3 +174,20 @@ def test_norm_matches_diffusers_fused_weights(tiny_model, tmp_path, fmt, alpha, 
     changed = {n: after[n] - w for n, w in before.items() if not torch.equal(after[n], w)}
     assert len(changed) == len(state) // 2  # every adapted module, nothing else
     assert lora_delta_norm(path) == pytest.approx(dense_norm(changed), rel=1e-4)
+
+
+def test_run_metrics_read_each_file_once_and_match_direct_calls(tmp_path, make_lora, monkeypatch):
+    from zbench import grid, scan_run
+
+    for epoch in (1, 2, 3):
+        make_lora(tmp_path / f"r_{epoch}.safetensors", rank=2 + epoch, seed=epoch)
+    run = scan_run(tmp_path)
+    reads = []
+    monkeypatch.setattr(grid, "lora_factors", lambda path: reads.append(path) or lora_factors(path))
+    monkeypatch.setattr(grid, "_WEIGHTS", {})
+    metrics = grid.weight_metrics(run)
+    assert sorted(reads) == sorted(c.path for c in run)
+    for prev, ck in itertools.pairwise(run):
+        assert metrics[ck.name]["delta_norm"] == pytest.approx(lora_delta_norm(ck.path))
+        assert metrics[ck.name]["weight_change"] == pytest.approx(lora_weight_change(prev.path, ck.path))
+    assert metrics[run[0].name]["weight_change"] is None

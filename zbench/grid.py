@@ -19,7 +19,7 @@ from typing import Literal
 import pandas as pd
 
 from .checkpoints import Checkpoint
-from .metrics import image_distance, lora_delta_norm, lora_weight_change
+from .metrics import LoraFactors, image_distance, lora_delta_norm, lora_factors, lora_weight_change
 from .render import Cell, CellResult, RenderSettings, Row, plan_grid
 
 __all__ = [
@@ -135,20 +135,31 @@ def _memo(key: tuple, compute) -> float | None:
 def weight_metrics(run: Sequence[Checkpoint]) -> dict[str, dict[str, float | None]]:
     """Per usable checkpoint: "delta_norm" and "weight_change" from the previous usable one.
 
-    Memoised by content hash, so a page refresh does not reload every file.
+    Memoised by content hash, so a page refresh does not reload every file; on a first
+    view each file is read once (its factors serve its norm and both changes it is part of).
     """
     out: dict[str, dict[str, float | None]] = {}
+    loaded: dict[str, LoraFactors] = {}  # at most the current and the previous checkpoint
+
+    def factors(ck: Checkpoint) -> LoraFactors:
+        if ck.hash not in loaded:
+            loaded[ck.hash] = lora_factors(ck.path)
+        return loaded[ck.hash]
+
     previous: Checkpoint | None = None
     for ck in run:
         if ck.error is not None:
             continue
-        norm = _memo(("norm", ck.hash), lambda ck=ck: lora_delta_norm(ck.path))
+        norm = _memo(("norm", ck.hash), lambda ck=ck: lora_delta_norm(factors(ck)))
         change = None
         if previous is not None:
             change = _memo(
-                ("change", previous.hash, ck.hash), lambda a=previous, b=ck: lora_weight_change(a.path, b.path)
+                ("change", previous.hash, ck.hash),
+                lambda a=previous, b=ck: lora_weight_change(factors(a), factors(b)),
             )
         out[ck.name] = {"delta_norm": norm, "weight_change": change}
+        for digest in [d for d in loaded if d != ck.hash]:
+            del loaded[digest]
         previous = ck
     return out
 
@@ -159,34 +170,20 @@ def image_metrics(results: Sequence[CellResult]) -> dict[str, dict[str, float | 
     Distances are mean absolute pixel differences (0..1); "image_change" compares with the
     column to the left (the previous checkpoint shown).
     """
-    grid = {(r.cell.row, r.cell.col): r for r in results}
-    columns = sorted({r.cell.col for r in results})
-    base_col = next((c for c in columns if any(r.cell.checkpoint is None for r in results if r.cell.col == c)), None)
-    rows = sorted({r.cell.row for r in results})
+    images = {(r.cell.row, r.cell.col): r.image for r in results if r.image is not None}
+    base_col = next((r.cell.col for r in results if r.cell.checkpoint is None), None)
+    names = {r.cell.col: r.cell.name for r in results if r.cell.checkpoint is not None}
+
+    def mean_to(col: int, other: int) -> float | None:
+        pairs = [(im, images[(row, other)]) for (row, c), im in images.items() if c == col and (row, other) in images]
+        return statistics.mean(image_distance(x, y) for x, y in pairs) if pairs else None
+
     out: dict[str, dict[str, float | None]] = {}
     previous = None
-    for col in columns:
-        if col == base_col:
-            continue
-        cells = [grid.get((row, col)) for row in rows]
-        name = next((c.cell.name for c in cells if c is not None), None)
-        if name is None:
-            continue
-
-        def mean_to(other_col, cells=cells):
-            pairs = [
-                (a.image, grid[(a.cell.row, other_col)].image)
-                for a in cells
-                if a is not None
-                and a.image is not None
-                and (a.cell.row, other_col) in grid
-                and grid[(a.cell.row, other_col)].image is not None
-            ]
-            return statistics.mean(image_distance(x, y) for x, y in pairs) if pairs else None
-
-        out[name] = {
-            "from_base": None if base_col is None else mean_to(base_col),
-            "image_change": None if previous is None else mean_to(previous),
+    for col in sorted(names):
+        out[names[col]] = {
+            "from_base": None if base_col is None else mean_to(col, base_col),
+            "image_change": None if previous is None else mean_to(col, previous),
         }
         previous = col
     return out

@@ -189,11 +189,19 @@ def _inner(a1: torch.Tensor, b1: torch.Tensor, a2: torch.Tensor, b2: torch.Tenso
     return float(((b1.double().T @ b2.double()) * (a1.double() @ a2.double().T)).sum())
 
 
-def lora_delta_norm(path: str | Path) -> float:
+def _read(source: str | Path | LoraFactors) -> tuple[LoraFactors, str]:
+    """Factors and a name for messages, from a file or from factors already read."""
+    if isinstance(source, dict):
+        return source, "the given factors"
+    return lora_factors(source), Path(source).name
+
+
+def lora_delta_norm(path: str | Path | LoraFactors) -> float:
     """How far a checkpoint moves the base weights: sqrt(Σ over modules of ||scale · B @ A||²_F).
 
     Args:
-        path: a LoRA ``.safetensors`` file (see :func:`lora_factors` for the formats).
+        path: a LoRA ``.safetensors`` file (see :func:`lora_factors` for the formats), or its
+            :func:`lora_factors` already read.
 
     Returns:
         The Frobenius norm of the whole weight change at LoRA scale 1, in the units of the
@@ -202,11 +210,11 @@ def lora_delta_norm(path: str | Path) -> float:
     Raises:
         HeaderError, ValueError: as :func:`lora_factors`.
     """
-    total = sum(scale * scale * _frobenius_sq(a, b) for a, b, scale in lora_factors(path).values())
+    total = sum(scale * scale * _frobenius_sq(a, b) for a, b, scale in _read(path)[0].values())
     return math.sqrt(max(total, 0.0))
 
 
-def lora_weight_change(path_a: str | Path, path_b: str | Path) -> float:
+def lora_weight_change(path_a: str | Path | LoraFactors, path_b: str | Path | LoraFactors) -> float:
     """How much the weight change differs between two checkpoints: sqrt(Σ ||ΔW_b − ΔW_a||²_F).
 
     ΔW = scale · B @ A per module; the files may differ in rank, alpha and format. A module
@@ -214,7 +222,7 @@ def lora_weight_change(path_a: str | Path, path_b: str | Path) -> float:
     float64, so the absolute error is about 1e-8 × the larger delta norm.
 
     Args:
-        path_a: the earlier checkpoint.
+        path_a: the earlier checkpoint (a file, or its :func:`lora_factors`).
         path_b: the later one.
 
     Returns:
@@ -225,7 +233,7 @@ def lora_weight_change(path_a: str | Path, path_b: str | Path) -> float:
         HeaderError, ValueError: as :func:`lora_factors`, or a module has different shapes in
             the two files (LoRAs for different base models).
     """
-    fa, fb = lora_factors(path_a), lora_factors(path_b)
+    (fa, name_a), (fb, name_b) = _read(path_a), _read(path_b)
     total = 0.0
     for module in sorted(fa.keys() | fb.keys()):
         if module not in fb or module not in fa:
@@ -235,8 +243,8 @@ def lora_weight_change(path_a: str | Path, path_b: str | Path) -> float:
         (a1, b1, s1), (a2, b2, s2) = fa[module], fb[module]
         if (b1.shape[0], a1.shape[1]) != (b2.shape[0], a2.shape[1]):
             raise ValueError(
-                f"module {module!r} is {b1.shape[0]}×{a1.shape[1]} in {Path(path_a).name} but "
-                f"{b2.shape[0]}×{a2.shape[1]} in {Path(path_b).name}: the files adapt different base models."
+                f"module {module!r} is {b1.shape[0]}×{a1.shape[1]} in {name_a} but "
+                f"{b2.shape[0]}×{a2.shape[1]} in {name_b}: the files adapt different base models."
             )
         sq = s1 * s1 * _frobenius_sq(a1, b1) + s2 * s2 * _frobenius_sq(a2, b2) - 2 * s1 * s2 * _inner(a1, b1, a2, b2)
         total += max(sq, 0.0)  # rounding can leave a tiny negative for (near-)identical modules
