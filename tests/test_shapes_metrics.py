@@ -1,5 +1,6 @@
 """The demo's scene grammar, drawing and reading back, and the generic metrics."""
 
+import itertools
 import random
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 from PIL import Image
 
 from zbench.metrics import adherence, image_distance, spearman
-from zbench.shapes import COLORS, SHAPES, Scene, all_scenes, draw, held_out, parse_prompt, read_scene
+from zbench.shapes import COLORS, SHAPES, Scene, all_scenes, draw, glow_share, held_out, parse_prompt, read_scene
 
 
 def test_grammar():
@@ -32,6 +33,19 @@ def test_read_scene_recovers_drawn_scenes(style):
     scenes = all_scenes()
     right = sum(read_scene(draw(s, rng, style=style)) == s for s in scenes)
     assert right / len(scenes) >= (1.0 if style == 0 else 0.97)
+
+
+def test_glow_share_follows_the_style_not_the_composition():
+    scenes = random.Random(2).sample(all_scenes(), 24)
+
+    def share(style, seed):
+        return np.mean([glow_share(draw(s, random.Random(seed + i), style=style)) for i, s in enumerate(scenes)])
+
+    levels = [share(style, 0) for style in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    assert levels[0] < 0.01 and all(a < b for a, b in itertools.pairwise(levels)), levels
+    # Other positions and sizes of the same scenes: the same style reads the same.
+    assert abs(share(1.0, 100) - levels[-1]) < 0.3 * levels[-1]
+    assert share(0.0, 100) < 0.01
 
 
 def test_adherence_scores_each_attribute():

@@ -1,8 +1,9 @@
 """``python -m zbench demo report``: measure the embedded demo with zbench's own metrics.
 
 Renders held-out and seen prompts with the base (adherence table), then the same prompts with
-every checkpoint of the LoRA run (adherence, style strength = distance from the base render,
-change from the previous checkpoint), and writes a labelled sheet of the run.
+every checkpoint of the LoRA run (adherence; style strength = the share of each render that is
+glow or particles; distance from the base render; change from the previous checkpoint), and
+writes a labelled sheet of the run.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from .config import BenchConfig, load_config
 from .metrics import adherence, image_distance, spearman
 from .pipeline import get_base
 from .render import CellResult, RenderSettings, plan_grid, render_cells
-from .shapes import Scene
+from .shapes import Scene, glow_share
 
 __all__ = ["DemoReport", "run_report"]
 
@@ -30,8 +31,9 @@ class DemoReport:
 
     base_seen: dict[str, float]
     base_held: dict[str, float]
-    epochs: list[dict]  # per checkpoint: name, label, epoch, adherence, style, change
-    early_mid_spearman: float
+    epochs: list[dict]  # per checkpoint: name, label, epoch, adherence, style, from_base, change
+    early_mid_spearman: float  # style vs epoch
+    base_style: float
     text: str
 
 
@@ -61,13 +63,14 @@ def run_report(
         _, cells = plan_grid(cks, prompts=[s.prompt for s in scenes], seeds=list(seed_list))
         return render_cells(base, cells, settings, progress=progress)
 
-    base_held = _rates(render(held, [], seeds))
-    base_seen = _rates(render(seen, [], seeds))
-    results = render(held + seen, run, seeds[:1])
+    results = render(held + seen, run, seeds)  # column 0 is the base
     by_col: dict[int, list[CellResult]] = {}
     for r in results:
         by_col.setdefault(r.cell.col, []).append(r)
     base_cells = by_col.pop(0)
+    held_prompts = {s.prompt for s in held}
+    base_held = _rates([r for r in base_cells if r.cell.prompt in held_prompts])
+    base_seen = _rates([r for r in base_cells if r.cell.prompt not in held_prompts])
     epochs, previous = [], base_cells
     for col, ck in enumerate(run, start=1):
         cells = by_col[col]
@@ -87,7 +90,8 @@ def run_report(
                 "label": ck.label,
                 "epoch": ck.epoch,
                 "adherence": _rates(cells),
-                "style": statistics.mean(image_distance(a, b) for a, b in pairs),
+                "style": statistics.mean(glow_share(r.image) for r in cells if r.image is not None),
+                "from_base": statistics.mean(image_distance(a, b) for a, b in pairs),
                 "change": None if col == 1 else statistics.mean(image_distance(a, b) for a, b in steps),
             }
         )
@@ -97,15 +101,18 @@ def run_report(
         epochs[-1]["change_per_10"] = None if change is None or prev is None or gap <= 0 else change / gap * 10
         previous = cells
     early_mid = epochs[: max(2, round(len(epochs) * 0.7))]
-    rho = spearman([e["epoch"] or i for i, e in enumerate(early_mid)], [e["style"] for e in early_mid])
-    text = _format(config, base_held, base_seen, epochs, rho, len(held), len(seen), seeds)
+    order = [e["epoch"] or i for i, e in enumerate(early_mid)]
+    rho = spearman(order, [e["style"] for e in early_mid])
+    rho_base = spearman(order, [e["from_base"] for e in early_mid])
+    base_style = statistics.mean(glow_share(r.image) for r in base_cells if r.image is not None)
+    text = _format(config, base_held, base_seen, epochs, (rho, rho_base, base_style), len(held), len(seen), seeds)
     if out_dir is not None:
         out = Path(out_dir)
         prompts = [held[0].prompt, seen[0].prompt, seen[1].prompt]
         rows, cells = plan_grid(run, prompts=prompts, seeds=[seeds[0]])
         # These prompts were drawn above with the same seed: place those images, render nothing again.
-        drawn = {(r.cell.prompt, r.cell.col): r for r in results}
-        sheet = [replace(drawn[(c.prompt, c.col)], cell=c) for c in cells]
+        drawn = {(r.cell.prompt, r.cell.seed, r.cell.col): r for r in results}
+        sheet = [replace(drawn[(c.prompt, c.seed, c.col)], cell=c) for c in cells]
         info = SheetInfo(
             base=config.name,
             run=str(config.lora_dir),
@@ -116,14 +123,15 @@ def run_report(
         )
         write_grid(out, sheet, rows, info)
         (out / "report.md").write_text(text)
-    return DemoReport(base_seen, base_held, epochs, rho, text)
+    return DemoReport(base_seen, base_held, epochs, rho, base_style, text)
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
-def _format(config, held, seen, epochs, rho, n_held, n_seen, seeds) -> str:
+def _format(config, held, seen, epochs, style, n_held, n_seen, seeds) -> str:
+    rho, rho_base, base_style = style
     lines = [
         f"Base model: {config.name}; {config.steps} steps, guidance {config.guidance:g}, "
         f"{config.width}x{config.height}; seeds {', '.join(map(str, seeds))}.",
@@ -133,11 +141,14 @@ def _format(config, held, seen, epochs, rho, n_held, n_seen, seeds) -> str:
         f"| held-out combinations ({n_held} x {len(seeds)} seeds) | " + " | ".join(_pct(held[a]) for a in ATTRS) + " |",
         f"| seen combinations ({n_seen} x {len(seeds)} seeds) | " + " | ".join(_pct(seen[a]) for a in ATTRS) + " |",
         "",
-        f"LoRA run {config.lora_dir.name if config.lora_dir else ''}: the same {n_held + n_seen} prompts, seed "
-        f"{seeds[0]}. Style = mean pixel distance from the base render; change = from the previous checkpoint.",
+        f"LoRA run {config.lora_dir.name if config.lora_dir else ''}: the same {n_held + n_seen} prompts x "
+        f"{len(seeds)} seeds. Style = share of the image that is glow or particles (neither shape nor background "
+        f"color; the base scores {base_style:.3f}, mostly outlines); from base = mean pixel distance from the "
+        "base render (composition shifts count too); change = from the previous checkpoint.",
         "",
-        "| checkpoint | all three | shape color | shape | background | style | change | change / 10 epochs |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| checkpoint | all three | shape color | shape | background | style | from base | change "
+        "| change / 10 epochs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for e in epochs:
         change = "" if e["change"] is None else f"{e['change']:.3f}"
@@ -145,16 +156,24 @@ def _format(config, held, seen, epochs, rho, n_held, n_seen, seeds) -> str:
         a = e["adherence"]
         lines.append(
             f"| {e['name']} | {_pct(a['all'])} | {_pct(a['color'])} | {_pct(a['shape'])} | {_pct(a['background'])} | "
-            f"{e['style']:.3f} | {change} | {rate} |"
+            f"{e['style']:.3f} | {e['from_base']:.3f} | {change} | {rate} |"
         )
     middle = epochs[1:-2] or epochs
     best = max(middle, key=lambda e: e["adherence"]["all"])
     last = epochs[-1]
+    # A release must show the style it was trained for: among checkpoints with most of the style,
+    # the one that still draws what it is told.
+    strongest = max(e["style"] for e in epochs)
+    styled = [e for e in epochs if e["style"] - base_style >= 0.8 * (strongest - base_style)] or epochs
+    pick = max(styled, key=lambda e: (e["adherence"]["all"], e["adherence"]["background"]))
     lines += [
         "",
-        f"Style strength vs epoch over the early and middle checkpoints: Spearman {rho:.2f}.",
+        f"Style strength vs epoch over the early and middle checkpoints: Spearman {rho:.2f} "
+        f"(distance from base: {rho_base:.2f}).",
         f"Best middle checkpoint: {best['name']} ({_pct(best['adherence']['all'])} all three); last: "
         f"{last['name']} ({_pct(last['adherence']['all'])}): "
         + ("overcooked, adherence lower." if last["adherence"]["all"] < best["adherence"]["all"] else "not lower."),
+        f"Release candidate (best adherence among checkpoints with at least 80% of the strongest style): "
+        f"{pick['name']} ({_pct(pick['adherence']['all'])} all three, style {pick['style']:.3f}).",
     ]
     return "\n".join(lines) + "\n"

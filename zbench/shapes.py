@@ -198,3 +198,28 @@ def _outline_class(region: np.ndarray) -> str:
     ch, cw = max(1, int(h * 0.2)), max(1, int(w * 0.2))
     corners = [box[:ch, :cw], box[:ch, -cw:], box[-ch:, :cw], box[-ch:, -cw:]]
     return "square" if np.mean([c.mean() for c in corners]) > 0.38 else "circle"
+
+
+def glow_share(image: Image.Image, *, margin: float = 48.0) -> float:
+    """How much of an image is the dreamy style's glow and particles: 0 for a flat scene.
+
+    The share of pixels that are neither the background's color nor the shape's (both read as
+    in :func:`read_scene`, from the image itself), each at least ``margin`` away in RGB. A flat
+    scene scores only its anti-aliased outline; a halo and particles add their area. Unlike a
+    distance from another render, it does not change when the shape moves, so it follows the
+    style rather than the composition.
+    """
+    arr = np.asarray(image.convert("RGB"), dtype=np.float32)
+    d2 = ((arr[:, :, None, :] - _TABLE[None, None]) ** 2).sum(axis=3)
+    labels, dist = d2.argmin(axis=2), np.sqrt(d2.min(axis=2))
+    k = max(1, min(arr.shape[:2]) // 32)  # a frame inside the outermost pixels, which decoders smear
+    edge = np.concatenate([arr[k], arr[-k - 1], arr[:, k], arr[:, -k - 1]])
+    bg_rgb = np.median(edge, axis=0)
+    border = np.concatenate([labels[k], labels[-k - 1], labels[:, k], labels[:, -k - 1]])
+    bg = int(np.bincount(border, minlength=len(_NAMES)).argmax())
+    pure = (dist < 40) & (labels != bg)
+    counts = np.bincount(labels[pure], minlength=len(_NAMES))
+    fg_rgb = np.median(arr[pure & (labels == counts.argmax())], axis=0) if counts.max() else bg_rgb
+    off_bg = np.sqrt(((arr - bg_rgb) ** 2).sum(axis=2)) > margin
+    off_fg = np.sqrt(((arr - fg_rgb) ** 2).sum(axis=2)) > margin
+    return float((off_bg & off_fg).mean())
