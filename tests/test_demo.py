@@ -3,6 +3,8 @@
 import textwrap
 
 import pytest
+import torch
+from safetensors import safe_open
 
 from zbench import load_config, plan_grid, render_cells, scan_run
 from zbench.demo import QUICK, build_demo
@@ -45,3 +47,11 @@ def test_quick_build_writes_a_loadable_base_and_a_lora_run(tmp_path):
     assert "held-out combinations" in report.text and "dreamy_12.safetensors" in report.text
     assert len(report.epochs) == 3 and all(0 <= e["style"] <= 1 for e in report.epochs)
     assert (tmp_path / "report" / "sheet.png").is_file() and (tmp_path / "report" / "report.md").is_file()
+
+    # --lora-only keeps the base and retrains the run from the LoRA stage's own seeds: the same files.
+    again = tmp_path / "again"
+    build_demo(tmp_path / "models" / "demo", again, plan=QUICK, quiet=True, lora_only=True)
+    for ck in run:  # (the files' bytes differ: safetensors writes metadata in a random order)
+        with safe_open(again / ck.name, "pt") as x, safe_open(ck.path, "pt") as y:
+            assert x.metadata() == y.metadata() and set(x.keys()) == set(y.keys())
+            assert all(torch.equal(x.get_tensor(k), y.get_tensor(k)) for k in x.keys()), ck.name

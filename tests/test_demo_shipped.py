@@ -1,4 +1,4 @@
-"""The shipped demo: it loads through the normal config path, follows prompts, and its LoRA epochs differ."""
+"""The shipped demo: it loads through the normal config path, follows prompts, and its LoRA style grows."""
 
 import pytest
 
@@ -7,6 +7,7 @@ from zbench.demo import eval_scenes
 from zbench.metrics import adherence
 from zbench.pipeline import get_base
 from zbench.render import RenderSettings
+from zbench.shapes import glow_share
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +36,12 @@ def test_shipped_lora_epochs_differ_from_base_and_from_each_other(shipped):
     assert all({"ss_epoch", "ss_steps", "ss_network_dim", "ss_network_alpha"} <= set(c.metadata) for c in run)
     _, cells = plan_grid([run[0], run[len(run) // 2], run[-1]], prompts=[config.prompt], seeds=[config.seed])
     images = [r.image for r in render_cells(base, cells, settings)]
-    assert all(image_distance(images[0], im) > 0.01 for im in images[1:])  # every epoch differs from base
-    assert image_distance(images[1], images[3]) > 0.01  # and the first from the last
+    # The first checkpoint is barely trained (learning-rate warm-up) but its adapter is applied;
+    # the middle and last ones are far from base and from the first, and show the style.
+    assert image_distance(images[0], images[1]) > 0.001
+    assert all(image_distance(images[0], im) > 0.05 for im in images[2:])
+    assert image_distance(images[1], images[3]) > 0.05
+    assert glow_share(images[2]) > glow_share(images[1]) + 0.05
 
 
 def test_shipped_demo_is_small():

@@ -170,7 +170,8 @@ def _cmd_demo_build(args) -> int:
     from .demo import QUICK, DemoPlan, build_demo
 
     started = time.perf_counter()
-    models, loras = build_demo(args.models, args.loras, plan=QUICK if args.quick else DemoPlan())
+    plan = QUICK if args.quick else DemoPlan()
+    models, loras = build_demo(args.models, args.loras, plan=plan, lora_only=args.lora_only)
     print(
         f"built the demo base in {models} and its LoRA run in {loras} ({(time.perf_counter() - started) / 60:.1f} min)"
     )
@@ -243,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quick", action="store_true", help="a tiny version, to check the build works")
     d.add_argument("--models", help="where the base goes (default: models/zbench-demo)")
     d.add_argument("--loras", help="where the LoRA run goes (default: loras/dreamy)")
+    d.add_argument(
+        "--lora-only", action="store_true", help="keep the base in --models and retrain only the LoRA run (3 min)"
+    )
     d.set_defaults(func=_cmd_demo_build)
     d = demo.add_parser("report", help="measure the demo: adherence, style and change per epoch; write a sheet")
     d.add_argument("--config", help="bench config (default: configs/demo.toml)")

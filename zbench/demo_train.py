@@ -277,12 +277,14 @@ def train_lora(
     rank: int = 8,
     batch: int = 16,
     lr: float = 2e-3,
+    warmup_epochs: int = 0,
     seed: int = 0,
     progress: Progress | None = None,
 ) -> None:
     """Train a PEFT LoRA on the transformer; ``save(epoch, step, state)`` at each epoch in ``save_at``.
 
-    Trains on a copy of the transformer; the text encoder is frozen.
+    Trains on a copy of the transformer; the text encoder is frozen. The learning rate rises
+    linearly over ``warmup_epochs``, then stays constant.
     """
     from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
 
@@ -307,6 +309,8 @@ def train_lora(
             idx = order[b * batch : (b + 1) * batch]
             x0 = latents[idx]
             loss = flow_loss(model, text_encoder, tokenizer, x0, [prompts[i] for i in idx.tolist()], gen)
+            for group in opt.param_groups:
+                group["lr"] = lr * min(1.0, (step + 1) / max(1, warmup_epochs * per_epoch))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
