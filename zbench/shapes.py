@@ -148,6 +148,25 @@ _NAMES = list(COLORS)
 _TABLE = np.array([COLORS[n] for n in _NAMES], dtype=np.float32)
 
 
+def _palette_read(arr: np.ndarray, inset: int):
+    """Label pixels by nearest palette color; read the background on a frame ``inset`` pixels in.
+
+    Returns (labels, background label, counts of other labels among pixels close to the palette,
+    background RGB as drawn, shape RGB as drawn: the median of the most common other label's
+    pixels, or the background's when there are none).
+    """
+    d2 = ((arr[:, :, None, :] - _TABLE[None, None]) ** 2).sum(axis=3)
+    labels, dist = d2.argmin(axis=2), np.sqrt(d2.min(axis=2))
+    k = inset
+    border = np.concatenate([labels[k], labels[-k - 1], labels[:, k], labels[:, -k - 1]])
+    bg = int(np.bincount(border, minlength=len(_NAMES)).argmax())
+    pure = (dist < 40) & (labels != bg)
+    counts = np.bincount(labels[pure], minlength=len(_NAMES))
+    bg_rgb = np.median(np.concatenate([arr[k], arr[-k - 1], arr[:, k], arr[:, -k - 1]]), axis=0)
+    fg_rgb = np.median(arr[pure & (labels == counts.argmax())], axis=0) if counts.max() else bg_rgb
+    return labels, bg, counts, bg_rgb, fg_rgb
+
+
 def read_scene(image: Image.Image) -> Scene | None:
     """Recover (shape color, shape, background) from an image; None when no shape stands out.
 
@@ -161,17 +180,10 @@ def read_scene(image: Image.Image) -> Scene | None:
     them empty.
     """
     arr = np.asarray(image.convert("RGB"), dtype=np.float32)
-    d2 = ((arr[:, :, None, :] - _TABLE[None, None]) ** 2).sum(axis=3)
-    labels, dist = d2.argmin(axis=2), np.sqrt(d2.min(axis=2))
-    border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    bg = int(np.bincount(border, minlength=len(_NAMES)).argmax())
-    pure = (dist < 40) & (labels != bg)
-    counts = np.bincount(labels[pure], minlength=len(_NAMES))
+    labels, bg, counts, bg_rgb, fg_rgb = _palette_read(arr, inset=0)
     if counts.max() < 0.01 * labels.size:
         return None
     color = int(counts.argmax())
-    edge = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
-    bg_rgb, fg_rgb = np.median(edge, axis=0), np.median(arr[pure & (labels == color)], axis=0)
     glow_rgb = 0.55 * fg_rgb + 0.45 * np.array(SPARK, dtype=np.float32)  # the dreamy style's halo
     d_fg = ((arr - fg_rgb) ** 2).sum(axis=2)
     mask = (d_fg < 0.5 * ((arr - bg_rgb) ** 2).sum(axis=2)) & (d_fg < ((arr - glow_rgb) ** 2).sum(axis=2))
@@ -210,16 +222,8 @@ def glow_share(image: Image.Image, *, margin: float = 48.0) -> float:
     style rather than the composition.
     """
     arr = np.asarray(image.convert("RGB"), dtype=np.float32)
-    d2 = ((arr[:, :, None, :] - _TABLE[None, None]) ** 2).sum(axis=3)
-    labels, dist = d2.argmin(axis=2), np.sqrt(d2.min(axis=2))
-    k = max(1, min(arr.shape[:2]) // 32)  # a frame inside the outermost pixels, which decoders smear
-    edge = np.concatenate([arr[k], arr[-k - 1], arr[:, k], arr[:, -k - 1]])
-    bg_rgb = np.median(edge, axis=0)
-    border = np.concatenate([labels[k], labels[-k - 1], labels[:, k], labels[:, -k - 1]])
-    bg = int(np.bincount(border, minlength=len(_NAMES)).argmax())
-    pure = (dist < 40) & (labels != bg)
-    counts = np.bincount(labels[pure], minlength=len(_NAMES))
-    fg_rgb = np.median(arr[pure & (labels == counts.argmax())], axis=0) if counts.max() else bg_rgb
+    # Read the background on a frame inside the outermost pixels, which decoders smear.
+    _, _, _, bg_rgb, fg_rgb = _palette_read(arr, inset=max(1, min(arr.shape[:2]) // 32))
     off_bg = np.sqrt(((arr - bg_rgb) ** 2).sum(axis=2)) > margin
     off_fg = np.sqrt(((arr - fg_rgb) ** 2).sum(axis=2)) > margin
     return float((off_bg & off_fg).mean())
