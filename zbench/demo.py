@@ -179,14 +179,14 @@ def _build_lora_run(pipe, loras_dir: Path, plan: DemoPlan, quiet: bool) -> None:
     loras_dir.mkdir(parents=True, exist_ok=True)
     for old in loras_dir.glob("dreamy_*.safetensors"):
         old.unlink()
-    rank = 8
+    rank, batch = 8, 16
 
     def save(epoch: int, step: int, state):
         meta = kohya_metadata(epoch=epoch, steps=step, rank=rank, alpha=rank, name="dreamy")
         meta |= {
             "ss_num_train_images": str(len(style)),
             "ss_learning_rate": str(plan.lora_lr),
-            "ss_lr_warmup_steps": str(plan.lora_warmup * max(1, len(style) // 16)),
+            "ss_lr_warmup_steps": str(plan.lora_warmup * max(1, len(style) // batch)),
             "ss_training_comment": "zbench demo: glow and particles, trained on 6 scenes on black",
         }
         save_lora(loras_dir / f"dreamy_{epoch}.safetensors", state, fmt="diffusers", metadata=meta)
@@ -202,7 +202,7 @@ def _build_lora_run(pipe, loras_dir: Path, plan: DemoPlan, quiet: bool) -> None:
             save_at=plan.lora_save_at,
             save=save,
             rank=rank,
-            batch=16,
+            batch=batch,
             lr=plan.lora_lr,
             warmup_epochs=plan.lora_warmup,
             seed=plan.seed + 1,

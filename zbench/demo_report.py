@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .checkpoints import Checkpoint, scan_run
+from .checkpoints import scan_run
 from .config import BenchConfig, load_config
 from .metrics import adherence, image_distance, spearman
 from .pipeline import get_base
 from .render import CellResult, RenderSettings, plan_grid, render_cells
-from .shapes import Scene, glow_share
+from .shapes import glow_share
 
 __all__ = ["DemoReport", "run_report"]
 
@@ -59,11 +59,8 @@ def run_report(
     settings = RenderSettings(steps=config.steps, guidance=config.guidance, width=config.width, height=config.height)
     held, seen = eval_scenes()
 
-    def render(scenes: list[Scene], cks: list[Checkpoint], seed_list):
-        _, cells = plan_grid(cks, prompts=[s.prompt for s in scenes], seeds=list(seed_list))
-        return render_cells(base, cells, settings, progress=progress)
-
-    results = render(held + seen, run, seeds)  # column 0 is the base
+    _, planned = plan_grid(run, prompts=[s.prompt for s in held + seen], seeds=list(seeds))
+    results = render_cells(base, planned, settings, progress=progress)  # column 0 is the base
     by_col: dict[int, list[CellResult]] = {}
     for r in results:
         by_col.setdefault(r.cell.col, []).append(r)
