@@ -41,3 +41,17 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "none.toml")
+
+
+def test_a_missing_model_names_the_configs_own_fix(tmp_path):
+    from zbench import BaseModelError, load_base
+
+    demo = default_config_path().read_text().replace('path = "../models/zbench-demo"', 'path = "nowhere"')
+    path = tmp_path / "demo.toml"
+    path.write_text(demo)
+    with pytest.raises(BaseModelError, match=r"To fix: build the demo: python -m zbench demo build --quick"):
+        load_base(load_config(path))
+    plain = tmp_path / "plain.toml"
+    plain.write_text('[model]\npath = "nowhere"\n')  # no repo_id: nothing is asked of the hub
+    with pytest.raises(BaseModelError, match=r"To fix: download the model there \(huggingface-cli download <repo id>"):
+        load_base(load_config(plain))

@@ -36,6 +36,9 @@ class BenchConfig:
     # "none" keeps everything on the device; the offload modes trade speed for VRAM.
     offload: str = "none"
     vae_tiling: bool = False
+    # How to get the model when it is missing, shown as the fix in that error (e.g. the demo's
+    # build command); empty: the error suggests downloading repo_id into model_path.
+    missing_hint: str = ""
     lora_dir: Path | None = None
     prompt: str = ""
     negative: str = ""
@@ -65,6 +68,7 @@ _SECTIONS = {
         "dtype": "dtype",
         "offload": "offload",
         "vae_tiling": "vae_tiling",
+        "missing_hint": "missing_hint",
     },
     "loras": {"dir": "lora_dir"},
     "render": {

@@ -194,13 +194,8 @@ def _missing_message(config: BenchConfig) -> str:
     where = f"looked for a diffusers folder at {config.model_path}"
     if config.repo_id:
         where += f" and then for {config.repo_id!r} on the Hugging Face hub (unreachable or not cached)"
-    from .demo import MODEL_DIR
-
-    demo = config.model_path == MODEL_DIR
-    fix = (
-        "build the demo: python -m zbench demo build --quick (about a minute) or without --quick (about 45 minutes)"
-        if demo
-        else f"download the model there (huggingface-cli download {config.repo_id or '<repo id>'} --local-dir "
+    fix = config.missing_hint or (
+        f"download the model there (huggingface-cli download {config.repo_id or '<repo id>'} --local-dir "
         f"{config.model_path}) or edit [model] path in {config.source}"
     )
     return f"base model {config.name!r} not found: {where}. To fix: {fix}."
