@@ -11,8 +11,8 @@ from collections import Counter
 import pytest
 import torch
 
-from zbench.checkpoints import Checkpoint, scan_run
 from zbench.decision import DecisionError, DecisionStore, Vote, default_user, next_blind_pair
+from zbench.engine.checkpoints import Checkpoint, scan_run
 from zbench.toy import save_lora
 
 

@@ -8,8 +8,8 @@ from safetensors import safe_open
 
 from zbench import load_config, plan_grid, render_cells, scan_run
 from zbench.demo import QUICK, build_demo
-from zbench.pipeline import load_base
-from zbench.render import RenderSettings
+from zbench.engine.pipeline import load_base
+from zbench.engine.render import RenderSettings
 
 
 @pytest.mark.slow

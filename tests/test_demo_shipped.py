@@ -4,9 +4,9 @@ import pytest
 
 from zbench import image_distance, load_config, plan_grid, render_cells, scan_run
 from zbench.demo import eval_scenes
+from zbench.engine.pipeline import get_base
+from zbench.engine.render import RenderSettings
 from zbench.metrics import adherence
-from zbench.pipeline import get_base
-from zbench.render import RenderSettings
 from zbench.shapes import glow_share
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from zbench.checkpoints import Checkpoint
-from zbench.render import Cell, CellResult, RenderSettings, Row
+from zbench.engine.checkpoints import Checkpoint
+from zbench.engine.render import Cell, CellResult, RenderSettings, Row
 from zbench.sheet import SheetInfo, compose_pages, compose_sheet, export_sheet, write_grid
 from zbench.zoom import ZoomBox, ZoomSpec, crop_zoom
 

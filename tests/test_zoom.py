@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from zbench.checkpoints import Checkpoint
-from zbench.render import Cell, CellResult
+from zbench.engine.checkpoints import Checkpoint
+from zbench.engine.render import Cell, CellResult
 from zbench.zoom import BOX_COLOURS, PLACEHOLDER, ZoomBox, ZoomSpec, column_text, crop_zoom, draw_boxes, zoom_strip
 
 EYES = ZoomBox("eyes", 0.25, 0.25, 0.25, 0.25)  # 16..32 on a 64 px image

@@ -8,8 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
-from .checkpoints import Checkpoint, scan_run
-from .config import ConfigError, load_config
+from .engine.checkpoints import Checkpoint, scan_run
+from .engine.config import ConfigError, load_config
 
 __all__ = ["main"]
 
@@ -90,8 +90,8 @@ def select(cks: list[Checkpoint], tokens: list[str]) -> list[Checkpoint]:
 def _cmd_grid(args) -> int:
     from tqdm import tqdm
 
-    from .pipeline import BaseModelError, get_base
-    from .render import RenderSettings, plan_grid, render_cells
+    from .engine.pipeline import BaseModelError, get_base
+    from .engine.render import RenderSettings, plan_grid, render_cells
     from .sheet import SheetInfo, export_sheet
 
     config = load_config(args.config)

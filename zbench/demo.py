@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import REPO_ROOT
+from .engine.config import REPO_ROOT
 from .shapes import Scene, all_scenes, draw, held_out
 from .toy import kohya_metadata, save_lora
 

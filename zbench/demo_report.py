@@ -13,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .checkpoints import scan_run
-from .config import BenchConfig, load_config
+from .engine.checkpoints import scan_run
+from .engine.config import BenchConfig, load_config
+from .engine.pipeline import get_base
+from .engine.render import CellResult, RenderSettings, plan_grid, render_cells
 from .metrics import adherence, image_distance, spearman
-from .pipeline import get_base
-from .render import CellResult, RenderSettings, plan_grid, render_cells
 from .shapes import glow_share
 
 __all__ = ["DemoReport", "run_report"]

@@ -18,9 +18,9 @@ from typing import Literal
 
 import pandas as pd
 
-from .checkpoints import Checkpoint
+from .engine.checkpoints import Checkpoint
+from .engine.render import Cell, CellResult, RenderSettings, Row, plan_grid
 from .metrics import LoraFactors, image_distance, lora_delta_norm, lora_factors, lora_weight_change
-from .render import Cell, CellResult, RenderSettings, Row, plan_grid
 
 __all__ = [
     "GridRequest",

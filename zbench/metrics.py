@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from .checkpoints import _module_of, read_header
+from .engine.checkpoints import _module_of, read_header
 from .shapes import parse_prompt, read_scene
 
 __all__ = ["adherence", "image_distance", "lora_delta_norm", "lora_factors", "lora_weight_change", "spearman"]

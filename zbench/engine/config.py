@@ -13,7 +13,7 @@ from pathlib import Path
 
 __all__ = ["BenchConfig", "ConfigError", "default_config_path", "load_config"]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]  # zbench/engine/config.py -> the repository
 
 
 class ConfigError(ValueError):
