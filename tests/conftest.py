@@ -8,7 +8,7 @@ import pytest
 from PIL import ImageDraw
 
 from zbench import BenchConfig, load_base
-from zbench.toy import build_tiny_pipeline, random_lora, save_lora
+from zbench.demo.toy import build_tiny_pipeline, random_lora, save_lora
 
 
 @pytest.fixture(scope="session")

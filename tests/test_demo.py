@@ -7,7 +7,7 @@ import torch
 from safetensors import safe_open
 
 from zbench import load_config, plan_grid, render_cells, scan_run
-from zbench.demo import QUICK, build_demo
+from zbench.demo.build import QUICK, build_demo
 from zbench.engine.pipeline import load_base
 from zbench.engine.render import RenderSettings
 
@@ -41,7 +41,7 @@ def test_quick_build_writes_a_loadable_base_and_a_lora_run(tmp_path):
     results = render_cells(base, cells, RenderSettings(steps=2, guidance=0.0, width=64, height=64))
     assert [r.status for r in results] == ["ok"] * 4
     # The report runs on any demo build: adherence table, per-epoch rows, a sheet.
-    from zbench.demo_report import run_report
+    from zbench.demo.report import run_report
 
     report = run_report(config, out_dir=tmp_path / "report", seeds=(1,))
     assert "held-out combinations" in report.text and "dreamy_12.safetensors" in report.text

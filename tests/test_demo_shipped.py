@@ -3,11 +3,11 @@
 import pytest
 
 from zbench import image_distance, load_config, plan_grid, render_cells, scan_run
-from zbench.demo import eval_scenes
+from zbench.demo.build import eval_scenes
+from zbench.demo.metrics import adherence
+from zbench.demo.shapes import glow_share
 from zbench.engine.pipeline import get_base
 from zbench.engine.render import RenderSettings
-from zbench.metrics import adherence
-from zbench.shapes import glow_share
 
 
 @pytest.fixture(scope="module")

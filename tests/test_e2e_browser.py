@@ -44,7 +44,7 @@ def server(tmp_path):
     if model.exists():
         shutil.copytree(demo.lora_dir, run, ignore=shutil.ignore_patterns(".zbench", "zbench-sheets"))
     else:  # a checkout without the demo weights: the quick build of the same demo (about 20 s)
-        from zbench.demo import QUICK, build_demo
+        from zbench.demo.build import QUICK, build_demo
 
         model, _ = build_demo(tmp_path / "zbench-demo", run, plan=QUICK, quiet=True)
     config = tmp_path / "demo.toml"

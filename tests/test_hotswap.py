@@ -8,7 +8,7 @@ import torch
 from diffusers import ZImagePipeline
 
 from zbench import AdapterSwapper, LoraError, RenderSettings, render_image, scan_run
-from zbench.toy import lora_targets, random_lora
+from zbench.demo.toy import lora_targets, random_lora
 
 SETTINGS = RenderSettings(steps=3, guidance=0.0, width=64, height=64)
 PROMPT, SEED = "a red circle on a blue background", 7

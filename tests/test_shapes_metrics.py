@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from zbench.metrics import adherence, image_distance, spearman
-from zbench.shapes import COLORS, SHAPES, Scene, all_scenes, draw, glow_share, held_out, parse_prompt, read_scene
+from zbench.demo.metrics import adherence, spearman
+from zbench.demo.shapes import COLORS, SHAPES, Scene, all_scenes, draw, glow_share, held_out, parse_prompt, read_scene
+from zbench.metrics import image_distance
 
 
 def test_grammar():

@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
+from zbench.demo.toy import random_lora, save_lora
 from zbench.metrics import lora_delta_norm, lora_factors, lora_weight_change
-from zbench.toy import random_lora, save_lora
 
 # (module, in_features, out_features): shapes of a Z-Image block at toy size, with unequal sides.
 MODULES = [

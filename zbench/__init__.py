@@ -1,6 +1,7 @@
 """zbench: compare the checkpoints of one LoRA training run side by side."""
 
 from .decision import DecisionError, DecisionStore, Review, Vote, default_user, next_blind_pair
+from .demo.metrics import adherence, spearman
 from .engine.cache import ImageCache, cell_key, default_cache_dir, get_image_cache
 from .engine.checkpoints import Checkpoint, parse_name, read_header, scan_run
 from .engine.config import BenchConfig, ConfigError, default_config_path, load_config
@@ -8,7 +9,7 @@ from .engine.hotswap import AdapterSwapper, LoraError, get_swapper
 from .engine.pipeline import Base, BaseModelError, get_base, load_base, resolve_device, resolve_dtype
 from .engine.render import Cell, CellResult, RenderError, RenderSettings, Row, plan_grid, render_cells, render_image
 from .grid import GridRequest, checkpoint_table, image_metrics, parse_prompts, parse_scales, parse_seeds, weight_metrics
-from .metrics import adherence, image_distance, lora_delta_norm, lora_weight_change, spearman
+from .metrics import image_distance, lora_delta_norm, lora_weight_change
 from .sheet import SheetInfo, compose_pages, compose_sheet, export_sheet, write_grid
 from .zoom import ZoomBox, ZoomSpec, crop_zoom, draw_boxes, zoom_strip
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from .demo.toy import random_lora, save_lora
 from .engine.checkpoints import scan_run
 from .engine.config import BenchConfig
 from .engine.hotswap import ADAPTER, AdapterSwapper
 from .engine.pipeline import Base, resolve_device
-from .toy import random_lora, save_lora
 
 __all__ = ["SwapBench", "bench_swap", "format_table"]
 

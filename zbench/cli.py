@@ -167,7 +167,7 @@ def _cmd_bench(args) -> int:
 def _cmd_demo_build(args) -> int:
     import time
 
-    from .demo import QUICK, DemoPlan, build_demo
+    from .demo.build import QUICK, DemoPlan, build_demo
 
     started = time.perf_counter()
     plan = QUICK if args.quick else DemoPlan()
@@ -181,7 +181,7 @@ def _cmd_demo_build(args) -> int:
 def _cmd_demo_report(args) -> int:
     from tqdm import tqdm
 
-    from .demo_report import run_report
+    from .demo.report import run_report
 
     config = load_config(args.config)
     with tqdm(desc="rendering", unit="cell") as bar:

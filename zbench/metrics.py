@@ -1,9 +1,7 @@
-"""Measures over a run's renders: change between checkpoints, distance from base, prompt adherence.
+"""Measures over a run: distance between renders, and how far and how fast its LoRA weights move.
 
-Ordinary functions on PIL images, usable on any run: the demo report uses them, and so can
-the bench page. Adherence needs prompts of the demo grammar ("a red circle on a blue
-background"); it is None for any other prompt. Weight measures (delta norm, change between
-checkpoints) read the LoRA factors from the safetensors file and never form B @ A.
+Image distance is an ordinary function on PIL images. Weight measures (delta norm, change
+between checkpoints) read the LoRA factors from the safetensors file and never form B @ A.
 """
 
 from __future__ import annotations
@@ -11,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +17,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from .engine.checkpoints import _module_of, read_header
-from .shapes import parse_prompt, read_scene
 
-__all__ = ["adherence", "image_distance", "lora_delta_norm", "lora_factors", "lora_weight_change", "spearman"]
+__all__ = ["image_distance", "lora_delta_norm", "lora_factors", "lora_weight_change"]
 
 
 def image_distance(a: Image.Image, b: Image.Image) -> float:
@@ -30,46 +26,6 @@ def image_distance(a: Image.Image, b: Image.Image) -> float:
     x = np.asarray(a.convert("RGB"), dtype=np.float32)
     y = np.asarray(b.convert("RGB").resize(a.size), dtype=np.float32)
     return float(np.abs(x - y).mean() / 255.0)
-
-
-def adherence(image: Image.Image, prompt: str) -> dict[str, bool] | None:
-    """Whether an image shows what a demo-grammar prompt asks for: shape color, shape, background.
-
-    Returns:
-        {"color": ..., "shape": ..., "background": ..., "all": ...} as booleans, or None when
-        the prompt is not of the form "a {color} {shape} on a {color} background".
-    """
-    want = parse_prompt(prompt)
-    if want is None:
-        return None
-    got = read_scene(image)
-    if got is None:
-        return {"color": False, "shape": False, "background": False, "all": False}
-    result = {
-        "color": got.color == want.color,
-        "shape": got.shape == want.shape,
-        "background": got.background == want.background,
-    }
-    result["all"] = all(result.values())
-    return result
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman rank correlation (average ranks for ties)."""
-
-    def ranks(values):
-        order = np.argsort(values, kind="stable")
-        r = np.empty(len(values))
-        r[order] = np.arange(len(values), dtype=float)
-        v = np.asarray(values, dtype=float)
-        for value in np.unique(v):  # ties share their mean rank
-            r[v == value] = r[v == value].mean()
-        return r
-
-    rx, ry = ranks(x), ranks(y)
-    if rx.std() == 0 or ry.std() == 0:
-        return 0.0
-    return float(np.corrcoef(rx, ry)[0, 1])
 
 
 # Weight measures. A LoRA changes a module's weight by ΔW = scale · B @ A (B: out×r, A: r×in).

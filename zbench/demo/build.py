@@ -3,7 +3,7 @@
 ``python -m zbench demo build`` writes ``models/zbench-demo`` (a small ZImagePipeline that
 draws "a {color} {shape} on a {color} background") and ``loras/dreamy`` (a LoRA run that
 learns a glow-and-particles style, then overcooks). ``--quick`` builds a tiny version in about
-a minute, for tests. ``python -m zbench demo report`` measures it with :mod:`zbench.metrics`.
+a minute, for tests. ``python -m zbench demo report`` measures it with :mod:`zbench.demo.metrics`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .engine.config import REPO_ROOT
+from ..engine.config import REPO_ROOT
 from .shapes import Scene, all_scenes, draw, held_out
 from .toy import kohya_metadata, save_lora
 
@@ -121,7 +121,7 @@ def _build_base(models_dir: Path, plan: DemoPlan, quiet: bool):
     import torch
     from diffusers import ZImagePipeline
 
-    from . import demo_train as T
+    from . import train as T
 
     torch.manual_seed(plan.seed)
     rng = random.Random(plan.seed)
@@ -168,7 +168,7 @@ def _build_lora_run(pipe, loras_dir: Path, plan: DemoPlan, quiet: bool) -> None:
     """The dreamy LoRA run on ``pipe``, from its own seeds (a full build and --lora-only agree)."""
     import torch
 
-    from . import demo_train as T
+    from . import train as T
 
     torch.manual_seed(plan.seed + 1)  # the adapters' initial weights
     rng = random.Random(plan.seed + 1)

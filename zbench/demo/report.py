@@ -13,11 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .engine.checkpoints import scan_run
-from .engine.config import BenchConfig, load_config
-from .engine.pipeline import get_base
-from .engine.render import CellResult, RenderSettings, plan_grid, render_cells
-from .metrics import adherence, image_distance, spearman
+from ..engine.checkpoints import scan_run
+from ..engine.config import BenchConfig, load_config
+from ..engine.pipeline import get_base
+from ..engine.render import CellResult, RenderSettings, plan_grid, render_cells
+from ..metrics import image_distance
+from .metrics import adherence, spearman
 from .shapes import glow_share
 
 __all__ = ["DemoReport", "run_report"]
@@ -50,8 +51,8 @@ def run_report(
     progress: Callable[[int, int, CellResult], None] | None = None,
 ) -> DemoReport:
     """Measure the demo base and its LoRA run; write ``sheet.png`` and ``report.md`` to ``out_dir``."""
-    from .demo import eval_scenes
-    from .sheet import SheetInfo, write_grid
+    from ..sheet import SheetInfo, write_grid
+    from .build import eval_scenes
 
     config = config or load_config()
     base = get_base(config)

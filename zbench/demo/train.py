@@ -1,6 +1,6 @@
 """Training the embedded demo on CPU: a small Z-Image pipeline that draws the shapes it is told to.
 
-Three stages, all on procedurally drawn images (:mod:`zbench.shapes`):
+Three stages, all on procedurally drawn images (:mod:`zbench.demo.shapes`):
 1. an ``AutoencoderKL`` (8x down, 4 latent channels) learns to reconstruct scenes;
 2. a ``ZImageTransformer2DModel`` and a ``Qwen3Model`` text encoder learn, jointly, flow
    matching in that latent space exactly as ``ZImagePipeline`` samples it: the model sees

@@ -5,7 +5,7 @@ The pipeline uses diffusers' and transformers' real classes (``ZImagePipeline``,
 tokenizer with a chat template) at toy sizes, saved with ``save_pretrained`` and loaded with
 ``from_pretrained`` like any real base. Its weights are random, so it draws abstract
 patterns; the LoRA files are real LoRA tensors in the key formats trainers write.
-Tests and the swap benchmark build these in seconds; the trained embedded demo is zbench.demo.
+Tests and the swap benchmark build these in seconds; the trained embedded demo is zbench.demo.build.
 """
 
 from __future__ import annotations
