@@ -9,7 +9,7 @@ from PIL import Image
 
 from zbench.demo.metrics import adherence, spearman
 from zbench.demo.shapes import COLORS, SHAPES, Scene, all_scenes, draw, glow_share, held_out, parse_prompt, read_scene
-from zbench.metrics import image_distance
+from zbench.review.metrics import image_distance
 
 
 def test_grammar():

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from zbench.demo.toy import random_lora, save_lora
-from zbench.metrics import lora_delta_norm, lora_factors, lora_weight_change
+from zbench.review.metrics import lora_delta_norm, lora_factors, lora_weight_change
 
 # (module, in_features, out_features): shapes of a Z-Image block at toy size, with unequal sides.
 MODULES = [
@@ -177,7 +177,8 @@ def test_norm_matches_diffusers_fused_weights(tiny_model, tmp_path, fmt, alpha, 
 
 
 def test_run_metrics_read_each_file_once_and_match_direct_calls(tmp_path, make_lora, monkeypatch):
-    from zbench import grid, scan_run
+    from zbench import scan_run
+    from zbench.review import grid
 
     for epoch in (1, 2, 3):
         make_lora(tmp_path / f"r_{epoch}.safetensors", rank=2 + epoch, seed=epoch)

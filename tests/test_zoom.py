@@ -10,7 +10,16 @@ from PIL import Image
 
 from zbench.engine.checkpoints import Checkpoint
 from zbench.engine.render import Cell, CellResult
-from zbench.zoom import BOX_COLOURS, PLACEHOLDER, ZoomBox, ZoomSpec, column_text, crop_zoom, draw_boxes, zoom_strip
+from zbench.review.zoom import (
+    BOX_COLOURS,
+    PLACEHOLDER,
+    ZoomBox,
+    ZoomSpec,
+    column_text,
+    crop_zoom,
+    draw_boxes,
+    zoom_strip,
+)
 
 EYES = ZoomBox("eyes", 0.25, 0.25, 0.25, 0.25)  # 16..32 on a 64 px image
 

@@ -1,6 +1,5 @@
 """zbench: compare the checkpoints of one LoRA training run side by side."""
 
-from .decision import DecisionError, DecisionStore, Review, Vote, default_user, next_blind_pair
 from .demo.metrics import adherence, spearman
 from .engine.cache import ImageCache, cell_key, default_cache_dir, get_image_cache
 from .engine.checkpoints import Checkpoint, parse_name, read_header, scan_run
@@ -8,10 +7,19 @@ from .engine.config import BenchConfig, ConfigError, default_config_path, load_c
 from .engine.hotswap import AdapterSwapper, LoraError, get_swapper
 from .engine.pipeline import Base, BaseModelError, get_base, load_base, resolve_device, resolve_dtype
 from .engine.render import Cell, CellResult, RenderError, RenderSettings, Row, plan_grid, render_cells, render_image
-from .grid import GridRequest, checkpoint_table, image_metrics, parse_prompts, parse_scales, parse_seeds, weight_metrics
-from .metrics import image_distance, lora_delta_norm, lora_weight_change
-from .sheet import SheetInfo, compose_pages, compose_sheet, export_sheet, write_grid
-from .zoom import ZoomBox, ZoomSpec, crop_zoom, draw_boxes, zoom_strip
+from .review.decision import DecisionError, DecisionStore, Review, Vote, default_user, next_blind_pair
+from .review.grid import (
+    GridRequest,
+    checkpoint_table,
+    image_metrics,
+    parse_prompts,
+    parse_scales,
+    parse_seeds,
+    weight_metrics,
+)
+from .review.metrics import image_distance, lora_delta_norm, lora_weight_change
+from .review.sheet import SheetInfo, compose_pages, compose_sheet, export_sheet, write_grid
+from .review.zoom import ZoomBox, ZoomSpec, crop_zoom, draw_boxes, zoom_strip
 
 __all__ = [
     "AdapterSwapper",

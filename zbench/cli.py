@@ -92,7 +92,7 @@ def _cmd_grid(args) -> int:
 
     from .engine.pipeline import BaseModelError, get_base
     from .engine.render import RenderSettings, plan_grid, render_cells
-    from .sheet import SheetInfo, export_sheet
+    from .review.sheet import SheetInfo, export_sheet
 
     config = load_config(args.config)
     lora_dir = Path(args.loras) if args.loras else config.lora_dir

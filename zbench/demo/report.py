@@ -17,7 +17,7 @@ from ..engine.checkpoints import scan_run
 from ..engine.config import BenchConfig, load_config
 from ..engine.pipeline import get_base
 from ..engine.render import CellResult, RenderSettings, plan_grid, render_cells
-from ..metrics import image_distance
+from ..review.metrics import image_distance
 from .metrics import adherence, spearman
 from .shapes import glow_share
 
@@ -51,7 +51,7 @@ def run_report(
     progress: Callable[[int, int, CellResult], None] | None = None,
 ) -> DemoReport:
     """Measure the demo base and its LoRA run; write ``sheet.png`` and ``report.md`` to ``out_dir``."""
-    from ..sheet import SheetInfo, write_grid
+    from ..review.sheet import SheetInfo, write_grid
     from .build import eval_scenes
 
     config = config or load_config()

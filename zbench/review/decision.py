@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .engine.checkpoints import Checkpoint, file_hash
+from ..engine.checkpoints import Checkpoint, file_hash
 
 __all__ = ["DecisionError", "DecisionStore", "Review", "Vote", "default_user", "next_blind_pair"]
 

@@ -1,7 +1,7 @@
 """What the bench page asks for, as data: a grid request, and the per-checkpoint table.
 
 The page turns its widgets into a :class:`GridRequest` (parsing seeds and scales typed as
-text), renders it through :func:`zbench.render.render_cells`, and shows
+text), renders it through :func:`zbench.engine.render.render_cells`, and shows
 :func:`checkpoint_table`: epoch, step, rank, the user's rating and note, blind-vote ranking,
 and metrics from weights (LoRA delta norm, change from the previous checkpoint) and from the
 grid's images (distance from the base render, change from the previous checkpoint).
@@ -18,8 +18,8 @@ from typing import Literal
 
 import pandas as pd
 
-from .engine.checkpoints import Checkpoint
-from .engine.render import Cell, CellResult, RenderSettings, Row, plan_grid
+from ..engine.checkpoints import Checkpoint
+from ..engine.render import Cell, CellResult, RenderSettings, Row, plan_grid
 from .metrics import LoraFactors, image_distance, lora_delta_norm, lora_factors, lora_weight_change
 
 __all__ = [

@@ -16,8 +16,8 @@ from typing import Any, Literal, get_args
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .engine.checkpoints import Checkpoint
-from .engine.render import CellResult
+from ..engine.checkpoints import Checkpoint
+from ..engine.render import CellResult
 
 __all__ = ["Method", "ZoomBox", "ZoomSpec", "crop_zoom", "draw_boxes", "zoom_strip"]
 

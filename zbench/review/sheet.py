@@ -23,7 +23,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
-from .engine.render import CellResult, RenderSettings, Row
+from ..engine.render import CellResult, RenderSettings, Row
 from .zoom import (
     BG,
     ERR,

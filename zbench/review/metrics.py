@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from .engine.checkpoints import _module_of, read_header
+from ..engine.checkpoints import _module_of, read_header
 
 __all__ = ["image_distance", "lora_delta_norm", "lora_factors", "lora_weight_change"]
 
