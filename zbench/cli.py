@@ -8,8 +8,19 @@ import logging
 import sys
 from pathlib import Path
 
-from .engine.checkpoints import Checkpoint, scan_run
-from .engine.config import ConfigError, load_config
+from . import (
+    BaseModelError,
+    Checkpoint,
+    ConfigError,
+    RenderSettings,
+    SheetInfo,
+    export_sheet,
+    get_base,
+    load_config,
+    plan_grid,
+    render_cells,
+    scan_run,
+)
 
 __all__ = ["main"]
 
@@ -89,10 +100,6 @@ def select(cks: list[Checkpoint], tokens: list[str]) -> list[Checkpoint]:
 
 def _cmd_grid(args) -> int:
     from tqdm import tqdm
-
-    from .engine.pipeline import BaseModelError, get_base
-    from .engine.render import RenderSettings, plan_grid, render_cells
-    from .review.sheet import SheetInfo, export_sheet
 
     config = load_config(args.config)
     lora_dir = Path(args.loras) if args.loras else config.lora_dir
