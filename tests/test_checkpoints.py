@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import save_file
 
 from zbench import parse_name, scan_run
-from zbench.engine.checkpoints import read_header
+from zbench.engine.header import read_header
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,9 @@
 
 from .demo.metrics import adherence, spearman
 from .engine.cache import ImageCache, cell_key, default_cache_dir, get_image_cache
-from .engine.checkpoints import Checkpoint, parse_name, read_header, scan_run
+from .engine.checkpoints import Checkpoint, parse_name, scan_run
 from .engine.config import BenchConfig, ConfigError, default_config_path, load_config
+from .engine.header import read_header
 from .engine.hotswap import AdapterSwapper, LoraError, get_swapper
 from .engine.pipeline import Base, BaseModelError, get_base, load_base, resolve_device, resolve_dtype
 from .engine.render import Cell, CellResult, RenderError, RenderSettings, Row, plan_grid, render_cells, render_image

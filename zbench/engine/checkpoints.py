@@ -11,14 +11,16 @@ import json
 import logging
 import math
 import re
-import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from natsort import natsort_keygen
 
-__all__ = ["Checkpoint", "parse_name", "read_header", "scan_run"]
+from .header import HeaderError, read_header
+from .keys import DOWN_WEIGHT, detect_arch, detect_format, module_of
+
+__all__ = ["Checkpoint", "parse_name", "scan_run"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +29,6 @@ PICKLE_SUFFIXES = {".ckpt", ".pt", ".pth", ".bin", ".pkl"}
 TRAINING_STATE = re.compile(r"^(optimizer|scheduler|scaler|random_states|sampler|training_state|ema)", re.I)
 # File names that hold a LoRA inside a per-step folder (diffusers, PEFT save_pretrained).
 FOLDER_WEIGHTS = ("pytorch_lora_weights.safetensors", "adapter_model.safetensors")
-MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 
 _natkey = natsort_keygen()
 
@@ -132,110 +133,6 @@ class Checkpoint:
         }
 
 
-class HeaderError(ValueError):
-    """A safetensors file whose header cannot be read."""
-
-
-def read_header(path: Path) -> tuple[dict[str, dict], dict[str, str]]:
-    """Read a safetensors header without loading any tensor.
-
-    Returns:
-        (tensor entries by key, the ``__metadata__`` string map).
-
-    Raises:
-        HeaderError: the file is too short, the header is not JSON, or the tensor data
-            runs past the end of the file (a truncated download or an interrupted save).
-    """
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise HeaderError(f"is {size} bytes, too short to be a safetensors file")
-        (n,) = struct.unpack("<Q", head)
-        if n > MAX_HEADER or 8 + n > size:
-            raise HeaderError(
-                f"has a header length of {n} bytes but the file is {size} bytes: it is truncated or not safetensors"
-            )
-        raw = f.read(n)
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise HeaderError(f"has a header that is not valid JSON ({err}): the file is corrupt") from err
-    if not isinstance(header, dict):
-        raise HeaderError("has a header that is not a JSON object: the file is corrupt")
-    metadata = header.pop("__metadata__", None) or {}
-    try:
-        end = max((int(v["data_offsets"][1]) for v in header.values()), default=0)
-    except (KeyError, TypeError, ValueError, IndexError) as err:
-        raise HeaderError(f"has a malformed tensor table ({type(err).__name__}: {err}): the file is corrupt") from err
-    if 8 + n + end > size:
-        missing = 8 + n + end - size
-        raise HeaderError(
-            f"is truncated: its tensors need {missing} more bytes than the file has (an interrupted copy or save?)"
-        )
-    return header, {str(k): str(v) for k, v in metadata.items()}
-
-
-# Suffixes that end a LoRA tensor key; what is left is the module the tensor adapts.
-_LORA_SUFFIX = re.compile(
-    r"\.(lora_A|lora_B|lora_down|lora_up|lora\.down|lora\.up|lora_mid)(\.[^.]+)?\.(weight|bias)$|\.alpha$|\.dora_scale$"
-)
-
-
-_PREFIX = re.compile(r"^(lora_unet_|diffusion_model\.|base_model\.model\.|transformer\.|unet\.)")
-
-
-def _module_of(key: str) -> str | None:
-    """The adapted module of a tensor key, in one spelling for every trainer's layout.
-
-    ``lora_unet_layers_0_attention_to_q``, ``diffusion_model.layers.0.attention.to_q`` and
-    ``transformer.layers.0.attention.to_q`` all become ``layers_0_attention_to_q``, so one run
-    saved in two layouts still counts as one module set.
-    """
-    m = _LORA_SUFFIX.search(key)
-    return _PREFIX.sub("", key[: m.start()]).replace(".", "_") if m else None
-
-
-def _detect_format(keys: list[str]) -> str:
-    if any(".lokr_" in k for k in keys):
-        return "lokr"
-    if any(".hada_" in k for k in keys):
-        return "loha"
-    parts = []
-    if any(k.startswith(("lora_unet_", "lora_te")) for k in keys):
-        parts.append("kohya")
-    elif any(k.startswith("diffusion_model.") for k in keys):
-        parts.append("ai-toolkit")
-    elif any(k.startswith("base_model.model.") for k in keys):
-        parts.append("peft")
-    elif any(k.startswith(("transformer.", "unet.", "text_encoder")) for k in keys):
-        parts.append("diffusers")
-    elif any(".lora.down." in k for k in keys):
-        parts.append("dot-lora")
-    else:
-        parts.append("bare")
-    if any(re.search(r"[._]qkv[._]", k) for k in keys):
-        parts.append("fused-qkv")
-    if any(k.endswith(".dora_scale") for k in keys):
-        parts.append("dora")
-    return "+".join(parts)
-
-
-def _detect_arch(modules: frozenset[str]) -> str:
-    """Which base family a LoRA's module names point at (a hint for error messages)."""
-    joined = "\n".join(modules)
-    if re.search(r"single_transformer_blocks|double_blocks|single_blocks", joined):
-        return "flux"
-    if re.search(r"down_blocks|up_blocks|mid_block|input_blocks|output_blocks|middle_block", joined):
-        sdxl = re.search(r"input_blocks|transformer_blocks[._][1-9]|lora_te2|text_encoder_2", joined)
-        return "sdxl" if sdxl else "sd"
-    if re.search(r"(^|[._])(layers|noise_refiner|context_refiner)[._]\d+[._](attention|feed_forward)", joined):
-        return "z-image"
-    if "transformer_blocks" in joined:
-        return "dit"
-    return "unknown"
-
-
 def _float(value: str | None) -> float | None:
     try:
         return float(value) if value is not None else None
@@ -284,14 +181,10 @@ def describe(path: Path, name: str) -> Checkpoint:
     ck.hash = file_hash(path)
     ck.metadata = meta
     keys = list(header)
-    ck.format = _detect_format(keys)
-    ck.modules = frozenset(m for k in keys if (m := _module_of(k)) is not None)
-    ck.arch = _detect_arch(ck.modules)
-    ranks = [
-        int(v["shape"][0])
-        for k, v in header.items()
-        if re.search(r"\.(lora_A|lora_down|lora\.down)(\.[^.]+)?\.weight$", k) and v.get("shape")
-    ]
+    ck.format = detect_format(keys)
+    ck.modules = frozenset(m for k in keys if (m := module_of(k)) is not None)
+    ck.arch = detect_arch(ck.modules)
+    ranks = [int(v["shape"][0]) for k, v in header.items() if DOWN_WEIGHT.search(k) and v.get("shape")]
     ck.rank = max(ranks) if ranks else _int(meta.get("ss_network_dim"))
     ck.alpha = _float(meta.get("ss_network_alpha"))
     _apply_metadata(ck, meta)

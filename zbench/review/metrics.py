@@ -16,7 +16,8 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from ..engine.checkpoints import _module_of, read_header
+from ..engine.header import read_header
+from ..engine.keys import DOWN_WEIGHT, module_of
 
 __all__ = ["image_distance", "lora_delta_norm", "lora_factors", "lora_weight_change"]
 
@@ -33,7 +34,6 @@ def image_distance(a: Image.Image, b: Image.Image) -> float:
 #   ||B A||²_F = trace((A Aᵀ)(Bᵀ B)),   <B1 A1, B2 A2>_F = trace((B1ᵀ B2)(A2 A1ᵀ)),
 # so a 3840×10240 module costs two r×r Gram matrices instead of a 39 M-entry product.
 
-_DOWN = re.compile(r"\.(lora_A|lora_down|lora\.down)(\.[^.]+)?\.weight$")
 _UP = re.compile(r"\.(lora_B|lora_up|lora\.up)(\.[^.]+)?\.weight$")
 _NOT_LORA = re.compile(r"\.(lokr_|hada_|lora_mid|dora_scale|lora_magnitude_vector)")
 _COMPONENT = re.compile(r"^(transformer|unet|base_model\.model|diffusion_model)\.")
@@ -96,14 +96,14 @@ def lora_factors(path: str | Path) -> LoraFactors:
         )
     downs, ups, alphas, dotted = {}, {}, {}, {}
     for key, tensor in tensors.items():
-        module = _module_of(key)
+        module = module_of(key)
         if module is None:
             continue
         if key.endswith(".alpha"):
             alphas[module] = float(tensor.float())
-        elif _DOWN.search(key):
+        elif DOWN_WEIGHT.search(key):
             downs[module] = tensor.reshape(tensor.shape[0], -1)
-            dotted[module] = _COMPONENT.sub("", key[: _DOWN.search(key).start()])
+            dotted[module] = _COMPONENT.sub("", key[: DOWN_WEIGHT.search(key).start()])
         elif _UP.search(key):
             ups[module] = tensor.reshape(tensor.shape[0], -1)
     if not downs:

@@ -1,0 +1,74 @@
+"""LoRA tensor keys as each trainer writes them: which module a key adapts, which layout and base family a file has.
+
+kohya (``lora_unet_…``), ai-toolkit (``diffusion_model.…``), diffusers (``transformer.…``), PEFT
+(``base_model.model.…``) and bare keys all name modules in one spelling here, so one run saved
+in two layouts still counts as one module set.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["DOWN_WEIGHT", "detect_arch", "detect_format", "module_of"]
+
+# The down (A) factor of a module: its first dimension is the module's rank.
+DOWN_WEIGHT = re.compile(r"\.(lora_A|lora_down|lora\.down)(\.[^.]+)?\.weight$")
+
+# Suffixes that end a LoRA tensor key; what is left is the module the tensor adapts.
+_LORA_SUFFIX = re.compile(
+    r"\.(lora_A|lora_B|lora_down|lora_up|lora\.down|lora\.up|lora_mid)(\.[^.]+)?\.(weight|bias)$|\.alpha$|\.dora_scale$"
+)
+
+
+_PREFIX = re.compile(r"^(lora_unet_|diffusion_model\.|base_model\.model\.|transformer\.|unet\.)")
+
+
+def module_of(key: str) -> str | None:
+    """The adapted module of a tensor key, in one spelling for every trainer's layout.
+
+    ``lora_unet_layers_0_attention_to_q``, ``diffusion_model.layers.0.attention.to_q`` and
+    ``transformer.layers.0.attention.to_q`` all become ``layers_0_attention_to_q``, so one run
+    saved in two layouts still counts as one module set.
+    """
+    m = _LORA_SUFFIX.search(key)
+    return _PREFIX.sub("", key[: m.start()]).replace(".", "_") if m else None
+
+
+def detect_format(keys: list[str]) -> str:
+    if any(".lokr_" in k for k in keys):
+        return "lokr"
+    if any(".hada_" in k for k in keys):
+        return "loha"
+    parts = []
+    if any(k.startswith(("lora_unet_", "lora_te")) for k in keys):
+        parts.append("kohya")
+    elif any(k.startswith("diffusion_model.") for k in keys):
+        parts.append("ai-toolkit")
+    elif any(k.startswith("base_model.model.") for k in keys):
+        parts.append("peft")
+    elif any(k.startswith(("transformer.", "unet.", "text_encoder")) for k in keys):
+        parts.append("diffusers")
+    elif any(".lora.down." in k for k in keys):
+        parts.append("dot-lora")
+    else:
+        parts.append("bare")
+    if any(re.search(r"[._]qkv[._]", k) for k in keys):
+        parts.append("fused-qkv")
+    if any(k.endswith(".dora_scale") for k in keys):
+        parts.append("dora")
+    return "+".join(parts)
+
+
+def detect_arch(modules: frozenset[str]) -> str:
+    """Which base family a LoRA's module names point at (a hint for error messages)."""
+    joined = "\n".join(modules)
+    if re.search(r"single_transformer_blocks|double_blocks|single_blocks", joined):
+        return "flux"
+    if re.search(r"down_blocks|up_blocks|mid_block|input_blocks|output_blocks|middle_block", joined):
+        sdxl = re.search(r"input_blocks|transformer_blocks[._][1-9]|lora_te2|text_encoder_2", joined)
+        return "sdxl" if sdxl else "sd"
+    if re.search(r"(^|[._])(layers|noise_refiner|context_refiner)[._]\d+[._](attention|feed_forward)", joined):
+        return "z-image"
+    if "transformer_blocks" in joined:
+        return "dit"
+    return "unknown"
