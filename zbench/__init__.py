@@ -5,7 +5,8 @@ from .engine.cache import ImageCache, cell_key, default_cache_dir, get_image_cac
 from .engine.checkpoints import Checkpoint, parse_name, scan_run
 from .engine.config import BenchConfig, ConfigError, default_config_path, load_config
 from .engine.header import read_header
-from .engine.hotswap import AdapterSwapper, LoraError, get_swapper
+from .engine.hotswap import AdapterSwapper, get_swapper
+from .engine.lora_file import LoraError
 from .engine.pipeline import Base, BaseModelError, get_base, load_base, resolve_device, resolve_dtype
 from .engine.render import Cell, CellResult, RenderError, RenderSettings, Row, plan_grid, render_cells, render_image
 from .review.decision import DecisionError, DecisionStore, Review, Vote, default_user, next_blind_pair

@@ -28,26 +28,15 @@ from typing import Literal
 import torch
 
 from .checkpoints import Checkpoint
+from .lora_file import LoraError, read_lora
 from .pipeline import Base
 
-__all__ = ["AdapterSwapper", "LoraError", "get_swapper"]
+__all__ = ["AdapterSwapper", "get_swapper"]
 
 logger = logging.getLogger(__name__)
 
 ADAPTER = "zbench"
 SwapPath = Literal["noop", "base", "fast", "general", "inject"]
-_FAMILY_NAMES = {
-    "z-image": "Z-Image",
-    "sdxl": "SDXL",
-    "sd": "SD 1.5/2",
-    "flux": "Flux",
-    "dit": "a DiT",
-    "other": "another model",
-}
-
-
-class LoraError(ValueError):
-    """A checkpoint cannot be applied to the loaded base; the message names cause and fix."""
 
 
 @dataclass
@@ -178,7 +167,7 @@ class AdapterSwapper:
     # -- the general and inject paths -------------------------------------------------------
 
     def _load(self, ck: Checkpoint, run: Path, target_rank: int | None) -> tuple[SwapPath, dict]:
-        source, sd, modules, rank = self._read(ck)
+        source, sd, modules, rank = read_lora(self.base, ck)
         if self._layers and run == self._run and modules != self._modules:
             missing, extra = self._modules - modules, modules - self._modules
             raise LoraError(
@@ -226,86 +215,6 @@ class AdapterSwapper:
     def _release(self, pipe) -> None:
         pipe.unload_lora_weights()
         self.base.denoiser._prepare_lora_hotswap_kwargs = None  # set by enable_lora_hotswap, now unused
-
-    def _read(self, ck: Checkpoint) -> tuple[str | dict, dict, frozenset[str], int]:
-        """Convert a file's keys the way diffusers will and check it fits this base.
-
-        Returns:
-            (what to pass to load_lora_weights, the converted tensors, the denoiser modules
-            they adapt, the rank).
-        """
-        pipe, prefix = self.base.pipe, self.prefix
-        try:
-            out = pipe.lora_state_dict(str(ck.path), return_lora_metadata=True)
-        except Exception as err:  # diffusers raises many types for keys it cannot convert
-            raise LoraError(
-                f"{ck.name}: diffusers cannot read it as a {self._family} LoRA ({type(err).__name__}: "
-                f"{err}). {self._arch_hint(ck)}"
-            ) from err
-        sd = out[0]
-        # The converted dict saves diffusers a second read, unless the file carries what the
-        # dict cannot: adapter metadata (lora_alpha...) or SD-style network alphas.
-        source: str | dict = sd if all(x is None or x == {} for x in out[1:]) else str(ck.path)
-        names = set(dict(self.base.denoiser.named_modules()))
-        if not any(k.startswith(prefix + ".") for k in sd):
-            fixed = self._with_prefix(sd, names)
-            if fixed is None:
-                raise LoraError(
-                    f"{ck.name}: none of its {len(sd)} keys names a module of this base's "
-                    f"{prefix} (e.g. {next(iter(sd), '')!r}), so it would change nothing. {self._arch_hint(ck)}"
-                )
-            sd = source = fixed
-        foreign = sorted(k for k in sd if not k.startswith(prefix + "."))
-        if foreign:
-            raise LoraError(
-                f"{ck.name} also adapts the text encoder ({len(foreign)} tensors, e.g. {foreign[0]!r}); "
-                "zbench swaps denoiser LoRAs only. Retrain with the text encoder frozen (e.g. kohya "
-                "--network_train_unet_only) to compare this run here."
-            )
-        # One fused pass: a tensor's norm is NaN or inf exactly when it holds a NaN or inf.
-        keys = list(sd)
-        norms = torch.stack(
-            torch._foreach_norm([sd[k].float() if sd[k].dtype == torch.float16 else sd[k] for k in keys])
-        )
-        bad = [k for k, finite in zip(keys, norms.isfinite().tolist(), strict=True) if not finite]
-        if bad:
-            raise LoraError(
-                f"{ck.name} has NaN or infinite values in {len(bad)} tensors (e.g. {bad[0]!r}): training "
-                "diverged by this checkpoint. Compare the earlier checkpoints and lower the learning rate."
-            )
-        modules = frozenset(k[len(prefix) + 1 :].split(".lora_")[0] for k in sd)
-        unknown = sorted(modules - names)
-        if unknown:
-            raise LoraError(
-                f"{ck.name} names {len(unknown)} of its {len(modules)} modules that this base lacks "
-                f"(e.g. {unknown[0]!r}). {self._arch_hint(ck)}"
-            )
-        rank = max(v.shape[0] for k, v in sd.items() if ".lora_A." in k)
-        return source, sd, modules, rank
-
-    def _with_prefix(self, sd: dict, names: set[str]) -> dict | None:
-        """PEFT-style files name modules bare ("layers.0...") or as "base_model.model.layers.0...";
-        diffusers expects "<prefix>.layers.0..." and otherwise silently injects nothing."""
-        fixed = {}
-        for k, v in sd.items():
-            bare = k.removeprefix("base_model.model.").replace(".default.", ".")
-            if bare.split(".lora_")[0] not in names:
-                return None
-            fixed[f"{self.prefix}.{bare}"] = v
-        return fixed
-
-    @property
-    def _family(self) -> str:
-        return _FAMILY_NAMES.get(self.base.family, self.base.family)
-
-    def _arch_hint(self, ck: Checkpoint) -> str:
-        if ck.arch not in ("unknown", self.base.family):
-            example = sorted(ck.modules)[0] if ck.modules else ""
-            return (
-                f"It targets {_FAMILY_NAMES.get(ck.arch, ck.arch)} (keys like {example!r}); the loaded base is "
-                f"{self._family}. Pick a {self._family} LoRA or switch the base in configs/."
-            )
-        return f"Check that it was trained on {self.base.config.name}."
 
     # -- the fast path ------------------------------------------------------------------------
 

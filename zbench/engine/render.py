@@ -22,7 +22,8 @@ from PIL import Image
 
 from .cache import ImageCache, cell_key
 from .checkpoints import Checkpoint
-from .hotswap import AdapterSwapper, LoraError, get_swapper
+from .hotswap import AdapterSwapper, get_swapper
+from .lora_file import LoraError
 from .pipeline import Base
 
 __all__ = ["Cell", "CellResult", "RenderError", "RenderSettings", "Row", "plan_grid", "render_cells", "render_image"]
