@@ -12,7 +12,8 @@ from PIL import Image
 
 from zbench.engine.checkpoints import Checkpoint
 from zbench.engine.render import Cell, CellResult, RenderSettings, Row
-from zbench.review.sheet import SheetInfo, compose_pages, compose_sheet, export_sheet, write_grid
+from zbench.review.export import export_sheet, write_grid
+from zbench.review.sheet import SheetInfo, compose_pages, compose_sheet
 from zbench.review.zoom import ZoomBox, ZoomSpec, crop_zoom
 
 EYES = ZoomSpec(ZoomBox("eyes", 0.25, 0.25, 0.25, 0.25), 4, "nearest")

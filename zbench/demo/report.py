@@ -51,7 +51,8 @@ def run_report(
     progress: Callable[[int, int, CellResult], None] | None = None,
 ) -> DemoReport:
     """Measure the demo base and its LoRA run; write ``sheet.png`` and ``report.md`` to ``out_dir``."""
-    from ..review.sheet import SheetInfo, write_grid
+    from ..review.export import write_grid
+    from ..review.sheet import SheetInfo
     from .build import eval_scenes
 
     config = config or load_config()

@@ -1,47 +1,27 @@
-"""Comparison sheets: labelled grid pages with zoom panels, a PDF, the cells with their parameters, a manifest.
+"""Comparison sheets: the labelled grid with its zoom panels, drawn as one image or as pages.
 
 Layout: a header with base model, run, prompt(s), seeds and settings; a column per
 checkpoint labelled with epoch/step, file name and hash; a row per prompt × seed × scale;
 below the grid, one zoom strip per zoom region × row. Error cells show their message in
 place of the image, so a sheet always tells the whole story. A grid too large for one image
 is split into pages (by rows, then by column groups that each repeat the base column).
+Writing the pages, PDF, cells and manifest to disk is ``export.py``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
-import re
-import secrets
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
-from PIL.PngImagePlugin import PngInfo
 
 from ..engine.render import CellResult, RenderSettings, Row
-from .zoom import (
-    BG,
-    ERR,
-    FG,
-    MUTED,
-    PAD,
-    ZoomSpec,
-    _fit,
-    _fit_label,
-    _font,
-    _strip_layout,
-    _StripLayout,
-    _wrap,
-    column_text,
-    zoom_strip,
-)
+from .drawing import BG, ERR, FG, MUTED, PAD, column_text, fit, fit_label, load_font, wrap
+from .zoom import StripLayout, ZoomSpec, strip_layout, zoom_strip
 
-__all__ = ["MAX_SHEET_PIXELS", "SheetInfo", "compose_pages", "compose_sheet", "export_sheet", "write_grid"]
+__all__ = ["MAX_SHEET_PIXELS", "SheetInfo", "SheetLayout", "compose_pages", "compose_sheet", "layout_pages"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +30,7 @@ MAX_SHEET_PIXELS = 80_000_000
 # Browsers and image viewers refuse wider images, and a PDF page must stay under 200 inches.
 MAX_SHEET_SIDE = 16_384
 MIN_CELL = 64  # px: pages shrink cells (only when one cell alone does not fit) down to this smaller side
-PDF_DPI = 150
 PAGE_LINES = 2  # lines kept on each page for "page i of n · rows … · epochs …"
-FORMATS = ("png", "pdf")
 
 
 @dataclass(frozen=True)
@@ -93,13 +71,13 @@ class _Geometry:
 
     @classmethod
     def at(cls, cw: int, ch: int) -> _Geometry:
-        small, body, title = _font(max(11, cw // 22)), _font(max(12, cw // 18)), _font(max(14, cw // 14))
+        small, body, title = load_font(max(11, cw // 22)), load_font(max(12, cw // 18)), load_font(max(14, cw // 14))
         col_label_h = PAD + body.size + 4 + 2 * (small.size + 3)
         return cls(cw, ch, small, body, title, min(280, max(120, cw // 2)), col_label_h)
 
 
 @dataclass(frozen=True)
-class _Page:
+class Page:
     rows: tuple[int, ...]  # grid row indices on this page
     cols: tuple[int, ...]  # grid column indices, base first
     size: tuple[int, int]
@@ -132,7 +110,7 @@ class _Grid:
     def header(self, g: _Geometry, width: int) -> list[str]:
         key = (g.body.size, width)
         if key not in self._headers:
-            self._headers[key] = [x for line in self.info.lines() for x in _wrap(g.body, line, width - 2 * PAD, 3)]
+            self._headers[key] = [x for line in self.info.lines() for x in wrap(g.body, line, width - 2 * PAD, 3)]
         return self._headers[key]
 
     def grid_width(self, g: _Geometry, k: int) -> int:
@@ -142,10 +120,10 @@ class _Grid:
         """Strips sit under the grid's columns (right of the row labels) and are no wider."""
         return k * (g.cw + PAD) + PAD
 
-    def strips(self, g: _Geometry, k: int) -> list[_StripLayout]:
+    def strips(self, g: _Geometry, k: int) -> list[StripLayout]:
         width = self.strip_width(g, k)
         return [
-            _strip_layout(z.box, self.image_size, k, factor=z.factor, method=z.method, max_width=width)
+            strip_layout(z.box, self.image_size, k, factor=z.factor, method=z.method, max_width=width)
             for z in self.zooms
         ]
 
@@ -192,12 +170,12 @@ def _chunks(items: Sequence[int], n: int) -> list[list[int]]:
     return out
 
 
-def _plan(grid: _Grid, max_pixels: int, max_side: int) -> tuple[_Geometry, list[_Page]]:
+def _plan(grid: _Grid, max_pixels: int, max_side: int) -> tuple[_Geometry, list[Page]]:
     """Split the grid into pages under the limits: rows first, then column groups that repeat the base."""
     full = _Geometry.at(*grid.image_size)
     if _fits(grid.size(full, len(grid.cols), len(grid.rows)), max_pixels, max_side):
         return full, [
-            _Page(tuple(range(len(grid.rows))), tuple(grid.cols), grid.size(full, len(grid.cols), len(grid.rows)))
+            Page(tuple(range(len(grid.rows))), tuple(grid.cols), grid.size(full, len(grid.cols), len(grid.rows)))
         ]
     grid.paged = True
     base = grid.base_cols
@@ -218,12 +196,12 @@ def _plan(grid: _Grid, max_pixels: int, max_side: int) -> tuple[_Geometry, list[
         per_page += 1
     row_groups = _chunks(range(len(grid.rows)), math.ceil(len(grid.rows) / per_page))
     pages = [
-        _Page(tuple(rows), tuple(cols), grid.size(g, len(cols), len(rows))) for rows in row_groups for cols in groups
+        Page(tuple(rows), tuple(cols), grid.size(g, len(cols), len(rows))) for rows in row_groups for cols in groups
     ]
     return g, pages
 
 
-def _draw(grid: _Grid, g: _Geometry, page: _Page, number: int, count: int) -> Image.Image:
+def _draw(grid: _Grid, g: _Geometry, page: Page, number: int, count: int) -> Image.Image:
     """Draw one page: header, column labels, the cells of its rows and columns, then its zoom strips."""
     width = page.size[0]
     sheet = Image.new("RGB", page.size, BG)
@@ -238,7 +216,7 @@ def _draw(grid: _Grid, g: _Geometry, page: _Page, number: int, count: int) -> Im
         checkpoints = [grid.checkpoints[c] for c in page.cols if c not in grid.base_cols]
         if checkpoints:
             where += f" · {checkpoints[0].label} … {checkpoints[-1].label} of {len(grid.cols) - len(grid.base_cols)}"
-        for n, line in enumerate(_wrap(g.body, where, width - 2 * PAD, PAGE_LINES)):
+        for n, line in enumerate(wrap(g.body, where, width - 2 * PAD, PAGE_LINES)):
             draw.text((PAD, y + n * (g.body.size + 4)), line, font=g.body, fill=MUTED)
         y += PAGE_LINES * (g.body.size + 4)
     for line in grid.header(g, width):
@@ -250,16 +228,16 @@ def _draw(grid: _Grid, g: _Geometry, page: _Page, number: int, count: int) -> Im
     for j, col in enumerate(page.cols):
         x = g.row_label_w + j * (g.cw + PAD)
         label, name, digest = column_text(grid.checkpoints[col])
-        draw.text((x, y), _fit_label(g.body, label, g.cw), font=g.body, fill=FG)
-        draw.text((x, y + g.body.size + 4), _fit(g.small, name, g.cw), font=g.small, fill=MUTED)
-        draw.text((x, y + g.body.size + 4 + g.small.size + 3), _fit(g.small, digest, g.cw), font=g.small, fill=MUTED)
+        draw.text((x, y), fit_label(g.body, label, g.cw), font=g.body, fill=FG)
+        draw.text((x, y + g.body.size + 4), fit(g.small, name, g.cw), font=g.small, fill=MUTED)
+        draw.text((x, y + g.body.size + 4 + g.small.size + 3), fit(g.small, digest, g.cw), font=g.small, fill=MUTED)
     y += g.col_label_h
 
     # 3. Rows: label, then each column's image or error message.
     for i, r in enumerate(page.rows):
         top = y + i * (g.ch + PAD)
         limit = max(1, g.ch // (g.body.size + 3))
-        for n, line in enumerate(_wrap(g.body, grid.row_label(r), g.row_label_w - 2 * PAD, limit)):
+        for n, line in enumerate(wrap(g.body, grid.row_label(r), g.row_label_w - 2 * PAD, limit)):
             draw.text((PAD, top + n * (g.body.size + 3)), line, font=g.body, fill=FG)
         for j, col in enumerate(page.cols):
             result = grid.by_pos.get((r, col))
@@ -285,7 +263,7 @@ def _draw(grid: _Grid, g: _Geometry, page: _Page, number: int, count: int) -> Im
                 image_size=grid.image_size,
             )
             sheet.paste(strip, (g.row_label_w - PAD, y))
-            lines = [zoom.box.name, *_wrap(g.body, grid.row_label(r), g.row_label_w - 2 * PAD, 3)]
+            lines = [zoom.box.name, *wrap(g.body, grid.row_label(r), g.row_label_w - 2 * PAD, 3)]
             for n, line in enumerate(lines):
                 draw.text((PAD, y + PAD + n * (g.body.size + 3)), line, font=g.body, fill=MUTED if n == 0 else FG)
             y += strip.height + PAD
@@ -299,7 +277,7 @@ def _draw_cell(sheet: Image.Image, draw: ImageDraw.ImageDraw, g: _Geometry, resu
         return
     draw.rectangle([x, y, x + g.cw - 1, y + g.ch - 1], fill=(238, 232, 232), outline=ERR)
     limit = max(1, (g.ch - 8) // (g.small.size + 2))
-    for i, line in enumerate(_wrap(g.small, f"{result.status}: {result.error or ''}", g.cw - 8, limit)):
+    for i, line in enumerate(wrap(g.small, f"{result.status}: {result.error or ''}", g.cw - 8, limit)):
         draw.text((x + 4, y + 4 + i * (g.small.size + 2)), line, font=g.small, fill=ERR)
 
 
@@ -319,7 +297,7 @@ def compose_sheet(
     grid = _Grid(results, rows, info, zooms)
     k, r = len(grid.cols), len(grid.rows)
     g = _geometry(grid, k, r, MAX_SHEET_PIXELS, 2**31, strict=False)
-    return _draw(grid, g, _Page(tuple(range(r)), tuple(grid.cols), grid.size(g, k, r)), 1, 1)
+    return _draw(grid, g, Page(tuple(range(r)), tuple(grid.cols), grid.size(g, k, r)), 1, 1)
 
 
 def compose_pages(
@@ -340,197 +318,37 @@ def compose_pages(
     Raises:
         ValueError: no results, or limits too small for even one row of 64 px cells.
     """
-    grid = _Grid(results, rows, info, zooms)
-    g, pages = _plan(grid, max_pixels, max_side)
-    return [_draw(grid, g, page, i, len(pages)) for i, page in enumerate(pages, start=1)]
+    layout = layout_pages(results, rows, info, zooms=zooms, max_pixels=max_pixels, max_side=max_side)
+    return [layout.draw(i) for i in range(1, len(layout.pages) + 1)]
 
 
-def cell_parameters(result: CellResult, info: SheetInfo) -> str:
-    """A1111-style parameters text, so other tools can read how a cell was made."""
-    c, s = result.cell, info.settings
-    lora = "none (base)" if c.checkpoint is None else f"{c.checkpoint.name} ({c.checkpoint.hash}) scale {c.scale:g}"
-    lines = [c.prompt]
-    if s.negative:
-        lines.append(f"Negative prompt: {s.negative}")
-    lines.append(
-        f"Steps: {s.steps}, CFG scale: {s.guidance:g}, Seed: {c.seed}, Size: {s.width}x{s.height}, "
-        f"Model: {info.base}, LoRA: {lora}"
-    )
-    return "\n".join(lines)
+@dataclass(frozen=True)
+class SheetLayout:
+    """A grid planned into pages under size limits, drawn one page at a time (to keep memory flat)."""
+
+    grid: _Grid
+    geometry: _Geometry
+    pages: list[Page]
+
+    def draw(self, number: int) -> Image.Image:
+        """Draw page ``number`` (1-based) of ``pages``."""
+        return _draw(self.grid, self.geometry, self.pages[number - 1], number, len(self.pages))
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:60] or "cell"
-
-
-def _cell_entry(result: CellResult) -> dict:
-    c = result.cell
-    return {
-        "row": c.row,
-        "col": c.col,
-        "checkpoint": c.name,
-        "label": "base" if c.checkpoint is None else c.checkpoint.label,
-        "epoch": None if c.checkpoint is None else c.checkpoint.epoch,
-        "step": None if c.checkpoint is None else c.checkpoint.step,
-        "hash": None if c.checkpoint is None else c.checkpoint.hash,
-        "prompt": c.prompt,
-        "seed": c.seed,
-        "scale": c.scale,
-        "image": None,
-        "status": result.status,
-        "error": result.error,
-        "swap_ms": None if result.swap_ms is None else round(result.swap_ms, 3),
-        "render_ms": None if result.render_ms is None else round(result.render_ms, 1),
-        "swap_path": result.swap_path,
-    }
-
-
-_OUTPUTS = re.compile(r"sheet(-\d+)?\.png|sheet\.pdf|cells\.zip")
-_CELL_FILE = re.compile(r"r\d+_c\d+_.+\.png")
-
-
-def export_sheet(
-    out_dir: str | Path,
+def layout_pages(
     results: Sequence[CellResult],
     rows: Sequence[Row],
     info: SheetInfo,
     *,
     zooms: Sequence[ZoomSpec] = (),
-    formats: Sequence[str] = FORMATS,
-    zip_cells: bool = True,
     max_pixels: int = MAX_SHEET_PIXELS,
     max_side: int = MAX_SHEET_SIDE,
-) -> dict:
-    """Write a grid's sheet pages, PDF, cells, cells zip and manifest into ``out_dir``.
-
-    Files: ``sheet.png`` (or ``sheet-01.png`` … when paginated), ``sheet.pdf`` (every page),
-    ``cells/*.png`` (parameters in PNG text chunks "parameters" and "zbench"), ``cells.zip``
-    (the cell PNGs and the manifest) and ``manifest.json``.
-
-    Args:
-        formats: which sheet files to write: "png", "pdf" or both.
-        zip_cells: also write ``cells.zip``.
-        max_pixels, max_side: the limits of one page (see ``compose_pages``).
-
-    Returns:
-        The manifest that was written.
+) -> SheetLayout:
+    """Plan the pages of :func:`compose_pages` without drawing them.
 
     Raises:
-        ValueError: an unknown format, or limits too small for one row.
-
-    Side effects:
-        Every file is written under a temporary name and moved into place at the end, the
-        manifest last, so a failed export leaves the previous one intact. Outputs of an earlier
-        export that this one did not write again (surplus pages, cells, a PDF or zip) are deleted.
+        ValueError: no results, or limits too small for even one row of 64 px cells.
     """
-    if not formats or set(formats) - set(FORMATS):
-        raise ValueError(f"formats should be a non-empty selection of {FORMATS}, got {tuple(formats)}")
-    out = Path(out_dir)
-    (out / "cells").mkdir(parents=True, exist_ok=True)
     grid = _Grid(results, rows, info, zooms)
     g, pages = _plan(grid, max_pixels, max_side)
-    digits = max(2, len(str(len(pages))))
-    names = ["sheet.png"] if len(pages) == 1 else [f"sheet-{i:0{digits}d}.png" for i in range(1, len(pages) + 1)]
-    token = f"{os.getpid()}-{secrets.token_hex(4)}"
-    staged: list[tuple[Path, Path]] = []  # (temporary, final), moved into place in this order
-
-    def stage(final: Path) -> Path:
-        staged.append((final.with_name(f".{final.name}.{token}.tmp"), final))
-        return staged[-1][0]
-
-    try:
-        # 1. Cells, each with its parameters.
-        cells, cell_files = [], []
-        for result in sorted(results, key=lambda r: (r.cell.row, r.cell.col)):
-            entry = _cell_entry(result)
-            if result.image is not None:
-                slug = _slug(result.cell.name.removesuffix(".safetensors"))
-                rel = f"cells/r{entry['row']:02d}_c{entry['col']:02d}_{slug}.png"
-                png = PngInfo()
-                png.add_text("parameters", cell_parameters(result, info))
-                png.add_text("zbench", json.dumps({k: v for k, v in entry.items() if k != "image"}))
-                tmp = stage(out / rel)
-                result.image.save(tmp, format="PNG", pnginfo=png)
-                cell_files.append((tmp, rel))
-                entry["image"] = rel
-            cells.append(entry)
-
-        # 2. Pages: drawn one at a time; kept in memory only when the PDF needs them.
-        pdf_pages = []
-        for i, page in enumerate(pages, start=1):
-            image = _draw(grid, g, page, i, len(pages))
-            if "png" in formats:
-                image.save(stage(out / names[i - 1]), format="PNG")
-            if "pdf" in formats:
-                pdf_pages.append(image)
-        if pdf_pages:
-            # Pillow sizes PDF pages by resolution; viewers refuse pages over 200 inches.
-            dpi = max(PDF_DPI, math.ceil(max(max(p.size) for p in pages) / 200))
-            pdf_pages[0].save(
-                stage(out / "sheet.pdf"),
-                format="PDF",
-                save_all=True,
-                append_images=pdf_pages[1:],
-                resolution=dpi,
-                title=f"zbench comparison sheet: {info.run}",
-                quality=95,  # the PDF driver stores RGB pages as JPEG
-                subsampling=0,
-            )
-            del pdf_pages
-
-        # 3. Manifest, and the zip of cells that carries a copy of it.
-        s = info.settings
-        png_pages = names if "png" in formats else []
-        manifest = {
-            "base": info.base,
-            "run": info.run,
-            "prompts": list(info.prompts),
-            "negative": s.negative,
-            "seeds": list(info.seeds),
-            "scales": list(info.scales),
-            "steps": s.steps,
-            "guidance": s.guidance,
-            "width": s.width,
-            "height": s.height,
-            "sheet": png_pages[0] if png_pages else None,
-            "pages": png_pages,
-            "layout": [
-                {"page": i, "rows": list(p.rows), "cols": list(p.cols), "width": p.size[0], "height": p.size[1]}
-                for i, p in enumerate(pages, start=1)
-            ],
-            "pdf": "sheet.pdf" if "pdf" in formats else None,
-            "zip": "cells.zip" if zip_cells else None,
-            "zooms": [z.to_json() for z in grid.zooms],
-            "cells": cells,
-        }
-        text = json.dumps(manifest, indent=2)
-        if zip_cells:
-            with zipfile.ZipFile(stage(out / "cells.zip"), "w") as zf:
-                for tmp, rel in cell_files:
-                    zf.write(tmp, rel, compress_type=zipfile.ZIP_STORED)  # PNGs are compressed already
-                zf.writestr("manifest.json", text, compress_type=zipfile.ZIP_DEFLATED)
-        stage(out / "manifest.json").write_text(text)
-
-        # 4. Move everything into place, the manifest last.
-        for tmp, final in staged:
-            os.replace(tmp, final)
-    except BaseException:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
-        raise
-    written = {final for _, final in staged}
-    stale = [p for p in out.iterdir() if _OUTPUTS.fullmatch(p.name) and p not in written]
-    stale += [p for p in (out / "cells").iterdir() if _CELL_FILE.fullmatch(p.name) and p not in written]
-    for path in stale:
-        path.unlink(missing_ok=True)
-    logger.info("wrote %d page(s) and %d cell(s) to %s", len(pages), len(cell_files), out)
-    return manifest
-
-
-def write_grid(out_dir: str | Path, results: Sequence[CellResult], rows: Sequence[Row], info: SheetInfo) -> dict:
-    """Write ``sheet.png`` (or pages), ``cells/*.png`` and ``manifest.json``: ``export_sheet`` without PDF and zip.
-
-    Returns:
-        The manifest that was written.
-    """
-    return export_sheet(out_dir, results, rows, info, formats=("png",), zip_cells=False)
+    return SheetLayout(grid, g, pages)

@@ -1,23 +1,22 @@
 """Crop-zoom panels: the same region of every checkpoint's image, enlarged side by side.
 
 A region is picked once, in fractions of the image, so it maps onto any render size. A strip
-shows one grid row: a labelled, enlarged crop per column, base first. The small text helpers
-at the end are shared with ``sheet.py``, so strips and sheets label columns the same way.
+shows one grid row: a labelled, enlarged crop per column, base first, labelled as the sheet
+labels its columns (``drawing.py``).
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from PIL import Image, ImageDraw, ImageFont
 
-from ..engine.checkpoints import Checkpoint
 from ..engine.render import CellResult
+from .drawing import BG, ERR, FG, MUTED, PAD, column_text, fit, fit_label, load_font, text_width, wrap
 
 __all__ = ["Method", "ZoomBox", "ZoomSpec", "crop_zoom", "draw_boxes", "zoom_strip"]
 
@@ -26,10 +25,7 @@ _RESAMPLE = {"nearest": Image.Resampling.NEAREST, "smooth": Image.Resampling.LAN
 MIN_FACTOR, MAX_FACTOR = 2, 8
 # When a strip has no image to measure, crops are taken as if from an image of this size (px).
 FALLBACK_SIZE = (256, 256)
-PAD = 8
-BG, FG, MUTED, ERR = (250, 250, 250), (20, 20, 20), (110, 110, 110), (180, 30, 30)
 PLACEHOLDER = (214, 214, 214)
-BASE_LABEL = "base (LoRA off)"
 BOX_COLOURS = [(255, 64, 64), (40, 140, 255), (255, 190, 0), (40, 200, 110), (210, 70, 255)]
 _TOLERANCE = 1e-9  # x + w may overshoot 1 by a rounding error when built from pixels
 
@@ -138,7 +134,7 @@ def _enlarge(image: Image.Image, box: ZoomBox, scale: int, method: str, size: tu
 
 
 @dataclass(frozen=True)
-class _StripLayout:
+class StripLayout:
     scale: int  # the enlargement used: the asked factor, or less to fit max_width
     cell: tuple[int, int]  # one enlarged crop (px)
     title: list[str]  # one or two lines
@@ -148,7 +144,7 @@ class _StripLayout:
     size: tuple[int, int]  # the whole strip (px)
 
 
-def _strip_layout(
+def strip_layout(
     box: ZoomBox,
     image_size: tuple[int, int],
     ncols: int,
@@ -157,7 +153,7 @@ def _strip_layout(
     method: str,
     max_width: int | None,
     caption: str = "",
-) -> _StripLayout:
+) -> StripLayout:
     """Where everything of a strip goes; ``sheet.py`` uses it to size pages before drawing."""
     left, top, right, bottom = box.pixels(*image_size)
     cw, ch = right - left, bottom - top
@@ -167,9 +163,9 @@ def _strip_layout(
     cell = (cw * scale, ch * scale)
     # The sheet's rule for its cells, so a strip's text matches the grid's above it.
     small, body, title_font = (
-        _font(max(11, cell[0] // 22)),
-        _font(max(12, cell[0] // 18)),
-        _font(max(13, cell[0] // 16)),
+        load_font(max(11, cell[0] // 22)),
+        load_font(max(12, cell[0] // 18)),
+        load_font(max(13, cell[0] // 16)),
     )
     # Plain "x" and "-": Pillow's built-in font has no "×" or "–" glyph.
     title = f"zoom {box.name}: {left},{top}-{right},{bottom} ({cw}x{ch} px of {image_size[0]}x{image_size[1]})"
@@ -177,11 +173,11 @@ def _strip_layout(
     if caption:
         title += f" · {caption}"
     width = PAD + ncols * (cell[0] + PAD)
-    want = _text_width(title_font, title) + 2 * PAD  # widen for the title, within max_width
+    want = text_width(title_font, title) + 2 * PAD  # widen for the title, within max_width
     width = max(width, min(want, max_width or want))
-    titles = _wrap(title_font, title, width - 2 * PAD, 2)
+    titles = wrap(title_font, title, width - 2 * PAD, 2)
     height = PAD + len(titles) * (title_font.size + 4) + body.size + 4 + small.size + 3 + cell[1] + PAD
-    return _StripLayout(scale, cell, titles, title_font, body, small, (width, height))
+    return StripLayout(scale, cell, titles, title_font, body, small, (width, height))
 
 
 def zoom_strip(
@@ -217,7 +213,7 @@ def zoom_strip(
     if image_size is None:
         image_size = next((r.image.size for r in cells if r.image is not None), None)
         image_size = image_size or next((r.image.size for r in results if r.image is not None), FALLBACK_SIZE)
-    lay = _strip_layout(box, image_size, len(cells), factor=factor, method=method, max_width=max_width, caption=caption)
+    lay = strip_layout(box, image_size, len(cells), factor=factor, method=method, max_width=max_width, caption=caption)
     strip = Image.new("RGB", lay.size, BG)
     draw = ImageDraw.Draw(strip)
     y = PAD
@@ -228,15 +224,15 @@ def zoom_strip(
     for i, result in enumerate(cells):
         x = PAD + i * (cw + PAD)
         label, name, _ = column_text(result.cell.checkpoint)
-        draw.text((x, y), _fit_label(lay.body, label, cw), font=lay.body, fill=FG)
-        draw.text((x, y + lay.body.size + 4), _fit(lay.small, name, cw), font=lay.small, fill=MUTED)
+        draw.text((x, y), fit_label(lay.body, label, cw), font=lay.body, fill=FG)
+        draw.text((x, y + lay.body.size + 4), fit(lay.small, name, cw), font=lay.small, fill=MUTED)
         top = y + lay.body.size + 4 + lay.small.size + 3
         if result.image is not None:
             strip.paste(_enlarge(result.image.convert("RGB"), box, lay.scale, method, lay.cell), (x, top))
         else:
             draw.rectangle([x, top, x + cw - 1, top + ch - 1], fill=PLACEHOLDER, outline=ERR)
             lines = max(1, (ch - 4) // (lay.small.size + 2))
-            for j, line in enumerate(_wrap(lay.small, result.status, cw - 6, lines)):
+            for j, line in enumerate(wrap(lay.small, result.status, cw - 6, lines)):
                 draw.text((x + 3, top + 2 + j * (lay.small.size + 2)), line, font=lay.small, fill=ERR)
     return strip
 
@@ -246,71 +242,13 @@ def draw_boxes(image: Image.Image, boxes: Sequence[ZoomBox]) -> Image.Image:
     out = image.convert("RGB")  # always a copy
     draw = ImageDraw.Draw(out)
     line = max(1, round(min(out.size) / 256))
-    font = _font(max(11, min(out.size) // 32))
+    font = load_font(max(11, min(out.size) // 32))
     for i, box in enumerate(boxes):
         colour = BOX_COLOURS[i % len(BOX_COLOURS)]
         left, top, right, bottom = box.pixels(*out.size)
         draw.rectangle([left, top, right - 1, bottom - 1], outline=colour, width=line)
-        tw, th = _text_width(font, box.name) + 4, font.size + 3
+        tw, th = text_width(font, box.name) + 4, font.size + 3
         ty = top - th if top >= th else min(bottom, out.height - th)  # above the box, else below it
         draw.rectangle([left, ty, left + tw, ty + th], fill=colour)
         draw.text((left + 2, ty + 1), box.name, font=font, fill=(0, 0, 0))
     return out
-
-
-# Text helpers shared with sheet.py.
-
-
-def column_text(checkpoint: Checkpoint | None) -> tuple[str, str, str]:
-    """A column's (label, file name, hash line): "base (LoRA off)" for the base column."""
-    if checkpoint is None:
-        return BASE_LABEL, "", ""
-    return checkpoint.label, checkpoint.name, f"sha256 {checkpoint.hash}" if checkpoint.hash else ""
-
-
-def _fit_label(font, label: str, width: int) -> str:
-    """A column label shortened to fit; the base column says "base" rather than "base (LoR…"."""
-    if label == BASE_LABEL and _text_width(font, label) > width:
-        label = "base"
-    return _fit(font, label, width)
-
-
-def _font(size: int) -> ImageFont.ImageFont:
-    return ImageFont.load_default(size=size)
-
-
-def _text_width(font, text: str) -> int:
-    return math.ceil(font.getlength(text))
-
-
-def _fit(font, text: str, width: int) -> str:
-    """Shorten text with an ellipsis so it fits in ``width`` pixels."""
-    if _text_width(font, text) <= width:
-        return text
-    lo, hi = 0, len(text)  # binary search for the longest prefix that fits with the ellipsis
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if _text_width(font, text[:mid] + "…") <= width:
-            lo = mid
-        else:
-            hi = mid - 1
-    return text[:lo] + "…"
-
-
-def _wrap(font, text: str, width: int, lines: int) -> list[str]:
-    """Greedy word wrap by pixel width, keeping the spacing within lines; the last allowed line gets
-    an ellipsis if text remains."""
-    out: list[str] = []
-    current = ""
-    for space, word in re.findall(r"(\s*)(\S+)", text):
-        trial = current + space + word
-        if _text_width(font, trial) <= width or not current:
-            current = trial
-        else:
-            out.append(current)
-            current = word
-    if current:
-        out.append(current)
-    if len(out) > lines:
-        out = [*out[: lines - 1], " ".join(out[lines - 1 :])]
-    return [_fit(font, line, width) for line in out]
