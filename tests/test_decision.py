@@ -11,9 +11,9 @@ from collections import Counter
 import pytest
 import torch
 
+from zbench import DecisionError, DecisionStore, Vote, default_user, next_blind_pair
 from zbench.demo.toy import save_lora
 from zbench.engine.checkpoints import Checkpoint, scan_run
-from zbench.review.decision import DecisionError, DecisionStore, Vote, default_user, next_blind_pair
 
 
 def write_run(folder, epochs=(1, 2, 3), *, seed=0):

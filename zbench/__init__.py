@@ -9,7 +9,7 @@ from .engine.hotswap import AdapterSwapper, get_swapper
 from .engine.lora_file import LoraError
 from .engine.pipeline import Base, BaseModelError, get_base, load_base, resolve_device, resolve_dtype
 from .engine.render import Cell, CellResult, RenderError, RenderSettings, Row, plan_grid, render_cells, render_image
-from .review.decision import DecisionError, DecisionStore, Review, Vote, default_user, next_blind_pair
+from .review.decision import DecisionStore, default_user
 from .review.export import export_sheet, write_grid
 from .review.grid import (
     GridRequest,
@@ -21,6 +21,8 @@ from .review.grid import (
     weight_metrics,
 )
 from .review.metrics import image_distance, lora_delta_norm, lora_weight_change
+from .review.ranking import next_blind_pair
+from .review.records import DecisionError, Review, Vote
 from .review.sheet import SheetInfo, compose_pages, compose_sheet
 from .review.zoom import ZoomBox, ZoomSpec, crop_zoom, draw_boxes, zoom_strip
 

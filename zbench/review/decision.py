@@ -8,81 +8,34 @@ Everything is kept beside the run, in ``<run_dir>/.zbench/``:
 
 Every browser session of the page shares one process, so every change is a read-modify-write
 under a process-wide lock per run folder: the file is re-read before each change, and two
-sessions never lose each other's edits. Writes are atomic (temp file in the same folder,
-fsync, ``os.replace``), so a crash leaves the old file or the new one, never half of one.
-A file that cannot be read is never overwritten: :class:`DecisionError` says which and what to do.
+sessions never lose each other's edits. Writes are atomic and a file that cannot be read is
+never overwritten (``records.py``); votes become a ranking in ``ranking.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import getpass
-import itertools
 import json
 import logging
 import os
-import random
-import tempfile
 import threading
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ..engine.checkpoints import Checkpoint, file_hash
+from .ranking import rank_votes
+from .records import VERSION, DecisionError, Review, Vote, corrupt, parse_review, read_json, write_atomic
 
-__all__ = ["DecisionError", "DecisionStore", "Review", "Vote", "default_user", "next_blind_pair"]
+__all__ = ["DecisionStore", "default_user"]
 
 logger = logging.getLogger(__name__)
 
 FOLDER = ".zbench"
-VERSION = 1  # of review.json; a newer file is refused rather than rewritten without its new fields
-PRIOR_GAMES = 1.0  # virtual games each checkpoint plays (and half wins) against a strength-1 reference
-MM_ITERATIONS = 200  # Bradley-Terry MM steps; each is O(pairs), so this is instant for any real run
 
 _LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
-
-
-class DecisionError(ValueError):
-    """A review or release file that cannot be read; the message names the file and the fix."""
-
-
-@dataclass
-class Vote:
-    """One blind pairwise comparison: which checkpoint's image was preferred."""
-
-    winner: str  # checkpoint name
-    loser: str
-    prompt: str
-    seed: int
-    when: str  # ISO 8601, UTC
-
-
-@dataclass
-class Review:
-    """Ratings, notes and votes of one run, keyed by checkpoint name (``Checkpoint.name``)."""
-
-    ratings: dict[str, int] = field(default_factory=dict)  # 1-5 stars
-    notes: dict[str, str] = field(default_factory=dict)
-    # The file hash each rating/note was given for: a replaced file keeps its name, not its hash.
-    hashes: dict[str, str] = field(default_factory=dict)
-    votes: list[Vote] = field(default_factory=list)
-
-    def stale(self, name: str, hash: str) -> bool:
-        """Whether the rating/note of ``name`` was given for another version of the file.
-
-        Args:
-            name: checkpoint name.
-            hash: the file's current hash (``Checkpoint.hash``).
-
-        Returns:
-            True when a hash was recorded and differs from ``hash``; False when they match or
-            either is unknown.
-        """
-        recorded = self.hashes.get(name, "")
-        return bool(recorded and hash and recorded != hash)
 
 
 def default_user() -> str:
@@ -101,82 +54,6 @@ def _lock_for(folder: Path) -> threading.Lock:
     key = folder.resolve()
     with _LOCKS_GUARD:
         return _LOCKS.setdefault(key, threading.Lock())
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so that readers see the old file or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _read_json(path: Path) -> object | None:
-    """The JSON in ``path``, or None when it does not exist.
-
-    Raises:
-        DecisionError: unreadable or not JSON.
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as err:
-        raise DecisionError(_corrupt(path, f"cannot be read ({type(err).__name__}: {err})")) from err
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DecisionError(_corrupt(path, f"is not valid JSON ({err})")) from err
-
-
-def _corrupt(path: Path, problem: str) -> str:
-    return (
-        f"{path} {problem}; zbench will not overwrite it. Move it aside (e.g. rename it to "
-        f"{path.name}.bad) to start afresh, or fix it by hand, then reload."
-    )
-
-
-def _parse_review(data: object, path: Path) -> Review:
-    """A :class:`Review` from the JSON of review.json, checking every field's type."""
-    if not isinstance(data, dict):
-        raise DecisionError(_corrupt(path, f"holds a JSON {type(data).__name__}, not an object"))
-    version = data.get("version", VERSION)
-    if not isinstance(version, int) or version > VERSION:
-        raise DecisionError(
-            f"{path} has version {version!r}, newer than this zbench reads ({VERSION}); zbench will not "
-            "overwrite it. Update zbench, or move it aside to start afresh."
-        )
-
-    def table(key: str, kind: type, check: Callable[[object], bool] = lambda v: True) -> dict:
-        value = data.get(key, {})
-        good = isinstance(value, dict) and all(
-            isinstance(v, kind) and not isinstance(v, bool) and check(v) for v in value.values()
-        )
-        if not good:
-            raise DecisionError(_corrupt(path, f"has a malformed {key!r} (expected name → {kind.__name__})"))
-        return dict(value)
-
-    ratings = table("ratings", int, lambda v: 1 <= v <= 5)
-    notes = table("notes", str)
-    hashes = table("hashes", str)
-    raw_votes = data.get("votes", [])
-    try:
-        if not isinstance(raw_votes, list):
-            raise TypeError("not a list")
-        votes = [
-            Vote(str(v["winner"]), str(v["loser"]), str(v["prompt"]), int(v["seed"]), str(v["when"])) for v in raw_votes
-        ]
-    except (TypeError, KeyError, ValueError) as err:
-        raise DecisionError(_corrupt(path, f"has malformed 'votes' ({type(err).__name__}: {err})")) from err
-    return Review(ratings=ratings, notes=notes, hashes=hashes, votes=votes)
 
 
 class DecisionStore:
@@ -211,8 +88,8 @@ class DecisionStore:
         Raises:
             DecisionError: review.json exists but cannot be read (it is left untouched).
         """
-        data = _read_json(self.path)
-        return Review() if data is None else _parse_review(data, self.path)
+        data = read_json(self.path)
+        return Review() if data is None else parse_review(data, self.path)
 
     def _update(self, change: Callable[[Review], None]) -> Review:
         """Re-read, change, and atomically rewrite review.json under the run's lock."""
@@ -220,7 +97,7 @@ class DecisionStore:
             review = self.load()
             change(review)
             data = {"version": VERSION, **asdict(review)}
-            _write_atomic(self.path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+            write_atomic(self.path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
             return review
 
     @staticmethod
@@ -311,7 +188,7 @@ class DecisionStore:
         Raises:
             DecisionError: review.json exists but cannot be read.
         """
-        return _ranking(names, self.load().votes)
+        return rank_votes(names, self.load().votes)
 
     def mark_release(
         self,
@@ -367,12 +244,12 @@ class DecisionStore:
                 "ratings": review.ratings,
                 "notes": review.notes,
                 "hashes": review.hashes,
-                "ranking": sorted((r for r in _ranking(names, review.votes) if r["rank"]), key=lambda r: r["rank"]),
+                "ranking": sorted((r for r in rank_votes(names, review.votes) if r["rank"]), key=lambda r: r["rank"]),
                 "votes": len(review.votes),
                 "sheet": str(sheet) if sheet is not None else None,
                 "settings": settings or {},
             }
-            _write_atomic(self.release_path, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+            write_atomic(self.release_path, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
             with self.history_path.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
                 f.flush()
@@ -386,69 +263,7 @@ class DecisionStore:
         Raises:
             DecisionError: release.json exists but cannot be read.
         """
-        data = _read_json(self.release_path)
+        data = read_json(self.release_path)
         if data is not None and not isinstance(data, dict):
-            raise DecisionError(_corrupt(self.release_path, f"holds a JSON {type(data).__name__}, not an object"))
+            raise DecisionError(corrupt(self.release_path, f"holds a JSON {type(data).__name__}, not an object"))
         return data
-
-
-def _ranking(names: Sequence[str], votes: Sequence[Vote]) -> list[dict]:
-    """Bradley-Terry strengths by minorisation-maximisation (Hunter 2004).
-
-    Each checkpoint also plays ``PRIOR_GAMES`` virtual games against a reference of strength 1,
-    winning half: this keeps an undefeated checkpoint finite and anchors the scale.
-    """
-    known = set(names)
-    counted = [v for v in votes if v.winner in known and v.loser in known and v.winner != v.loser]
-    wins = Counter(v.winner for v in counted)
-    losses = Counter(v.loser for v in counted)
-    games = Counter(frozenset((v.winner, v.loser)) for v in counted)
-    players = sorted(set(wins) | set(losses))
-    opponents: dict[str, list[tuple[str, int]]] = {p: [] for p in players}
-    for pair, n in games.items():
-        a, b = sorted(pair)
-        opponents[a].append((b, n))
-        opponents[b].append((a, n))
-    strength = dict.fromkeys(players, 1.0)
-    for _ in range(MM_ITERATIONS):
-        new = {}
-        for i in players:
-            s = strength[i]
-            denom = PRIOR_GAMES / (s + 1.0) + sum(n / (s + strength[j]) for j, n in opponents[i])
-            new[i] = (wins[i] + PRIOR_GAMES / 2) / denom
-        converged = all(abs(new[p] - strength[p]) <= 1e-12 * strength[p] for p in players)
-        strength = new
-        if converged:
-            break
-    ordered = sorted(strength.values(), reverse=True)
-    rows = []
-    for name in names:
-        score = strength.get(name)
-        # Competition ranking: ties (within rounding) share the better rank.
-        rank = None if score is None else 1 + sum(s > score * (1 + 1e-9) for s in ordered)
-        rows.append({"name": name, "wins": wins[name], "losses": losses[name], "score": score, "rank": rank})
-    return rows
-
-
-def next_blind_pair(names: Sequence[str], votes: Sequence[Vote], rng: random.Random) -> tuple[str, str] | None:
-    """The next pair to show blind: one compared least so far, in random order.
-
-    Every pair is shown once before any is shown twice. Ties are broken by ``rng``, and the
-    order within the pair is random, so the left/right position reveals nothing.
-
-    Args:
-        names: checkpoints to compare (duplicates ignored).
-        votes: votes so far; votes naming checkpoints outside ``names`` are ignored.
-        rng: the random source (seed it for a reproducible sequence).
-
-    Returns:
-        (left, right), or None when fewer than two names are given.
-    """
-    unique = list(dict.fromkeys(names))
-    if len(unique) < 2:
-        return None
-    seen = Counter(frozenset((v.winner, v.loser)) for v in votes)
-    pairs = list(itertools.combinations(unique, 2))
-    fewest = min(seen[frozenset(p)] for p in pairs)
-    left, right = rng.choice([p for p in pairs if seen[frozenset(p)] == fewest])
-    return (left, right) if rng.random() < 0.5 else (right, left)

@@ -1,0 +1,137 @@
+"""The records of a run's review and their files: votes, ratings and notes, read strictly, written atomically.
+
+``review.json`` is parsed field by field: a file with a wrong type anywhere, or from a newer
+zbench, is refused with :class:`DecisionError` rather than half-read and then overwritten.
+Writes go to a temporary file in the same folder, are fsynced, then replace the old file,
+so a crash leaves the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["VERSION", "DecisionError", "Review", "Vote", "corrupt", "parse_review", "read_json", "write_atomic"]
+
+VERSION = 1  # of review.json; a newer file is refused rather than rewritten without its new fields
+
+
+class DecisionError(ValueError):
+    """A review or release file that cannot be read; the message names the file and the fix."""
+
+
+@dataclass
+class Vote:
+    """One blind pairwise comparison: which checkpoint's image was preferred."""
+
+    winner: str  # checkpoint name
+    loser: str
+    prompt: str
+    seed: int
+    when: str  # ISO 8601, UTC
+
+
+@dataclass
+class Review:
+    """Ratings, notes and votes of one run, keyed by checkpoint name (``Checkpoint.name``)."""
+
+    ratings: dict[str, int] = field(default_factory=dict)  # 1-5 stars
+    notes: dict[str, str] = field(default_factory=dict)
+    # The file hash each rating/note was given for: a replaced file keeps its name, not its hash.
+    hashes: dict[str, str] = field(default_factory=dict)
+    votes: list[Vote] = field(default_factory=list)
+
+    def stale(self, name: str, hash: str) -> bool:
+        """Whether the rating/note of ``name`` was given for another version of the file.
+
+        Args:
+            name: checkpoint name.
+            hash: the file's current hash (``Checkpoint.hash``).
+
+        Returns:
+            True when a hash was recorded and differs from ``hash``; False when they match or
+            either is unknown.
+        """
+        recorded = self.hashes.get(name, "")
+        return bool(recorded and hash and recorded != hash)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so that readers see the old file or the new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def read_json(path: Path) -> object | None:
+    """The JSON in ``path``, or None when it does not exist.
+
+    Raises:
+        DecisionError: unreadable or not JSON.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DecisionError(corrupt(path, f"cannot be read ({type(err).__name__}: {err})")) from err
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DecisionError(corrupt(path, f"is not valid JSON ({err})")) from err
+
+
+def corrupt(path: Path, problem: str) -> str:
+    return (
+        f"{path} {problem}; zbench will not overwrite it. Move it aside (e.g. rename it to "
+        f"{path.name}.bad) to start afresh, or fix it by hand, then reload."
+    )
+
+
+def parse_review(data: object, path: Path) -> Review:
+    """A :class:`Review` from the JSON of review.json, checking every field's type."""
+    if not isinstance(data, dict):
+        raise DecisionError(corrupt(path, f"holds a JSON {type(data).__name__}, not an object"))
+    version = data.get("version", VERSION)
+    if not isinstance(version, int) or version > VERSION:
+        raise DecisionError(
+            f"{path} has version {version!r}, newer than this zbench reads ({VERSION}); zbench will not "
+            "overwrite it. Update zbench, or move it aside to start afresh."
+        )
+
+    def table(key: str, kind: type, check: Callable[[object], bool] = lambda v: True) -> dict:
+        value = data.get(key, {})
+        good = isinstance(value, dict) and all(
+            isinstance(v, kind) and not isinstance(v, bool) and check(v) for v in value.values()
+        )
+        if not good:
+            raise DecisionError(corrupt(path, f"has a malformed {key!r} (expected name → {kind.__name__})"))
+        return dict(value)
+
+    ratings = table("ratings", int, lambda v: 1 <= v <= 5)
+    notes = table("notes", str)
+    hashes = table("hashes", str)
+    raw_votes = data.get("votes", [])
+    try:
+        if not isinstance(raw_votes, list):
+            raise TypeError("not a list")
+        votes = [
+            Vote(str(v["winner"]), str(v["loser"]), str(v["prompt"]), int(v["seed"]), str(v["when"])) for v in raw_votes
+        ]
+    except (TypeError, KeyError, ValueError) as err:
+        raise DecisionError(corrupt(path, f"has malformed 'votes' ({type(err).__name__}: {err})")) from err
+    return Review(ratings=ratings, notes=notes, hashes=hashes, votes=votes)
