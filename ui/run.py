@@ -1,0 +1,102 @@
+"""Which base and which run: the config and LoRA folder in the sidebar, the scan, and checkpoints saved mid-run."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+import zbench
+
+from .resources import SCAN_TTL, base_for, scan
+
+
+@dataclass(frozen=True)
+class OpenRun:
+    """The base config, its loaded pipeline and the scanned run the page works on."""
+
+    config_path: str
+    config: zbench.BenchConfig
+    lora_dir: str
+    run: list[zbench.Checkpoint]
+    base: zbench.Base
+
+    @property
+    def by_name(self) -> dict[str, zbench.Checkpoint]:
+        return {c.name: c for c in self.run}
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.run]
+
+
+def open_run() -> OpenRun:
+    """Sidebar: base config and LoRA folder; then scan the run and load the base (once per server).
+
+    Stops the page with a message when the config, folder or base model is missing.
+    """
+    configs = sorted(str(p) for p in zbench.default_config_path().parent.glob("*.toml"))
+    default_config = os.environ.get("ZBENCH_CONFIG", str(zbench.default_config_path()))
+    if default_config not in configs:
+        configs.insert(0, default_config)
+
+    with st.sidebar:
+        st.title("zbench")
+        config_dir = zbench.default_config_path().parent
+        config_path = st.selectbox(
+            "Base config",
+            configs,
+            index=configs.index(default_config),
+            # configs/ files by name; others by full path, so two files called demo.toml stay apart
+            format_func=lambda p: Path(p).name if Path(p).parent == config_dir else p,
+        )
+        try:
+            config = zbench.load_config(config_path)
+        except zbench.ConfigError as err:
+            st.error(str(err))
+            st.stop()
+        lora_dir = st.text_input("LoRA folder", str(config.lora_dir or ""), key=f"folder:{config_path}")
+
+    try:
+        run = scan(lora_dir)
+    except (FileNotFoundError, NotADirectoryError) as err:
+        st.info(f"{err}. Type the folder that holds your run's .safetensors files in the sidebar.")
+        st.stop()
+    if not run:
+        st.info(f"No LoRA checkpoints (.safetensors) in {lora_dir}. Point the sidebar at a run folder.")
+        st.stop()
+    try:
+        base = base_for(config_path)
+    except zbench.BaseModelError as err:
+        st.info(str(err))
+        st.stop()
+    opened = OpenRun(config_path, config, lora_dir, run, base)
+    _follow_new_checkpoints(opened)
+    return opened
+
+
+def _follow_new_checkpoints(opened: OpenRun) -> None:
+    """Checkpoints saved while the page is open (a run still training) join the selection."""
+    lora_dir, names = opened.lora_dir, opened.names
+    known = st.session_state.setdefault(f"known:{lora_dir}", list(names))
+    fresh = [n for n in names if n not in known]
+    if fresh:
+        st.session_state[f"known:{lora_dir}"] = list(names)
+        chosen_key = f"chosen:{lora_dir}"
+        if st.session_state.get("follow", True) and chosen_key in st.session_state:
+            st.session_state[chosen_key] = [n for n in names if n in st.session_state[chosen_key] or n in fresh]
+        st.toast(f"new checkpoint{'s' if len(fresh) > 1 else ''}: {', '.join(fresh)}")
+    _watch_run(lora_dir, tuple(names))
+
+
+@st.fragment(run_every=max(SCAN_TTL, 2.0))
+def _watch_run(folder: str, shown: tuple[str, ...]) -> None:
+    """Rerun the page when the run folder gains or loses checkpoints."""
+    try:
+        now = tuple(c.name for c in scan(folder))
+    except OSError:
+        return
+    if now != shown:
+        st.rerun(scope="app")
