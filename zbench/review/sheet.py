@@ -300,25 +300,20 @@ def compose_sheet(
     return _draw(grid, g, Page(tuple(range(r)), tuple(grid.cols), grid.size(g, k, r)), 1, 1)
 
 
-def compose_pages(
-    results: Sequence[CellResult],
-    rows: Sequence[Row],
-    info: SheetInfo,
-    *,
-    zooms: Sequence[ZoomSpec] = (),
-    max_pixels: int = MAX_SHEET_PIXELS,
-    max_side: int = MAX_SHEET_SIDE,
-) -> list[Image.Image]:
+def compose_pages(results: Sequence[CellResult], rows: Sequence[Row], info: SheetInfo, **options) -> list[Image.Image]:
     """Draw the grid as pages, each under ``max_pixels`` and ``max_side``, cells at full size where possible.
 
     Rows are split first; a row too wide for one page is split into column groups, each with
     the base column first. Every page repeats the header with "page i of n". Cells shrink
     only when one row of the base and one checkpoint would not fit at full size.
 
+    Args:
+        options: ``zooms``, ``max_pixels`` and ``max_side``, as in :func:`layout_pages`.
+
     Raises:
         ValueError: no results, or limits too small for even one row of 64 px cells.
     """
-    layout = layout_pages(results, rows, info, zooms=zooms, max_pixels=max_pixels, max_side=max_side)
+    layout = layout_pages(results, rows, info, **options)
     return [layout.draw(i) for i in range(1, len(layout.pages) + 1)]
 
 
@@ -345,6 +340,10 @@ def layout_pages(
     max_side: int = MAX_SHEET_SIDE,
 ) -> SheetLayout:
     """Plan the pages of :func:`compose_pages` without drawing them.
+
+    Args:
+        zooms: zoom panels, drawn below the grid as one strip per zoom x row.
+        max_pixels, max_side: the limits of one page.
 
     Raises:
         ValueError: no results, or limits too small for even one row of 64 px cells.
