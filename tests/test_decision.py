@@ -203,7 +203,9 @@ def test_mark_release_writes_record_and_history(tmp_path):
 
 def test_mark_release_refuses_a_file_changed_since_the_scan(tmp_path):
     cks = write_run(tmp_path)
-    write_run(tmp_path, epochs=(2,), seed=1)  # run_2 replaced after the scan
+    seen = cks[1].hash  # read on first use, as a render or the release table does
+    write_run(tmp_path, epochs=(2,), seed=1)  # run_2 replaced after it was seen
+    assert cks[1].hash == seen
     with pytest.raises(DecisionError, match="changed on disk"):
         DecisionStore(tmp_path).mark_release(cks[1], who="ana")
     with pytest.raises(FileNotFoundError, match="rescan"):

@@ -34,21 +34,21 @@ class UsageError(Exception):
 def _cmd_scan(args) -> int:
     cks = scan_run(args.loras)
     if args.json:
-        print(json.dumps([c.to_json() for c in cks], indent=2))
+        print(json.dumps([c.to_json(with_hash=args.hash) for c in cks], indent=2))
         return 0
     if not cks:
         print(f"no checkpoints in {args.loras} (looked for *.safetensors and checkpoint-*/ folders)")
         return 0
     print(
-        f"{'#':>3}  {'checkpoint':<44} {'epoch':>6} {'step':>7} {'rank':>5} {'alpha':>6} {'format':<12} "
-        f"{'size':>9}  {'hash':<12}"
+        f"{'#':>3}  {'checkpoint':<44} {'epoch':>6} {'step':>7} {'rank':>5} {'alpha':>6} {'trainer':<16} "
+        f"{'format':<12} {'size':>9}" + (f"  {'hash':<12}" if args.hash else "")
     )
     for i, c in enumerate(cks, 1):
         alpha = "" if c.alpha is None else f"{c.alpha:g}"
         size = f"{c.size / 2**20:.1f} MiB" if c.size else ""
         print(
             f"{i:>3}  {c.name[:44]:<44} {_s(c.epoch):>6} {_s(c.step):>7} {_s(c.rank):>5} {alpha:>6} "
-            f"{c.format:<12} {size:>9}  {c.hash:<12}"
+            f"{c.trainer:<16} {c.format:<12} {size:>9}" + (f"  {c.hash:<12}" if args.hash else "")
         )
         if args.all_meta:
             for k in sorted(c.metadata):
@@ -212,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("loras", help="the folder the trainer saved checkpoints in")
     p.add_argument("--json", action="store_true", help="print a JSON list in display order")
     p.add_argument("--all-meta", action="store_true", help="print every header metadata field")
+    p.add_argument(
+        "--hash", action="store_true", help="also print each file's sha256 (reads every byte; a scan reads headers)"
+    )
     p.set_defaults(func=_cmd_scan)
 
     p = sub.add_parser("grid", help="render the same prompt and seed across checkpoints into a sheet")

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from natsort import natsort_keygen
 
-from .header import HeaderError, read_header
-from .keys import DOWN_WEIGHT, detect_arch, detect_format, module_of
+from .alphas import alpha_problem, configured_alpha
+from .header import HeaderError, read_header, read_scalars
+from .keys import DOWN_WEIGHT, detect_arch, detect_format, detect_trainer, module_of
 
 __all__ = ["Checkpoint", "parse_name", "scan_run"]
 
@@ -88,10 +89,12 @@ class Checkpoint:
     step: int | None = None
     rank: int | None = None  # the largest rank of any module in the file
     alpha: float | None = None
-    format: str = "unknown"
+    format: str = "unknown"  # the key layout: "kohya", "diffusers", "ai-toolkit", "peft", "bare" (+fused-qkv...)
+    trainer: str = "unknown"  # who wrote it, from metadata and layout: "kohya sd-scripts", "OneTrainer"...
     arch: str = "unknown"
     size: int = 0
-    hash: str = ""  # first 12 hex digits of the file's sha256
+    # First 12 hex digits of the file's sha256, read on first use (a scan reads headers only).
+    hash: str = field(default="", repr=False, compare=False)
     metadata: dict[str, str] = field(default_factory=dict)
     modules: frozenset[str] = field(default_factory=frozenset, repr=False)
     pattern: str = ""
@@ -113,8 +116,8 @@ class Checkpoint:
             return f"step {self.step}"
         return "final"
 
-    def to_json(self) -> dict[str, object]:
-        """Plain data for ``scan --json`` and manifests."""
+    def to_json(self, *, with_hash: bool = True) -> dict[str, object]:
+        """Plain data for ``scan --json`` and manifests; ``with_hash=False`` leaves the file unread."""
         return {
             "name": self.name,
             "path": str(self.path),
@@ -124,9 +127,10 @@ class Checkpoint:
             "rank": self.rank,
             "alpha": self.alpha,
             "format": self.format,
+            "trainer": self.trainer,
             "arch": self.arch,
             "size": self.size,
-            "hash": self.hash,
+            "hash": self.hash if with_hash else None,
             "modules": len(self.modules),
             "metadata": self.metadata,
             "error": self.error,
@@ -147,16 +151,42 @@ def _int(value: object) -> int | None:
         return None
 
 
-_HASHES: dict[tuple[str, int, int], str] = {}
+def _get_hash(ck: Checkpoint) -> str:
+    if not ck._hash and ck.error is None:
+        try:
+            ck._hash = file_hash(ck.path)
+        except OSError:
+            return ""  # gone or unreadable: the swap that needs it says so
+    return ck._hash
 
 
-def file_hash(path: Path) -> str:
-    """sha256 of the whole file, short form; memoised on (path, size, mtime)."""
+def _set_hash(ck: Checkpoint, value: str) -> None:
+    ck._hash = value
+
+
+# Checkpoint.hash is a dataclass field (so Checkpoint(hash=...) works) read through a property:
+# a scan does not read every byte of every file, the first use of a checkpoint's hash does.
+Checkpoint.hash = property(_get_hash, _set_hash, doc="First 12 hex digits of the file's sha256, read on first use.")
+
+_HASHES: dict[tuple, str] = {}
+
+
+def file_hash(path: Path, *, memo: bool = True) -> str:
+    """sha256 of the whole file, short form (12 hex digits).
+
+    Args:
+        memo: reuse the digest of a file with the same path, size, mtime, inode and ctime (a file
+            replaced or rewritten changes its inode or ctime even when size and mtime are kept);
+            False hashes the bytes now, for records that must name what they saw.
+    """
     st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _HASHES:
+    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+    if not memo or key not in _HASHES:
         with path.open("rb") as f:
-            _HASHES[key] = hashlib.file_digest(f, "sha256").hexdigest()[:12]
+            digest = hashlib.file_digest(f, "sha256").hexdigest()[:12]
+        if not memo:
+            return digest
+        _HASHES[key] = digest
     return _HASHES[key]
 
 
@@ -178,16 +208,21 @@ def describe(path: Path, name: str) -> Checkpoint:
     except (OSError, HeaderError) as err:
         ck.error = f"{name} {err}. Re-copy or re-save the file; the other checkpoints are unaffected."
         return ck
-    ck.hash = file_hash(path)
     ck.metadata = meta
     keys = list(header)
     ck.format = detect_format(keys)
+    ck.trainer = detect_trainer(keys, meta, path)
     ck.modules = frozenset(m for k in keys if (m := module_of(k)) is not None)
     ck.arch = detect_arch(ck.modules)
-    ranks = [int(v["shape"][0]) for k, v in header.items() if DOWN_WEIGHT.search(k) and v.get("shape")]
-    ck.rank = max(ranks) if ranks else _int(meta.get("ss_network_dim"))
-    ck.alpha = _float(meta.get("ss_network_alpha"))
+    ranks = {module_of(k): int(v["shape"][0]) for k, v in header.items() if DOWN_WEIGHT.search(k) and v["shape"]}
+    ck.rank = max(ranks.values()) if ranks else _int(meta.get("ss_network_dim"))
     _apply_metadata(ck, meta)
+    try:
+        alpha = _read_alpha(path, header, meta, ranks)
+    except (OSError, ValueError) as err:
+        ck.error = f"{name}: {err}. The file is corrupt or hand-edited: re-save it from the trainer."
+        return ck
+    ck.alpha = alpha if alpha is not None else _float(meta.get("ss_network_alpha"))
     if ck.format in ("lokr", "loha"):
         ck.error = (
             f"{name} is a {ck.format.upper()} file; zbench hot-swaps LoRA only (lora_A/lora_B or "
@@ -216,18 +251,31 @@ def _apply_metadata(ck: Checkpoint, meta: dict[str, str]) -> None:
             epoch = epoch if epoch is not None else _int(info.get("epoch"))
         except (json.JSONDecodeError, AttributeError):
             logger.warning("%s: training_info metadata is not JSON; ignored", ck.name)
-    if "lora_adapter_metadata" in meta and ck.alpha is None:  # diffusers / PEFT
-        try:
-            adapter = json.loads(meta["lora_adapter_metadata"])
-            alpha = adapter.get("transformer.lora_alpha", adapter.get("lora_alpha"))
-            ck.alpha = float(alpha) if alpha is not None else None
-        except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
-            pass
     # A kohya final file has no number in its name but says its epoch in metadata.
     if epoch is not None and (ck.epoch is None or ck.pattern in ("number", "final")):
         ck.epoch = epoch
     if step is not None and ck.step is None:
         ck.step = step
+
+
+def _read_alpha(path: Path, header: dict, meta: dict[str, str], ranks: dict[str, int]) -> float | None:
+    """The alpha the loader will use: per-module ``.alpha`` tensors (their most common value), else the
+    adapter config (diffusers' header field or PEFT's adapter_config.json); None when alpha = rank.
+
+    Raises:
+        ValueError: an alpha that is zero, negative, NaN, infinite or absurd, or an unreadable config.
+    """
+    keys = [k for k in header if k.endswith(".alpha")]
+    if keys:
+        values = read_scalars(path, header, keys)
+        for key in keys:
+            if key not in values:
+                raise ValueError(f"{key!r} is not a single number ({header[key]['dtype']} {header[key]['shape']})")
+            problem = alpha_problem(values[key], ranks.get(module_of(key)))
+            if problem:
+                raise ValueError(f"{problem} ({key!r})")
+        return Counter(values.values()).most_common(1)[0][0]
+    return configured_alpha(path, meta)
 
 
 def _sort_key(ck: Checkpoint, by: str):

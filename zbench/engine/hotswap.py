@@ -5,8 +5,9 @@ only new numbers in the same places. Three paths, fastest first:
 
 - fast: the checkpoint was seen before; its converted tensors sit in a bounded in-memory
   cache and one ``torch._foreach_copy_`` writes them into the live layers.
-- general: a new file; diffusers ``load_lora_weights(..., hotswap=True)`` converts its keys
-  (kohya, ai-toolkit, fused qkv...) and writes it in place. The result is then cached.
+- general: a new file; zbench reads and checks it (``lora_file.py``: diffusers converts its keys,
+  kohya, ai-toolkit, fused qkv...) and diffusers' ``load_lora_adapter(..., hotswap=True)``
+  writes it in place. The result is then cached.
 - inject: the first checkpoint of a run, a new run, or a rank larger than the layers hold;
   layers are (re)created at the largest rank of the run (zero padding is exact).
 
@@ -28,7 +29,7 @@ from typing import Literal
 import torch
 
 from .checkpoints import Checkpoint
-from .lora_file import LoraError, read_lora
+from .lora_file import LoraError, LoraRead, read_lora
 from .pipeline import Base
 
 __all__ = ["AdapterSwapper", "get_swapper"]
@@ -151,10 +152,23 @@ class AdapterSwapper:
             entry.write()
             path: SwapPath = "fast"
         else:
-            path, sd = self._load(ck, run, target_rank)
-            scalings = [float(m.scaling[ADAPTER]) for m in self._layers]
-            self._applied = list(scalings)  # what diffusers just wrote
-            entry = (self._entry(sd, scalings) if path == "general" else None) or self._clone(scalings)
+            read = read_lora(self.base, ck)  # raises before anything in the pipeline changes
+            try:
+                path = self._load(read, ck, run, target_rank)
+                scalings = [float(m.scaling[ADAPTER]) for m in self._layers]
+                self._applied = list(scalings)  # what diffusers just wrote
+                entry = (self._entry(read.state, scalings) if path == "general" else None) or self._clone(scalings)
+            except BaseException as err:
+                # diffusers or peft failed with the adapter half written: drop every adapter layer
+                # so the next render is the base, and the next checkpoint is injected afresh.
+                self._reset()
+                if not isinstance(err, Exception) or isinstance(err, LoraError):
+                    raise
+                raise LoraError(
+                    f"{ck.name} could not be loaded into {type(self.base.denoiser).__name__} ({type(err).__name__}: "
+                    f"{err}); the pipeline was reset to the base model and keeps rendering the other checkpoints. "
+                    "Re-save the file from the trainer."
+                ) from err
             self._remember(ck.hash, entry)
         self._scalings = entry.scalings
         self._apply_scalings(entry.scalings, scale)
@@ -166,55 +180,68 @@ class AdapterSwapper:
 
     # -- the general and inject paths -------------------------------------------------------
 
-    def _load(self, ck: Checkpoint, run: Path, target_rank: int | None) -> tuple[SwapPath, dict]:
-        source, sd, modules, rank = read_lora(self.base, ck)
-        if self._layers and run == self._run and modules != self._modules:
-            missing, extra = self._modules - modules, modules - self._modules
+    def _load(self, read: LoraRead, ck: Checkpoint, run: Path, target_rank: int | None) -> SwapPath:
+        if self._layers and run == self._run and read.modules != self._modules:
+            missing, extra = self._modules - read.modules, read.modules - self._modules
             raise LoraError(
                 f"{ck.name} adapts a different set of modules from the rest of this run ({len(missing)} missing, "
                 f"{len(extra)} extra, e.g. {sorted(missing or extra)[0]!r}): it is from another run or trainer "
                 "setting. Move it to its own folder."
             )
-        need = max(rank, target_rank or 0)
+        need = max(read.rank, target_rank or 0)
         if self._layers and run == self._run and need <= self._rank:
             try:
-                self.base.pipe.load_lora_weights(source, adapter_name=ADAPTER, hotswap=True)
-                return "general", sd
+                self._load_adapter(read, hotswap=True)
+                return "general"
             except ValueError as err:  # e.g. a different alpha_pattern: re-inject instead
                 logger.info("hotswap of %s refused (%s); re-injecting", ck.name, err)
-        self._inject(source, ck, modules, run, need)
-        return "inject", sd
+        self._inject(read, ck, run, need)
+        return "inject"
 
-    def _inject(self, source, ck: Checkpoint, modules: frozenset[str], run: Path, rank: int) -> None:
-        pipe = self.base.pipe
-        if self._layers:
-            pipe.unload_lora_weights()
+    def _load_adapter(self, read: LoraRead, *, hotswap: bool) -> None:
+        """diffusers' own loader, given the dict zbench read and checked (it never reads the file again)."""
+        try:  # what load_lora_weights passes by default (peft builds the layers on the meta device first)
+            from diffusers.loaders.lora_base import _LOW_CPU_MEM_USAGE_DEFAULT_LORA as low_cpu_mem_usage
+        except ImportError:
+            low_cpu_mem_usage = False
+        self.base.denoiser.load_lora_adapter(
+            read.state,
+            prefix=self.prefix,
+            network_alphas=read.network_alphas,
+            metadata=read.metadata,
+            adapter_name=ADAPTER,
+            _pipeline=self.base.pipe,
+            low_cpu_mem_usage=low_cpu_mem_usage,
+            hotswap=hotswap,
+        )
+
+    def _inject(self, read: LoraRead, ck: Checkpoint, run: Path, rank: int) -> None:
+        self._reset()
+        self.base.pipe.enable_lora_hotswap(target_rank=rank)
+        self._load_adapter(read, hotswap=False)
+        layers = {n: m for n, m in self.base.denoiser.named_modules() if ADAPTER in getattr(m, "lora_A", {})}
+        if set(layers) != read.modules:
+            raise LoraError(
+                f"{ck.name}: diffusers injected {len(layers)} of its {len(read.modules)} modules (e.g. missing "
+                f"{sorted(read.modules - set(layers))[:1]}); the file does not match this base. Pick a LoRA trained "
+                f"on {self.base.config.name}."
+            )
+        self._names, self._layers = list(layers), list(layers.values())
+        self._params = [p for m in self._layers for p in (m.lora_A[ADAPTER].weight, m.lora_B[ADAPTER].weight)]
+        self._modules, self._rank, self._run = read.modules, rank, run
+        self._enabled = True  # fresh layers start enabled
+
+    def _reset(self) -> None:
+        """Back to the bare base: no adapter layers, nothing cached, the base active."""
+        denoiser = self.base.denoiser
+        if getattr(denoiser, "peft_config", None):
+            self.base.pipe.unload_lora_weights()
+        denoiser._prepare_lora_hotswap_kwargs = None  # set by enable_lora_hotswap
         self._cache.clear()
         self._names, self._layers, self._params = [], [], []
         self._modules, self._rank, self._run = frozenset(), 0, None
         self._active, self._enabled = None, False
-        pipe.enable_lora_hotswap(target_rank=rank)
-        try:
-            pipe.load_lora_weights(source, adapter_name=ADAPTER)
-        except (ValueError, RuntimeError, KeyError) as err:
-            self._release(pipe)
-            raise LoraError(f"{ck.name} could not be loaded into {type(self.base.denoiser).__name__}: {err}") from err
-        layers = {n: m for n, m in self.base.denoiser.named_modules() if ADAPTER in getattr(m, "lora_A", {})}
-        if set(layers) != modules:
-            self._release(pipe)
-            raise LoraError(
-                f"{ck.name}: diffusers injected {len(layers)} of its {len(modules)} modules (e.g. missing "
-                f"{sorted(modules - set(layers))[:1]}); the file does not match this base. Pick a LoRA trained on "
-                f"{self.base.config.name}."
-            )
-        self._names, self._layers = list(layers), list(layers.values())
-        self._params = [p for m in self._layers for p in (m.lora_A[ADAPTER].weight, m.lora_B[ADAPTER].weight)]
-        self._modules, self._rank, self._run = modules, rank, run
-        self._enabled = True  # fresh layers start enabled
-
-    def _release(self, pipe) -> None:
-        pipe.unload_lora_weights()
-        self.base.denoiser._prepare_lora_hotswap_kwargs = None  # set by enable_lora_hotswap, now unused
+        self._scalings, self._applied = [], []
 
     # -- the fast path ------------------------------------------------------------------------
 

@@ -8,11 +8,14 @@ in two layouts still counts as one module set.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-__all__ = ["DOWN_WEIGHT", "detect_arch", "detect_format", "module_of"]
+__all__ = ["DOWN_WEIGHT", "UP_WEIGHT", "detect_arch", "detect_format", "detect_trainer", "module_of"]
 
 # The down (A) factor of a module: its first dimension is the module's rank.
 DOWN_WEIGHT = re.compile(r"\.(lora_A|lora_down|lora\.down)(\.[^.]+)?\.weight$")
+# The up (B) factor: out x rank.
+UP_WEIGHT = re.compile(r"\.(lora_B|lora_up|lora\.up)(\.[^.]+)?\.weight$")
 
 # Suffixes that end a LoRA tensor key; what is left is the module the tensor adapts.
 _LORA_SUFFIX = re.compile(
@@ -71,4 +74,38 @@ def detect_arch(modules: frozenset[str]) -> str:
         return "z-image"
     if "transformer_blocks" in joined:
         return "dit"
+    return "unknown"
+
+
+# ss_network_module values of musubi-tuner (kohya's trainer for video and DiT models) rather than sd-scripts.
+_MUSUBI_MODULES = re.compile(
+    r"^networks\.lora_(zimage|wan|framepack|qwen_image|hv|hunyuan\w*|flux_kontext|kandinsky\w*)$"
+)
+
+
+def detect_trainer(keys: list[str], meta: dict[str, str], path: Path) -> str:
+    """Which trainer wrote a LoRA file, from the marks each one leaves (metadata first, then layout).
+
+    Learned from the trainers' saving code: ai-toolkit writes ``software`` and ``training_info``;
+    OneTrainer ``ot_revision``/``ot_branch``; kohya sd-scripts and musubi-tuner ``ss_*`` fields
+    (musubi with its own ``ss_network_module``); SimpleTuner diffusers' ``lora_adapter_metadata``
+    plus ``modelspec.*``; diffusers' scripts the adapter metadata alone; PEFT ``adapter_model``
+    files; DiffSynth-Studio PEFT keys that keep the adapter name (``lora_A.default``).
+    """
+    software = meta.get("software", "")
+    if "ai-toolkit" in software or "training_info" in meta:
+        return "ai-toolkit"
+    if "ot_revision" in meta or "ot_branch" in meta:
+        return "OneTrainer"
+    module = meta.get("ss_network_module", "")
+    if module:
+        return "musubi-tuner" if _MUSUBI_MODULES.match(module) else "kohya sd-scripts"
+    if "lora_adapter_metadata" in meta:
+        return "SimpleTuner" if any(k.startswith("modelspec.") for k in meta) else "diffusers"
+    if path.name == "adapter_model.safetensors":
+        return "PEFT"
+    if any(".lora_A.default." in k or ".lora_B.default." in k for k in keys):
+        return "DiffSynth-Studio"
+    if path.name == "pytorch_lora_weights.safetensors":
+        return "diffusers"
     return "unknown"

@@ -1,19 +1,29 @@
-"""A LoRA file read for the loaded base: keys converted the way diffusers converts them, then checked.
+"""A LoRA file read for the loaded base: loaded once, checked, converted the way diffusers converts it.
 
-Before a checkpoint touches the live adapter layers, its tensors are read through diffusers'
-own conversion (kohya, ai-toolkit, fused qkv, bare PEFT keys) and checked against the base:
-keys that name its denoiser's modules, no text-encoder parts, no NaN or infinite values.
-Every refusal is a :class:`LoraError` that says the cause and the fix.
+Before a checkpoint touches the live adapter layers, zbench reads its tensors itself (safetensors
+only, never a pickle), checks what would hang, poison or silently falsify a render, and only then
+hands diffusers an in-memory dict to convert (kohya, ai-toolkit, OneTrainer, fused qkv, bare PEFT
+keys). Checked: every lora_A has its lora_B and their ranks agree, every alpha is usable, no
+value is NaN or infinite, every key names a module of this base's denoiser, and every factor fits
+that module's shape. Every refusal is a :class:`LoraError` that says the cause and the fix.
 """
 
 from __future__ import annotations
 
-import torch
+import re
+from dataclasses import dataclass
 
+import safetensors
+import torch
+from safetensors.torch import load_file
+
+from .alphas import adapter_metadata, alpha_problem
 from .checkpoints import Checkpoint
+from .header import HeaderError, read_header
+from .keys import DOWN_WEIGHT, UP_WEIGHT, module_of
 from .pipeline import Base
 
-__all__ = ["LoraError", "read_lora"]
+__all__ = ["LoraError", "LoraRead", "read_lora"]
 
 _FAMILY_NAMES = {
     "z-image": "Z-Image",
@@ -23,40 +33,62 @@ _FAMILY_NAMES = {
     "dit": "a DiT",
     "other": "another model",
 }
+_RESAVE = "Re-save it from the trainer, or move it out of the run folder; the other checkpoints are unaffected."
 
 
 class LoraError(ValueError):
     """A checkpoint cannot be applied to the loaded base; the message names cause and fix."""
 
 
-def read_lora(base: Base, ck: Checkpoint) -> tuple[str | dict, dict, frozenset[str], int]:
-    """Convert a file's keys the way diffusers will and check it fits this base.
+@dataclass
+class LoraRead:
+    """A checkpoint's tensors, converted and checked, and what diffusers needs to build its adapter."""
 
-    Returns:
-        (what to pass to load_lora_weights, the converted tensors, the denoiser modules
-        they adapt, the rank).
+    state: dict[str, torch.Tensor]  # "<prefix>.<module>.lora_A.weight" ... as diffusers' loaders produce them
+    metadata: dict | None  # the LoRA config (lora_alpha, rank_pattern...) from the file, or None: alpha = r
+    network_alphas: dict | None  # SD-style alphas some pipelines keep apart from the tensors
+    modules: frozenset[str]  # denoiser module names, dotted
+    rank: int
+
+
+def read_lora(base: Base, ck: Checkpoint) -> LoraRead:
+    """Load a checkpoint's file and make it ready for the live base.
+
+    Raises:
+        LoraError: the file is unreadable, incomplete, has unusable alphas or values, is for
+            another base, or its factors do not fit this base's modules. Nothing in the
+            pipeline has changed when it is raised.
     """
-    pipe, prefix = base.pipe, base.denoiser_name
+    prefix = base.denoiser_name
     try:
-        out = pipe.lora_state_dict(str(ck.path), return_lora_metadata=True)
+        _, file_metadata = read_header(ck.path)
+        raw = load_file(str(ck.path))
+        metadata = adapter_metadata(ck.path, file_metadata, prefix)
+    except (OSError, HeaderError, safetensors.SafetensorError) as err:
+        raise LoraError(f"{ck.name} cannot be read: {err}. {_RESAVE}") from err
+    except ValueError as err:
+        raise LoraError(f"{ck.name}: {err}. {_RESAVE}") from err
+    _check_raw(ck, raw)
+    try:
+        # A copy: diffusers' converters pop keys out of the dict they are given.
+        out = base.pipe.lora_state_dict(dict(raw), return_lora_metadata=True)
     except Exception as err:  # diffusers raises many types for keys it cannot convert
         raise LoraError(
             f"{ck.name}: diffusers cannot read it as a {_family_name(base.family)} LoRA ({type(err).__name__}: "
             f"{err}). {_arch_hint(base, ck)}"
         ) from err
-    sd = out[0]
-    # The converted dict saves diffusers a second read, unless the file carries what the
-    # dict cannot: adapter metadata (lora_alpha...) or SD-style network alphas.
-    source: str | dict = sd if all(x is None or x == {} for x in out[1:]) else str(ck.path)
-    names = set(dict(base.denoiser.named_modules()))
+    sd = out[0] if isinstance(out, tuple) else out
+    network_alphas = out[1] if isinstance(out, tuple) and len(out) == 3 else None
+    sd = _one_prefix(sd, prefix, base.denoiser)
+    names = dict(base.denoiser.named_modules())
     if not any(k.startswith(prefix + ".") for k in sd):
-        fixed = _with_prefix(sd, names, prefix)
+        fixed = _with_prefix(sd, set(names), prefix)
         if fixed is None:
             raise LoraError(
                 f"{ck.name}: none of its {len(sd)} keys names a module of this base's "
                 f"{prefix} (e.g. {next(iter(sd), '')!r}), so it would change nothing. {_arch_hint(base, ck)}"
             )
-        sd = source = fixed
+        sd = fixed
     foreign = sorted(k for k in sd if not k.startswith(prefix + "."))
     if foreign:
         raise LoraError(
@@ -64,6 +96,58 @@ def read_lora(base: Base, ck: Checkpoint) -> tuple[str | dict, dict, frozenset[s
             "zbench swaps denoiser LoRAs only. Retrain with the text encoder frozen (e.g. kohya "
             "--network_train_unet_only) to compare this run here."
         )
+    _check_finite(ck, sd)
+    modules = frozenset(k[len(prefix) + 1 :].split(".lora_")[0] for k in sd)
+    unknown = sorted(modules - set(names))
+    if unknown:
+        raise LoraError(
+            f"{ck.name} names {len(unknown)} of its {len(modules)} modules that this base lacks "
+            f"(e.g. {unknown[0]!r}). {_arch_hint(base, ck)}"
+        )
+    _check_shapes(base, ck, sd, names)
+    rank = max(v.shape[0] for k, v in sd.items() if ".lora_A." in k)
+    return LoraRead(sd, metadata, network_alphas or None, modules, rank)
+
+
+def _check_raw(ck: Checkpoint, raw: dict[str, torch.Tensor]) -> None:
+    """Pairs, ranks and alphas as stored, before diffusers' converter (which loops on a negative alpha)."""
+    downs, ups, alphas = {}, {}, {}
+    for key, tensor in raw.items():
+        module = module_of(key)
+        if module is None:
+            continue
+        if key.endswith(".alpha"):
+            alphas[module] = (key, tensor)
+        elif DOWN_WEIGHT.search(key):
+            downs[module] = (key, tensor)
+        elif UP_WEIGHT.search(key):
+            ups[module] = (key, tensor)
+    if not downs:
+        raise LoraError(f"{ck.name} holds no LoRA factors (no lora_A/lora_down keys among {len(raw)}). {_RESAVE}")
+    unpaired = sorted(set(downs) ^ set(ups))
+    if unpaired:
+        key = (downs.get(unpaired[0]) or ups[unpaired[0]])[0]
+        raise LoraError(
+            f"{ck.name} is incomplete: {key!r} has no matching "
+            f"{'lora_B/lora_up' if unpaired[0] in downs else 'lora_A/lora_down'} factor ({len(unpaired)} such "
+            f"modules). {_RESAVE}"
+        )
+    for module, (key, down) in downs.items():
+        up = ups[module][1]
+        if down.dim() not in (2, 4) or up.dim() != down.dim() or up.shape[1] != down.shape[0]:
+            raise LoraError(
+                f"{ck.name}: {key!r} and its partner have shapes {tuple(down.shape)} and {tuple(up.shape)}, which "
+                f"do not make a LoRA (lora_A is rank x in, lora_B is out x rank). {_RESAVE}"
+            )
+    for module, (key, alpha) in alphas.items():
+        rank = downs[module][1].shape[0] if module in downs else None
+        problem = f"{key!r} holds {alpha.numel()} values" if alpha.numel() != 1 else None
+        problem = problem or alpha_problem(float(alpha.float().reshape(())), rank)
+        if problem:
+            raise LoraError(f"{ck.name}: {problem} ({key!r}). The file is corrupt or hand-edited. {_RESAVE}")
+
+
+def _check_finite(ck: Checkpoint, sd: dict[str, torch.Tensor]) -> None:
     # One fused pass: a tensor's norm is NaN or inf exactly when it holds a NaN or inf.
     keys = list(sd)
     norms = torch.stack(torch._foreach_norm([sd[k].float() if sd[k].dtype == torch.float16 else sd[k] for k in keys]))
@@ -73,15 +157,43 @@ def read_lora(base: Base, ck: Checkpoint) -> tuple[str | dict, dict, frozenset[s
             f"{ck.name} has NaN or infinite values in {len(bad)} tensors (e.g. {bad[0]!r}): training "
             "diverged by this checkpoint. Compare the earlier checkpoints and lower the learning rate."
         )
-    modules = frozenset(k[len(prefix) + 1 :].split(".lora_")[0] for k in sd)
-    unknown = sorted(modules - names)
-    if unknown:
-        raise LoraError(
-            f"{ck.name} names {len(unknown)} of its {len(modules)} modules that this base lacks "
-            f"(e.g. {unknown[0]!r}). {_arch_hint(base, ck)}"
+
+
+def _check_shapes(base: Base, ck: Checkpoint, sd: dict[str, torch.Tensor], names: dict[str, torch.nn.Module]) -> None:
+    """Each factor must fit its live module: lora_A's input side and lora_B's output side.
+
+    A narrower lora_A would be zero-padded into a wrong image that reports "ok"; a wider one
+    would fail inside the pipeline after the adapter was half written.
+    """
+    prefix = base.denoiser_name
+    for key, tensor in sd.items():
+        if not key.endswith((".lora_A.weight", ".lora_B.weight")):
+            continue
+        module = key[len(prefix) + 1 :].split(".lora_")[0]
+        live = names[module]
+        weight = getattr(getattr(live, "base_layer", live), "weight", None)
+        if weight is None or weight.dim() != tensor.dim():
+            continue  # peft refuses what it cannot adapt, before writing anything
+        side, want, got = (
+            ("input", weight.shape[1], tensor.shape[1])
+            if key.endswith(".lora_A.weight")
+            else ("output", weight.shape[0], tensor.shape[0])
         )
-    rank = max(v.shape[0] for k, v in sd.items() if ".lora_A." in k)
-    return source, sd, modules, rank
+        if want != got:
+            raise LoraError(
+                f"{ck.name}: module {module!r} has {want} {side} features in this base, but the file's "
+                f"{'lora_A' if side == 'input' else 'lora_B'} has {got} ({tuple(tensor.shape)}): it was trained on "
+                f"another model or size. {_arch_hint(base, ck)}"
+            )
+
+
+def _one_prefix(sd: dict, prefix: str, denoiser: torch.nn.Module) -> dict:
+    """Undo a doubled prefix: converters that add "transformer." to keys that already had it
+    (OneTrainer's Z-Image files with .alpha tensors) leave "transformer.transformer.…"."""
+    doubled = f"{prefix}.{prefix}."
+    if sd and all(k.startswith(doubled) for k in sd) and not hasattr(denoiser, prefix):
+        return {k[len(prefix) + 1 :]: v for k, v in sd.items()}
+    return sd
 
 
 def _with_prefix(sd: dict, names: set[str], prefix: str) -> dict | None:
@@ -89,7 +201,7 @@ def _with_prefix(sd: dict, names: set[str], prefix: str) -> dict | None:
     diffusers expects "<prefix>.layers.0..." and otherwise silently injects nothing."""
     fixed = {}
     for k, v in sd.items():
-        bare = k.removeprefix("base_model.model.").replace(".default.", ".")
+        bare = re.sub(r"\.default(?=\.)", "", k.removeprefix("base_model.model."))
         if bare.split(".lora_")[0] not in names:
             return None
         fixed[f"{prefix}.{bare}"] = v

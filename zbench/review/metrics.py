@@ -17,7 +17,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from ..engine.header import read_header
-from ..engine.keys import DOWN_WEIGHT, module_of
+from ..engine.keys import DOWN_WEIGHT, UP_WEIGHT, module_of
 
 __all__ = ["image_distance", "lora_delta_norm", "lora_factors", "lora_weight_change"]
 
@@ -34,7 +34,6 @@ def image_distance(a: Image.Image, b: Image.Image) -> float:
 #   ||B A||²_F = trace((A Aᵀ)(Bᵀ B)),   <B1 A1, B2 A2>_F = trace((B1ᵀ B2)(A2 A1ᵀ)),
 # so a 3840×10240 module costs two r×r Gram matrices instead of a 39 M-entry product.
 
-_UP = re.compile(r"\.(lora_B|lora_up|lora\.up)(\.[^.]+)?\.weight$")
 _NOT_LORA = re.compile(r"\.(lokr_|hada_|lora_mid|dora_scale|lora_magnitude_vector)")
 _COMPONENT = re.compile(r"^(transformer|unet|base_model\.model|diffusion_model)\.")
 
@@ -104,7 +103,7 @@ def lora_factors(path: str | Path) -> LoraFactors:
         elif DOWN_WEIGHT.search(key):
             downs[module] = tensor.reshape(tensor.shape[0], -1)
             dotted[module] = _COMPONENT.sub("", key[: DOWN_WEIGHT.search(key).start()])
-        elif _UP.search(key):
+        elif UP_WEIGHT.search(key):
             ups[module] = tensor.reshape(tensor.shape[0], -1)
     if not downs:
         raise ValueError(
