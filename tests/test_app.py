@@ -12,6 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import zbench
+from ui.text import literal  # what the page shows of text that comes from files
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
@@ -76,7 +77,7 @@ def test_opens_on_the_run_and_renders_a_first_grid_without_input(app_config):
     assert [r.cell.name for r in results] == ["base", "style_5.safetensors", "style_10.safetensors"]
     assert all(r.status == "ok" for r in results)
     labels = " ".join(m.value for m in at.markdown)
-    assert "base (LoRA off)" in labels and "epoch 5" in labels and "epoch 10" in labels
+    assert literal("base (LoRA off)") in labels and "epoch 5" in labels and "epoch 10" in labels
     assert len(at.image) >= 3
 
 
@@ -111,7 +112,7 @@ def test_bad_input_is_said_and_the_rest_renders(app_config, run_dir):
     bad = [r for r in results if r.cell.name == "style_7.safetensors"]
     assert bad[0].status == "error" and bad[0].error
     assert sum(r.status == "ok" for r in results) == 3
-    assert any(bad[0].error in e.value for e in at.error)
+    assert any(literal(bad[0].error) in e.value for e in at.error)
     _text(at, "Seeds").set_value("1, x").run()
     assert "whole numbers" in at.error[0].value
 

@@ -66,7 +66,7 @@ def test_writes_are_atomic_and_leave_no_temp_files(tmp_path):
     for i in range(5):
         store.set_rating(f"c{i}", 1 + i % 5)
     files = sorted(p.name for p in store.path.parent.iterdir())
-    assert files == ["review.json"]
+    assert files == [".lock", "review.json"]  # the lock file that processes share stays
     json.loads(store.path.read_text())  # always complete JSON
 
 
@@ -198,7 +198,12 @@ def test_mark_release_writes_record_and_history(tmp_path):
     history = [json.loads(line) for line in store.history_path.read_text().splitlines()]
     assert [h["checkpoint"] for h in history] == ["run_2.safetensors", "run_3.safetensors"]
     assert store.release() == second and store.release_path.name == "release.json"
-    assert sorted(p.name for p in store.path.parent.iterdir()) == ["release.json", "releases.jsonl", "review.json"]
+    assert sorted(p.name for p in store.path.parent.iterdir()) == [
+        ".lock",
+        "release.json",
+        "releases.jsonl",
+        "review.json",
+    ]
 
 
 def test_mark_release_refuses_a_file_changed_since_the_scan(tmp_path):

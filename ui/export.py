@@ -10,6 +10,7 @@ import streamlit as st
 import zbench
 
 from .request import GridPlan
+from .text import literal
 
 
 def export_sheet(lora_dir: str, plan: GridPlan, results: list[zbench.CellResult], zooms: list[zbench.ZoomSpec]) -> None:
@@ -18,20 +19,22 @@ def export_sheet(lora_dir: str, plan: GridPlan, results: list[zbench.CellResult]
     out_root = st.text_input("Export folder", default_out)
     use_zooms = st.checkbox("Include the kept zoom panels", value=True)
     if st.button("Export sheet (PNG, PDF, manifest, cells zip)"):
-        out = Path(out_root) / time.strftime("%Y%m%d-%H%M%S")
+        out = Path(out_root.strip()).expanduser() / time.strftime("%Y%m%d-%H%M%S")
         try:
             manifest = zbench.export_sheet(out, results, plan.rows, plan.info, zooms=zooms if use_zooms else ())
             st.session_state["export"] = (str(out), manifest)
         except OSError as err:
-            st.error(f"could not write the sheet to {out}: {err}. Pick a writable export folder.")
+            st.error(f"could not write the sheet to {literal(out)}: {literal(err)}. Pick a writable export folder.")
     if "export" in st.session_state:
         out, manifest = st.session_state["export"]
-        st.success(f"Exported to {out}")
+        st.success(f"Exported to {literal(out)}")
         files = [*manifest.get("pages", [manifest["sheet"]]), manifest.get("pdf"), manifest.get("zip"), "manifest.json"]
         for name in [f for f in files if f]:
             path = Path(out) / name
             if path.is_file():
-                st.download_button(f"Download {name}", path.read_bytes(), file_name=path.name, key=f"dl:{out}:{name}")
+                st.download_button(
+                    f"Download {literal(name)}", path.read_bytes(), file_name=path.name, key=f"dl:{out}:{name}"
+                )
         first = Path(out) / manifest.get("pages", [manifest["sheet"]])[0]
         if first.is_file():
-            st.image(str(first), caption=first.name)
+            st.image(str(first), caption=literal(first.name))

@@ -11,6 +11,7 @@ import zbench
 from .request import GridPlan
 from .resources import image_cache
 from .run import OpenRun
+from .text import literal
 
 
 def column_title(ck: zbench.Checkpoint | None) -> str:
@@ -27,9 +28,9 @@ def show_cell(slot, result: zbench.CellResult) -> None:
                 how = f"swap {result.swap_ms:.1f} ms · {how}"
             st.caption(how)
         elif result.status == "error":
-            st.error(result.error)
+            st.error(literal(result.error))
         else:
-            st.info(result.error or result.status)
+            st.info(literal(result.error or result.status))
 
 
 def controls(request: zbench.GridRequest):
@@ -60,10 +61,12 @@ def draw_grid(opened: OpenRun, plan: GridPlan, *, cache_only: bool, progress_slo
     slots = {}
     header = st.columns([1] + [3] * len(columns_of))
     for col, ck in columns_of.items():
-        header[col + 1].markdown(f"**{column_title(ck)}**  \n`{'base' if ck is None else ck.name}`")
+        header[col + 1].markdown(f"**{literal(column_title(ck))}**  \n{literal('base' if ck is None else ck.name)}")
     for r, row in enumerate(rows):
         line = st.columns([1] + [3] * len(columns_of))
-        line[0].caption(row.label(prompts=len(request.prompts), seeds=len(request.seeds), scales=len(request.scales)))
+        line[0].caption(
+            literal(row.label(prompts=len(request.prompts), seeds=len(request.seeds), scales=len(request.scales)))
+        )
         for col in columns_of:
             slots[(r, col)] = line[col + 1].empty()
 

@@ -14,6 +14,7 @@ from .grid import target_rank
 from .request import GridPlan
 from .resources import image_cache
 from .run import OpenRun
+from .text import literal
 
 
 def pick_release(
@@ -29,7 +30,7 @@ def pick_release(
         review = store.load()
         record = store.release()
     except zbench.DecisionError as err:
-        st.error(str(err))
+        st.error(literal(err))
         st.stop()
     _table_and_chart(opened.run, store, review, record, results)
     rate, blind = st.columns(2)
@@ -56,8 +57,9 @@ def _table_and_chart(run, store, review, record, results) -> None:
     )
     if record:
         st.success(
-            f"Release: **{record['checkpoint']}** (sha256 {record['hash']}), marked by {record['who']} "
-            f"at {record['when']}" + (f", from sheet {record['sheet']}" if record.get("sheet") else "")
+            f"Release: **{literal(record['checkpoint'])}** (sha256 {literal(record['hash'])}), marked by "
+            f"{literal(record['who'])} at {literal(record['when'])}"
+            + (f", from sheet {literal(record['sheet'])}" if record.get("sheet") else "")
         )
     st.dataframe(table, hide_index=True, width="stretch")
     chart = table.dropna(subset=["epoch"]) if table["epoch"].notna().any() else table
@@ -79,7 +81,7 @@ def _rate_and_note(opened: OpenRun, store, review, usable_run) -> None:
             store.set_note(target, note, hash=checkpoint.hash)
             st.rerun()
         except zbench.DecisionError as err:
-            st.error(str(err))
+            st.error(literal(err))
 
 
 def _blind_vote(opened: OpenRun, plan: GridPlan, store, review) -> None:
@@ -109,7 +111,7 @@ def _blind_vote(opened: OpenRun, plan: GridPlan, store, review) -> None:
         if result.image is not None:
             side.image(result.image, width="stretch")
         else:
-            side.error(result.error)
+            side.error(literal(result.error))
     va, vb, skip = st.columns(3)
     vote = None
     if va.button("Left is better"):
@@ -117,7 +119,11 @@ def _blind_vote(opened: OpenRun, plan: GridPlan, store, review) -> None:
     if vb.button("Right is better"):
         vote = (pair[1], pair[0])
     if vote is not None:
-        store.add_vote(vote[0], vote[1], prompt=row0.prompt, seed=row0.seed)
+        try:
+            store.add_vote(vote[0], vote[1], prompt=row0.prompt, seed=row0.seed)
+        except zbench.DecisionError as err:
+            st.error(literal(err))  # the vote is not recorded; the pair stays for another try
+            return
     if vote is not None or skip.button("Skip"):
         st.session_state.pop("blind_pair", None)
         st.rerun()
@@ -131,14 +137,14 @@ def _mark_release(opened: OpenRun, plan: GridPlan, store, results, zooms, usable
     who = m2.text_input("Who", zbench.default_user())
     reason = m3.text_input("Why", "")
     if st.button("Mark as release", type="primary"):
-        if "export" not in st.session_state:  # the record names the sheet the choice was made from
-            out = Path(opened.lora_dir) / "zbench-sheets" / time.strftime("%Y%m%d-%H%M%S")
-            st.session_state["export"] = (
-                str(out),
-                zbench.export_sheet(out, results, plan.rows, plan.info, zooms=zooms),
-            )
-        sheet_dir, manifest = st.session_state["export"]
         try:
+            if "export" not in st.session_state:  # the record names the sheet the choice was made from
+                out = Path(opened.lora_dir) / "zbench-sheets" / time.strftime("%Y%m%d-%H%M%S")
+                st.session_state["export"] = (
+                    str(out),
+                    zbench.export_sheet(out, results, plan.rows, plan.info, zooms=zooms),
+                )
+            sheet_dir, manifest = st.session_state["export"]
             store.mark_release(
                 opened.by_name[pick],
                 who=who,
@@ -152,4 +158,4 @@ def _mark_release(opened: OpenRun, plan: GridPlan, store, results, zooms, usable
             )
             st.rerun()
         except (zbench.DecisionError, OSError) as err:
-            st.error(str(err))
+            st.error(literal(err))

@@ -10,6 +10,7 @@ import streamlit as st
 import zbench
 
 from .run import OpenRun
+from .text import literal
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ def choose_grid(opened: OpenRun) -> GridPlan:
         include_base = st.checkbox("Base column (LoRA off)", value=True)
         st.checkbox("Add new checkpoints as they are saved", value=True, key="follow")
 
-    st.subheader(f"{config.name} · {Path(opened.lora_dir).name}")
+    st.subheader(f"{literal(config.name)} · {literal(Path(opened.lora_dir).name)}")
     chosen = st.multiselect(
         "Checkpoints (in training order)",
         opened.names,
@@ -62,7 +63,7 @@ def choose_grid(opened: OpenRun) -> GridPlan:
             include_base=include_base,
         )
     except ValueError as err:
-        st.error(str(err))
+        st.error(literal(err))
         st.stop()
     if not chosen and not include_base:
         st.info("Pick at least one checkpoint, or turn on the base column.")

@@ -11,9 +11,10 @@ import zbench
 SCAN_TTL = float(os.environ.get("ZBENCH_SCAN_TTL", "3"))  # seconds; new epochs of a live run show up
 
 
-@st.cache_resource(max_entries=1, show_spinner="Loading the base model (once per server)…")
-def base_for(config_path: str) -> zbench.Base:
-    return zbench.get_base(zbench.load_config(config_path))
+def base_for(config: zbench.BenchConfig) -> zbench.Base:
+    """The server's one base pipeline (zbench keeps it; switching configs releases the old one first)."""
+    with st.spinner("Loading the base model (once per server)…"):
+        return zbench.get_base(config)
 
 
 @st.cache_resource

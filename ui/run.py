@@ -11,6 +11,7 @@ import streamlit as st
 import zbench
 
 from .resources import SCAN_TTL, base_for, scan
+from .text import literal
 
 
 @dataclass(frozen=True)
@@ -55,22 +56,26 @@ def open_run() -> OpenRun:
         try:
             config = zbench.load_config(config_path)
         except zbench.ConfigError as err:
-            st.error(str(err))
+            st.error(literal(err))
             st.stop()
-        lora_dir = st.text_input("LoRA folder", str(config.lora_dir or ""), key=f"folder:{config_path}")
+        typed = st.text_input("LoRA folder", str(config.lora_dir or ""), key=f"folder:{config_path}")
+        lora_dir = str(Path(typed.strip()).expanduser()) if typed.strip() else ""
 
+    if not lora_dir:
+        st.info("Type the folder that holds your run's .safetensors files in the sidebar.")
+        st.stop()
     try:
         run = scan(lora_dir)
-    except (FileNotFoundError, NotADirectoryError) as err:
-        st.info(f"{err}. Type the folder that holds your run's .safetensors files in the sidebar.")
+    except OSError as err:
+        st.info(f"{literal(err)}. Type the folder that holds your run's .safetensors files in the sidebar.")
         st.stop()
     if not run:
-        st.info(f"No LoRA checkpoints (.safetensors) in {lora_dir}. Point the sidebar at a run folder.")
+        st.info(f"No LoRA checkpoints (.safetensors) in {literal(lora_dir)}. Point the sidebar at a run folder.")
         st.stop()
     try:
-        base = base_for(config_path)
+        base = base_for(config)
     except zbench.BaseModelError as err:
-        st.info(str(err))
+        st.info(literal(err))
         st.stop()
     opened = OpenRun(config_path, config, lora_dir, run, base)
     _follow_new_checkpoints(opened)
@@ -87,7 +92,7 @@ def _follow_new_checkpoints(opened: OpenRun) -> None:
         chosen_key = f"chosen:{lora_dir}"
         if st.session_state.get("follow", True) and chosen_key in st.session_state:
             st.session_state[chosen_key] = [n for n in names if n in st.session_state[chosen_key] or n in fresh]
-        st.toast(f"new checkpoint{'s' if len(fresh) > 1 else ''}: {', '.join(fresh)}")
+        st.toast(f"new checkpoint{'s' if len(fresh) > 1 else ''}: {literal(', '.join(fresh))}")
     _watch_run(lora_dir, tuple(names))
 
 

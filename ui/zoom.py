@@ -6,6 +6,8 @@ import streamlit as st
 
 import zbench
 
+from .text import literal
+
 
 def zoom_panels(results: list[zbench.CellResult], rows: list[zbench.Row]) -> list[zbench.ZoomSpec]:
     """The Zoom tab. Never renders: strips are cut from the grid's images.
@@ -38,7 +40,7 @@ def zoom_panels(results: list[zbench.CellResult], rows: list[zbench.Row]) -> lis
         st.image(zbench.draw_boxes(reference, [z.box for z in [*zooms, current]]), caption="where")
     with view:
         for i, spec in enumerate([current, *zooms]):
-            title = "current region" if i == 0 else f"panel {spec.box.name}"
+            title = "current region" if i == 0 else f"panel {literal(spec.box.name)}"
             top = st.columns([4, 1])
             top[0].markdown(f"**{title}** · ×{spec.factor} {spec.method}")
             if i > 0 and top[1].button("Remove", key=f"rm{i}"):

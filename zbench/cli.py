@@ -17,6 +17,8 @@ from . import (
     export_sheet,
     get_base,
     load_config,
+    parse_scales,
+    parse_seeds,
     plan_grid,
     render_cells,
     scan_run,
@@ -74,6 +76,61 @@ SUMMARY_KEYS = (
 )
 
 
+def _argument(parse):
+    """An argparse type that shows the parser's own message ("steps should be at least 1, got 0")."""
+
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    return convert
+
+
+def _number(text: str, kind, what: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ValueError(f"{what} should be a {'whole ' if kind is int else ''}number, got {text!r}") from None
+    return value
+
+
+def _steps(text: str) -> int:
+    value = _number(text, int, "steps")
+    if value < 1:
+        raise ValueError(f"steps should be at least 1, got {value}")
+    return value
+
+
+def _side(text: str) -> int:
+    value = _number(text, int, "width and height")
+    if value < 16 or value % 16:
+        raise ValueError(f"width and height should be positive multiples of 16, got {value}")
+    return value
+
+
+def _guidance(text: str) -> float:
+    value = _number(text, float, "guidance")
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"guidance should be a finite number >= 0, got {text!r}")
+    return value
+
+
+def _one(parse, what: str):
+    def first(text: str):
+        values = parse(text)
+        if len(values) != 1:
+            raise ValueError(f"give one {what} per --{what.split()[-1]} (repeat the option for more), got {text!r}")
+        return values[0]
+
+    return first
+
+
+_seed = _one(parse_seeds, "seed")
+_scale = _one(parse_scales, "LoRA scale")
+
+
 def _s(value) -> str:
     return "" if value is None else str(value)
 
@@ -102,18 +159,25 @@ def _cmd_grid(args) -> int:
     from tqdm import tqdm
 
     config = load_config(args.config)
-    lora_dir = Path(args.loras) if args.loras else config.lora_dir
+    lora_dir = Path(args.loras).expanduser() if args.loras else config.lora_dir
     if lora_dir is None:
         raise UsageError(f"no LoRA folder: pass --loras DIR or set [loras] dir in {config.source}")
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the sheet (it is created when missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"--out {out} cannot be created ({err.strerror or err}); give a folder you can write") from err
     run = scan_run(lora_dir)
     cks = select(run, [t for part in args.epochs for t in part.split(",") if t]) if args.epochs else run
     if not cks and args.no_base:
         raise UsageError(f"nothing to render: {lora_dir} has no checkpoints and --no-base was given")
     settings = RenderSettings(
-        steps=args.steps or config.steps,
+        steps=config.steps if args.steps is None else args.steps,
         guidance=config.guidance if args.guidance is None else args.guidance,
-        width=args.width or config.width,
-        height=args.height or config.height,
+        width=config.width if args.width is None else args.width,
+        height=config.height if args.height is None else args.height,
         negative=config.negative if args.negative is None else args.negative,
     )
     prompts = args.prompt or [config.prompt]
@@ -144,9 +208,9 @@ def _cmd_grid(args) -> int:
         seeds=tuple(seeds),
         scales=tuple(scales),
     )
-    manifest = export_sheet(args.out, results, rows, info)
+    manifest = export_sheet(out, results, rows, info)
     ok = sum(c["status"] == "ok" for c in manifest["cells"])
-    sheets = ", ".join(str(Path(args.out) / p) for p in [*manifest["pages"], manifest["pdf"]])
+    sheets = ", ".join(str(out / p) for p in [*manifest["pages"], manifest["pdf"]])
     print(f"wrote {sheets}: {ok} of {len(results)} cells rendered, {len(results) - ok} errors (see manifest.json)")
     if ok == 0:
         print("error: nothing could render; every cell failed (messages above)", file=sys.stderr)
@@ -223,12 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", action="append", help="checkpoints to show: epochs/steps/names, comma-separated")
     p.add_argument("--prompt", action="append", help="a prompt; repeat for a row per prompt")
     p.add_argument("--negative", help="negative prompt (used when guidance > 0)")
-    p.add_argument("--seed", action="append", type=int, help="a seed; repeat for a row per seed")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--guidance", type=float)
-    p.add_argument("--width", type=int)
-    p.add_argument("--height", type=int)
-    p.add_argument("--scale", action="append", type=float, help="LoRA scale; repeat for a row per scale")
+    p.add_argument("--seed", action="append", type=_argument(_seed), help="a seed; repeat for a row per seed")
+    p.add_argument("--steps", type=_argument(_steps), help="denoising steps (default: the config's)")
+    p.add_argument("--guidance", type=_argument(_guidance), help="CFG scale; 0 turns CFG off (default: the config's)")
+    p.add_argument("--width", type=_argument(_side), help="image width, a multiple of 16 (default: the config's)")
+    p.add_argument("--height", type=_argument(_side), help="image height, a multiple of 16 (default: the config's)")
+    p.add_argument(
+        "--scale", action="append", type=_argument(_scale), help="LoRA scale in [-4, 4]; repeat for a row per scale"
+    )
     p.add_argument("--no-base", action="store_true", help="leave out the base (LoRA off) column")
     p.add_argument(
         "--out", required=True, help="folder for sheet.png (or pages), sheet.pdf, cells/, cells.zip and manifest.json"
@@ -275,12 +341,12 @@ def main(argv: list[str] | None = None) -> int:
         _quiet_libraries()
     try:
         return args.func(args)
-    except (UsageError, ConfigError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # `... | head` closed the pipe: not an error of ours
         sys.stdout = None
         return 0
+    except (UsageError, ConfigError, OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 def _quiet_libraries() -> None:

@@ -89,8 +89,14 @@ class ImageCache:
     def _path(self, key: str) -> Path | None:
         return None if self.root is None else self.root / key[:2] / f"{key}.png"
 
-    def get(self, key: str) -> Image.Image | None:
-        """The image stored under ``key``, or None. Unreadable disk entries count as misses."""
+    def get(self, key: str, *, size: tuple[int, int] | None = None) -> Image.Image | None:
+        """The image stored under ``key``, or None.
+
+        Args:
+            size: the (width, height) the image must have; a disk entry of another size, or one
+                that cannot be decoded (corrupt, truncated, a decompression bomb), is a miss and
+                is never decoded past its header.
+        """
         with self._lock:
             image = self._memory.get(key)
             if image is not None:
@@ -101,8 +107,10 @@ class ImageCache:
         if path is not None and path.is_file():
             try:
                 with Image.open(path) as im:
+                    if size is not None and im.size != tuple(size):
+                        raise ValueError(f"it is {im.size[0]}x{im.size[1]}, not {size[0]}x{size[1]}")
                     image = im.convert("RGB")
-            except (OSError, ValueError) as err:
+            except Exception as err:  # any undecodable file: Pillow raises many types, bombs included
                 logger.warning("ignoring unreadable cache entry %s: %s", path, err)
                 image = None
             if image is not None:

@@ -313,6 +313,7 @@ def scan_run(folder: str | Path) -> list[Checkpoint]:
 
     Raises:
         FileNotFoundError: the folder does not exist (the message says what to pass instead).
+        PermissionError: the folder cannot be listed.
     """
     root = Path(folder).expanduser()
     if not root.is_dir():
@@ -320,7 +321,14 @@ def scan_run(folder: str | Path) -> list[Checkpoint]:
             f"LoRA folder {root} does not exist. Pass the folder your trainer saved the checkpoints in "
             "(e.g. output/my_lora), or set [loras] dir in the config."
         )
-    cks = [describe(path, name) for path, name in _candidates(root)]
+    try:
+        candidates = _candidates(root)
+    except PermissionError as err:
+        raise PermissionError(
+            f"LoRA folder {root} cannot be read (permission denied): give yourself read access to it, or copy "
+            "the run to a folder you can read"
+        ) from err
+    cks = [describe(path, name) for path, name in candidates]
     numbered = [c for c in cks if c.pattern != "final" or c.epoch is not None or c.step is not None]
     by = "step" if numbered and all(c.step is not None for c in numbered) else "epoch"
     if by == "epoch" and not all(c.epoch is not None for c in numbered):

@@ -114,7 +114,11 @@ def load_config(path: str | Path | None = None) -> BenchConfig:
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path} is not valid TOML: {err}") from err
 
-    values: dict[str, object] = {"name": data.pop("name", path.stem), "source": path}
+    values: dict[str, object] = {"source": path}
+    name = data.pop("name", path.stem)
+    if not isinstance(name, str):
+        raise ConfigError(f"{path}: name should be text, got {name!r}")
+    values["name"] = name
     for section, table in data.items():
         if section not in _SECTIONS or not isinstance(table, dict):
             raise ConfigError(f"{path}: unknown section [{section}]; expected one of {sorted(_SECTIONS)}")
@@ -123,25 +127,61 @@ def load_config(path: str | Path | None = None) -> BenchConfig:
                 raise ConfigError(
                     f"{path}: unknown setting {section}.{key}; [{section}] takes {sorted(_SECTIONS[section])}"
                 )
-            values[_SECTIONS[section][key]] = value
+            field_name = _SECTIONS[section][key]
+            values[field_name] = _typed(path, f"{section}.{key}", value, _TYPES[field_name])
 
     for key in ("model_path", "lora_dir"):
         if values.get(key) is not None:
-            values[key] = (path.parent / str(values[key])).resolve()
+            values[key] = (path.parent / Path(str(values[key])).expanduser()).resolve()
     for key, allowed in _CHOICES.items():
         if key in values and values[key] not in allowed:
             raise ConfigError(f"{path}: {key} should be one of {allowed}, got {values[key]!r}")
     if values.get("model_path") is None and values.get("repo_id") is None:
         raise ConfigError(f"{path}: [model] needs `path` (a local diffusers folder) or `repo_id`")
     for key in ("width", "height"):
-        if key in values and int(values[key]) % 16:
-            raise ConfigError(f"{path}: render.{key} should be a multiple of 16, got {values[key]}")
-    for key in ("seed", "steps", "width", "height", "swap_cache_mb"):
-        if key in values and not isinstance(values[key], int):
-            raise ConfigError(f"{path}: {key} should be an integer, got {values[key]!r}")
-    if "guidance" in values:
-        values["guidance"] = float(values["guidance"])
+        if key in values and (values[key] < 16 or values[key] % 16):
+            raise ConfigError(f"{path}: render.{key} should be a positive multiple of 16, got {values[key]}")
+    for key, low in (("steps", 1), ("seed", 0), ("swap_cache_mb", 0)):
+        if key in values and values[key] < low:
+            raise ConfigError(f"{path}: {key} should be at least {low}, got {values[key]}")
+    if "guidance" in values and not 0 <= values["guidance"] < float("inf"):
+        raise ConfigError(f"{path}: render.guidance should be a finite number >= 0, got {values['guidance']}")
     return BenchConfig(**values)
+
+
+# The type each setting must have in TOML ("number" takes integers and floats).
+_TYPES = {
+    "model_path": str,
+    "repo_id": str,
+    "pipeline": str,
+    "device": str,
+    "dtype": str,
+    "offload": str,
+    "vae_tiling": bool,
+    "missing_hint": str,
+    "lora_dir": str,
+    "prompt": str,
+    "negative": str,
+    "seed": int,
+    "steps": int,
+    "guidance": "number",
+    "width": int,
+    "height": int,
+    "swap_cache_mb": int,
+}
+
+
+def _typed(path: Path, key: str, value: object, kind: type | str) -> object:
+    """``value`` if it has the setting's type (a bool is not a number), else a ConfigError naming file and key."""
+    if kind == "number":
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+    if not ok:
+        want = {"number": "a number", str: "text in quotes", bool: "true or false", int: "a whole number"}[kind]
+        raise ConfigError(f"{path}: {key} should be {want}, got {value!r} ({type(value).__name__})")
+    return value
 
 
 def _available(path: Path) -> list[str]:

@@ -32,12 +32,25 @@ from .checkpoints import Checkpoint
 from .lora_file import LoraError, LoraRead, read_lora
 from .pipeline import Base
 
-__all__ = ["AdapterSwapper", "get_swapper"]
+__all__ = ["MAX_SCALE", "AdapterSwapper", "check_scale", "get_swapper"]
 
 logger = logging.getLogger(__name__)
 
 ADAPTER = "zbench"
 SwapPath = Literal["noop", "base", "fast", "general", "inject"]
+MAX_SCALE = 4.0  # LoRA strengths people compare lie within ±2; beyond ±4 images are noise
+
+
+def check_scale(scale: float) -> None:
+    """Refuse a LoRA scale that is NaN, infinite or beyond ±MAX_SCALE (with the value received).
+
+    Zero (the base, exactly) and negative scales (the LoRA inverted) are allowed.
+
+    Raises:
+        ValueError: the scale is not usable.
+    """
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not -MAX_SCALE <= scale <= MAX_SCALE:
+        raise ValueError(f"a LoRA scale should be a number between {-MAX_SCALE:g} and {MAX_SCALE:g}, got {scale!r}")
 
 
 @dataclass
@@ -126,6 +139,7 @@ class AdapterSwapper:
                 The adapter state is unchanged in that case except when the error came during
                 injection, which leaves the base active.
         """
+        check_scale(scale)
         with self.lock, torch.no_grad():
             self.last_path = self._activate(ck, scale, target_rank)
             return self.last_path
@@ -231,6 +245,14 @@ class AdapterSwapper:
         self._modules, self._rank, self._run = read.modules, rank, run
         self._enabled = True  # fresh layers start enabled
 
+    def reset(self) -> None:
+        """Take every adapter layer off the pipeline: it renders the base until the next activate.
+
+        For recovery after a render that failed with the adapter on; thread-safe.
+        """
+        with self.lock:
+            self._reset()
+
     def _reset(self) -> None:
         """Back to the bare base: no adapter layers, nothing cached, the base active."""
         denoiser = self.base.denoiser
@@ -304,14 +326,12 @@ class AdapterSwapper:
             return path, (time.perf_counter() - t0) * 1000
 
 
-_SWAPPERS: dict[int, AdapterSwapper] = {}
 _SWAPPERS_LOCK = threading.Lock()
 
 
 def get_swapper(base: Base) -> AdapterSwapper:
-    """The one swapper of a base pipeline (created on first use)."""
+    """The one swapper of a base pipeline (created on first use, kept on the base)."""
     with _SWAPPERS_LOCK:
-        swapper = _SWAPPERS.get(id(base))
-        if swapper is None or swapper.base is not base:
-            swapper = _SWAPPERS[id(base)] = AdapterSwapper(base)
-        return swapper
+        if base.swapper is None:
+            base.swapper = AdapterSwapper(base)
+        return base.swapper

@@ -6,6 +6,7 @@ the LoRAs zbench compares adapt the denoiser (transformer or UNet), not the text
 
 from __future__ import annotations
 
+import gc
 import inspect
 import logging
 import threading
@@ -60,6 +61,9 @@ class Base:
     fingerprint: str = ""
     _embeds: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _embeds_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # The AdapterSwapper that owns this pipeline's LoRA slot (see hotswap.get_swapper): kept on the
+    # base so that releasing the base releases it, and no registry keeps an old pipeline alive.
+    swapper: Any = field(default=None, repr=False)
 
     @property
     def denoiser_name(self) -> str:
@@ -208,13 +212,15 @@ _BASES_LOCK = threading.Lock()
 def get_base(config: BenchConfig) -> Base:
     """The process-wide base for a config: loaded on first use, then shared.
 
-    Only one base is kept: asking for another model releases the previous one first,
-    since two 6B-parameter pipelines rarely fit in memory together.
+    Only one base is kept: asking for another model releases the previous one (and its
+    adapter swapper) before loading, since two 6B-parameter pipelines rarely fit in memory
+    together. Callers should not keep a base across a config switch either.
     """
     key = (config.model_id, config.pipeline, config.device, config.dtype, config.offload, config.vae_tiling)
     with _BASES_LOCK:
         if key not in _BASES:
             _BASES.clear()
+            gc.collect()  # the base and its swapper refer to each other: free them now, not later
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             _BASES[key] = load_base(config)

@@ -9,6 +9,7 @@ denoising batch) can replace the loop without changing callers.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import time
@@ -22,13 +23,25 @@ from PIL import Image
 
 from .cache import ImageCache, cell_key
 from .checkpoints import Checkpoint
-from .hotswap import AdapterSwapper, get_swapper
+from .hotswap import AdapterSwapper, check_scale, get_swapper
 from .lora_file import LoraError
 from .pipeline import Base
 
-__all__ = ["Cell", "CellResult", "RenderError", "RenderSettings", "Row", "plan_grid", "render_cells", "render_image"]
+__all__ = [
+    "Cell",
+    "CellResult",
+    "RenderError",
+    "RenderSettings",
+    "RenderStopped",
+    "Row",
+    "plan_grid",
+    "render_cells",
+    "render_image",
+]
 
 logger = logging.getLogger(__name__)
+
+LOCK_POLL_S = 0.25  # how often a cell waiting for the shared pipeline checks Stop
 
 
 @dataclass(frozen=True)
@@ -115,6 +128,8 @@ def plan_grid(
     """
     if not prompts or not seeds or not scales:
         raise ValueError("a grid needs at least one prompt, one seed and one scale")
+    for scale in scales:
+        check_scale(scale)
     rows = [Row(p, s, c) for p, s, c in itertools.product(prompts, seeds, scales)]
     columns: list[Checkpoint | None] = ([None] if include_base else []) + list(checkpoints)
     cells = [
@@ -132,6 +147,7 @@ def render_cells(
     target_rank: int | None = None,
     progress: Callable[[int, int, CellResult], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_step: Callable[[Cell, int, int], None] | None = None,
     cache: ImageCache | None = None,
     cache_only: bool = False,
 ) -> list[CellResult]:
@@ -141,7 +157,12 @@ def render_cells(
         target_rank: the largest rank among the run's checkpoints (default: among these cells'),
             so adapter layers are injected once for the whole run.
         progress: called after every cell with (done, total, result).
-        should_stop: polled between cells; when it returns True the rest are marked "stopped".
+        should_stop: polled between cells, after every denoising step and while waiting for
+            another session's cell; when it returns True the current cell and the rest are
+            marked "stopped" (a long render stops within one step).
+        on_step: called with (cell, step, steps) after every denoising step, and with step 0
+            while waiting for the shared pipeline. It may raise to abandon the render (the
+            page's Stop does): the lock is released and the pipeline stays usable.
         cache: images already drawn are taken from it (no swap, no render; ``swap_path`` is
             "cache") and new ones are stored in it.
         cache_only: render nothing; cells not in the cache come back "pending".
@@ -150,6 +171,8 @@ def render_cells(
         Swaps the shared pipeline's adapter (under the swapper's lock).
     """
     swapper = swapper or get_swapper(base)
+    for cell in cells:
+        check_scale(cell.scale)
     ranks = [c.checkpoint.rank for c in cells if c.checkpoint is not None and c.checkpoint.rank]
     target_rank = max([target_rank or 0, *ranks])
     # Checkpoint-major order: each adapter is swapped in once; base (None) first.
@@ -159,7 +182,7 @@ def render_cells(
     for done, i in enumerate(order, start=1):
         cell = cells[i]
         key = _key(base, cell, settings) if cache is not None else None
-        cached = cache.get(key) if key is not None else None
+        cached = cache.get(key, size=(settings.width, settings.height)) if key is not None else None
         reuse = base_images.get((cell.prompt, cell.seed)) if cell.checkpoint is None else None
         if cached is not None:
             result = CellResult(cell, cached, "ok", None, None, None, "cache")
@@ -170,7 +193,7 @@ def render_cells(
         elif should_stop is not None and should_stop():
             result = CellResult(cell, None, "stopped", "rendering was stopped")
         else:
-            result = _render_cell(base, swapper, cell, settings, target_rank)
+            result = _render_cell(base, swapper, cell, settings, target_rank, should_stop, on_step)
             if key is not None and result.image is not None:
                 cache.put(key, result.image, parameters=f"{cell.prompt}\nSeed: {cell.seed}, LoRA: {cell.name}")
         if cell.checkpoint is None and result.image is not None:
@@ -200,36 +223,92 @@ def _key(base: Base, cell: Cell, settings: RenderSettings) -> str | None:
 
 
 def _render_cell(
-    base: Base, swapper: AdapterSwapper, cell: Cell, settings: RenderSettings, target_rank: int
+    base: Base,
+    swapper: AdapterSwapper,
+    cell: Cell,
+    settings: RenderSettings,
+    target_rank: int,
+    should_stop: Callable[[], bool] | None,
+    on_step: Callable[[Cell, int, int], None] | None,
 ) -> CellResult:
-    with swapper.lock:
+    def step(i: int) -> None:
+        if on_step is not None:
+            on_step(cell, i, settings.steps)
+        if should_stop is not None and should_stop():
+            raise RenderStopped
+
+    try:
+        # Another session may be rendering: wait in short slices so Stop still works meanwhile.
+        while not swapper.lock.acquire(timeout=LOCK_POLL_S):
+            step(0)
+    except RenderStopped:
+        return CellResult(cell, None, "stopped", "rendering was stopped")
+    try:
         try:
             path, swap_ms = swapper.timed_activate(cell.checkpoint, scale=cell.scale, target_rank=target_rank)
         except LoraError as err:
             return CellResult(cell, None, "error", str(err))
         try:
             t0 = time.perf_counter()
-            image = render_image(base, cell.prompt, cell.seed, settings)
+            image = render_image(base, cell.prompt, cell.seed, settings, on_step=step)
             render_ms = (time.perf_counter() - t0) * 1000
+        except RenderStopped:
+            return CellResult(cell, None, "stopped", "rendering was stopped", swap_ms, None, path)
         except RenderError as err:
             return CellResult(cell, None, "error", str(err), swap_ms, None, path)
+        except Exception as err:  # an adapter that fails inside the model must not poison the next cells
+            swapper.reset()
+            return CellResult(
+                cell,
+                None,
+                "error",
+                f"rendering {cell.name} failed ({type(err).__name__}: {err}); its LoRA was taken off the pipeline, "
+                "which keeps rendering the other checkpoints. Re-save the file from the trainer.",
+                swap_ms,
+                None,
+                path,
+            )
+    finally:
+        swapper.lock.release()
     return CellResult(cell, image, "ok", None, swap_ms, render_ms, path)
+
+
+class RenderStopped(Exception):
+    """Raised inside a render to abandon it (Stop was pressed); the cell is marked "stopped"."""
 
 
 class RenderError(RuntimeError):
     """A render failed; the message says why and what to change."""
 
 
-def render_image(base: Base, prompt: str, seed: int, settings: RenderSettings) -> Image.Image:
+def render_image(
+    base: Base,
+    prompt: str,
+    seed: int,
+    settings: RenderSettings,
+    *,
+    on_step: Callable[[int], None] | None = None,
+) -> Image.Image:
     """Draw one image with whatever adapter is active. Call it under the swapper's lock.
 
     The initial noise comes from a CPU generator seeded with ``seed``, so every checkpoint
     (and CPU and CUDA alike) starts from the same noise.
 
+    Args:
+        on_step: called with the number of finished denoising steps after each one (pipelines
+            that report steps); whatever it raises ends the render and propagates.
+
     Raises:
         RenderError: out of memory, or the result holds NaNs (a diverged LoRA or fp16 overflow).
     """
     kwargs = base.prompt_kwargs(prompt, settings.negative, settings.guidance)
+    if on_step is not None and "callback_on_step_end" in inspect.signature(base.pipe.__call__).parameters:
+
+        def callback(pipe, i, t, tensors):
+            on_step(i + 1)
+            return {}
+
+        kwargs = {**kwargs, "callback_on_step_end": callback, "callback_on_step_end_tensor_inputs": []}
     try:
         with torch.inference_mode():
             out = base.pipe(

@@ -6,14 +6,18 @@ Everything is kept beside the run, in ``<run_dir>/.zbench/``:
 - ``release.json``: the current release decision;
 - ``releases.jsonl``: every release decision ever made, one JSON object a line (append only).
 
-Every browser session of the page shares one process, so every change is a read-modify-write
-under a process-wide lock per run folder: the file is re-read before each change, and two
-sessions never lose each other's edits. Writes are atomic and a file that cannot be read is
-never overwritten (``records.py``); votes become a ranking in ``ranking.py``.
+Every change is a read-modify-write under a lock per run folder, held across threads (the
+page's browser sessions share a process) and across processes (a second server, a script):
+a thread lock plus an exclusive ``flock`` on ``.zbench/.lock``. The file is re-read before each
+change, so no writer loses another's edits. Writes are atomic and a file that cannot be read is
+never overwritten (``records.py``); votes become a ranking in ``ranking.py``. A run folder that
+cannot be written (read-only media, another user's files) gives a :class:`DecisionError` that
+says so; nothing is half written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import logging
@@ -26,7 +30,12 @@ from pathlib import Path
 
 from ..engine.checkpoints import Checkpoint, file_hash
 from .ranking import rank_votes
-from .records import VERSION, DecisionError, Review, Vote, corrupt, parse_review, read_json, write_atomic
+from .records import VERSION, DecisionError, Review, Vote, append_line, corrupt, parse_review, read_json, write_atomic
+
+try:
+    import fcntl  # POSIX; elsewhere the lock is per process only
+except ImportError:  # pragma: no cover
+    fcntl = None
 
 __all__ = ["DecisionStore", "default_user"]
 
@@ -56,6 +65,14 @@ def _lock_for(folder: Path) -> threading.Lock:
         return _LOCKS.setdefault(key, threading.Lock())
 
 
+def _unwritable(folder: Path, err: OSError) -> DecisionError:
+    return DecisionError(
+        f"cannot write zbench's records in {folder} ({type(err).__name__}: {err.strerror or err}): the run folder "
+        "is read-only or not yours. Make it writable, or copy the run to a folder you can write, then reload; "
+        "nothing was changed."
+    )
+
+
 class DecisionStore:
     """Ratings, notes, votes and the release record of one run, kept in ``<run_dir>/.zbench/``.
 
@@ -82,6 +99,27 @@ class DecisionStore:
         """``releases.jsonl``: every release record, oldest first."""
         return self.run_dir / FOLDER / "releases.jsonl"
 
+    @contextlib.contextmanager
+    def _locked(self):
+        """This run's lock, across threads and processes, for one read-modify-write."""
+        with self._lock:
+            folder = self.run_dir / FOLDER
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as err:
+                raise _unwritable(folder, err) from err
+            try:
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            except OSError as err:
+                if isinstance(err, FileNotFoundError):
+                    raise
+                raise _unwritable(folder, err) from err
+            finally:
+                os.close(fd)  # closing releases the flock
+
     def load(self) -> Review:
         """Read the review; an absent file is an empty review.
 
@@ -93,7 +131,7 @@ class DecisionStore:
 
     def _update(self, change: Callable[[Review], None]) -> Review:
         """Re-read, change, and atomically rewrite review.json under the run's lock."""
-        with self._lock:
+        with self._locked():
             review = self.load()
             change(review)
             data = {"version": VERSION, **asdict(review)}
@@ -221,13 +259,13 @@ class DecisionStore:
         path = Path(checkpoint.path)
         if not path.is_file():
             raise FileNotFoundError(f"{checkpoint.name}: {path} does not exist; rescan the run and pick again.")
-        current = file_hash(path)
+        current = file_hash(path, memo=False)  # the bytes recorded now, not a digest remembered by size and time
         if checkpoint.hash and checkpoint.hash != current:
             raise DecisionError(
                 f"{checkpoint.name} changed on disk since it was scanned (hash {checkpoint.hash}, now {current}); "
                 "rescan the run and look at it again before releasing it."
             )
-        with self._lock:
+        with self._locked():
             review = self.load()
             names = sorted({*review.ratings, *review.notes, *(n for v in review.votes for n in (v.winner, v.loser))})
             record = {
@@ -250,12 +288,29 @@ class DecisionStore:
                 "settings": settings or {},
             }
             write_atomic(self.release_path, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
-            with self.history_path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+            append_line(self.history_path, json.dumps(record, ensure_ascii=False))
         logger.info("release of %s: %s (%s) by %s", self.run_dir, checkpoint.name, current, who)
         return record
+
+    def history(self) -> list[dict]:
+        """Every release record, oldest first; a line torn by a crash mid-write is skipped.
+
+        Raises:
+            DecisionError: releases.jsonl exists but cannot be read.
+        """
+        try:
+            lines = self.history_path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        except (OSError, UnicodeDecodeError) as err:
+            raise DecisionError(corrupt(self.history_path, f"cannot be read ({type(err).__name__}: {err})")) from err
+        records = []
+        for line in lines:
+            with contextlib.suppress(json.JSONDecodeError):
+                record = json.loads(line)
+                if isinstance(record, dict):
+                    records.append(record)
+        return records
 
     def release(self) -> dict | None:
         """The current release record, or None when none was made.

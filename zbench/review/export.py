@@ -110,7 +110,7 @@ def export_sheet(
     """
     if not formats or set(formats) - set(FORMATS):
         raise ValueError(f"formats should be a non-empty selection of {FORMATS}, got {tuple(formats)}")
-    out = Path(out_dir)
+    out = Path(out_dir).expanduser()
     (out / "cells").mkdir(parents=True, exist_ok=True)
     layout = layout_pages(results, rows, info, zooms=zooms, max_pixels=max_pixels, max_side=max_side)
     pages = layout.pages

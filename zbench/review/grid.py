@@ -19,6 +19,7 @@ from typing import Literal
 import pandas as pd
 
 from ..engine.checkpoints import Checkpoint
+from ..engine.hotswap import check_scale
 from ..engine.render import Cell, CellResult, RenderSettings, Row, plan_grid
 from .metrics import LoraFactors, image_distance, lora_delta_norm, lora_factors, lora_weight_change
 
@@ -74,7 +75,7 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def parse_scales(text: str) -> list[float]:
-    """LoRA scales separated by commas or spaces: "0.5, 1, 1.2" (each between -4 and 4).
+    """LoRA scales separated by commas or spaces: "0.5, 1, 1.2" (each between -4 and 4, see check_scale).
 
     Raises:
         ValueError: a value that is not a number or is out of range, with the value received.
@@ -85,8 +86,7 @@ def parse_scales(text: str) -> list[float]:
             scale = float(item)
         except ValueError:
             raise ValueError(f"LoRA scales should be numbers separated by commas, got {item!r}") from None
-        if not -4 <= scale <= 4:
-            raise ValueError(f"a LoRA scale should be between -4 and 4, got {scale:g}")
+        check_scale(scale)
         if scale not in scales:
             scales.append(scale)
     return scales

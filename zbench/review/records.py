@@ -16,7 +16,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["VERSION", "DecisionError", "Review", "Vote", "corrupt", "parse_review", "read_json", "write_atomic"]
+__all__ = [
+    "VERSION",
+    "DecisionError",
+    "Review",
+    "Vote",
+    "append_line",
+    "corrupt",
+    "parse_review",
+    "read_json",
+    "write_atomic",
+]
 
 VERSION = 1  # of review.json; a newer file is refused rather than rewritten without its new fields
 
@@ -77,6 +87,20 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def append_line(path: Path, line: str) -> None:
+    """Append one line (a JSON record) durably. A line torn by an earlier crash is ended first,
+    so it cannot swallow this one: readers skip the torn line and read every whole one."""
+    with path.open("a+b") as f:
+        f.seek(0, os.SEEK_END)
+        torn = False
+        if f.tell():
+            f.seek(-1, os.SEEK_END)
+            torn = f.read(1) != b"\n"
+        f.write((("\n" if torn else "") + line + "\n").encode("utf-8"))
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def read_json(path: Path) -> object | None:
     """The JSON in ``path``, or None when it does not exist.
 
@@ -87,6 +111,10 @@ def read_json(path: Path) -> object | None:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
+    except PermissionError as err:
+        raise DecisionError(
+            f"{path} cannot be read (permission denied): give yourself read access to it, then reload"
+        ) from err
     except (OSError, UnicodeDecodeError) as err:
         raise DecisionError(corrupt(path, f"cannot be read ({type(err).__name__}: {err})")) from err
     try:
