@@ -19,7 +19,7 @@ from natsort import natsort_keygen
 
 from .alphas import alpha_problem, configured_alpha
 from .header import HeaderError, read_header, read_scalars
-from .keys import DOWN_WEIGHT, detect_arch, detect_format, detect_trainer, module_of
+from .keys import DOWN_WEIGHT, detect_arch, detect_format, detect_trainer, family_name, module_of
 
 __all__ = ["Checkpoint", "parse_name", "scan_run"]
 
@@ -346,12 +346,25 @@ def _mark_odd_module_sets(cks: list[Checkpoint]) -> None:
     common, count = Counter(c.modules for c in usable).most_common(1)[0]
     if count * 2 <= len(usable):
         return  # no majority: nothing to call odd
+    arch = next(c.arch for c in usable if c.modules == common)
     for c in usable:
-        if c.modules != common:
-            missing, extra = common - c.modules, c.modules - common
-            example = sorted(extra or missing)[0]
-            c.error = (
-                f"{c.name} adapts a different set of modules from the rest of this run "
-                f"({len(missing)} missing, {len(extra)} extra, e.g. {example!r}); it is probably from another "
-                f"run or base model ({c.arch}). Move it to its own folder."
+        if c.modules == common:
+            continue
+        missing, extra = common - c.modules, c.modules - common
+        text_encoder = sorted(m for m in extra if m.startswith(("lora_te", "te_", "text_encoder")))
+        if c.arch != arch and "unknown" not in (c.arch, arch):
+            cause = (
+                f"targets {family_name(c.arch)} (keys like {sorted(c.modules)[0]!r}) while the rest of this run "
+                f"targets {family_name(arch)}: it is a LoRA for another base model"
             )
+        elif text_encoder:
+            cause = (
+                f"also adapts the text encoder ({len(text_encoder)} modules, e.g. {text_encoder[0]!r}), which the "
+                "rest of this run does not: it is from another run or trainer setting"
+            )
+        else:
+            cause = (
+                f"adapts a different set of modules from the rest of this run ({len(missing)} missing, "
+                f"{len(extra)} extra, e.g. {sorted(extra or missing)[0]!r}): it is from another run or base model"
+            )
+        c.error = f"{c.name} {cause}. Move it to its own folder."

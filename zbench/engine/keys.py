@@ -10,7 +10,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-__all__ = ["DOWN_WEIGHT", "UP_WEIGHT", "detect_arch", "detect_format", "detect_trainer", "module_of"]
+__all__ = [
+    "DOWN_WEIGHT",
+    "UP_WEIGHT",
+    "detect_arch",
+    "detect_format",
+    "detect_trainer",
+    "family_name",
+    "module_of",
+]
 
 # The down (A) factor of a module: its first dimension is the module's rank.
 DOWN_WEIGHT = re.compile(r"\.(lora_A|lora_down|lora\.down)(\.[^.]+)?\.weight$")
@@ -60,6 +68,21 @@ def detect_format(keys: list[str]) -> str:
     if any(k.endswith(".dora_scale") for k in keys):
         parts.append("dora")
     return "+".join(parts)
+
+
+_FAMILY_NAMES = {
+    "z-image": "Z-Image",
+    "sdxl": "SDXL",
+    "sd": "SD 1.5/2",
+    "flux": "Flux",
+    "dit": "a DiT",
+    "other": "another model",
+}
+
+
+def family_name(family: str) -> str:
+    """A base family as people write it: "z-image" -> "Z-Image"."""
+    return _FAMILY_NAMES.get(family, family)
 
 
 def detect_arch(modules: frozenset[str]) -> str:

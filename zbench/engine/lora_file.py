@@ -20,19 +20,13 @@ from safetensors.torch import load_file
 from .alphas import adapter_metadata, alpha_problem
 from .checkpoints import Checkpoint
 from .header import HeaderError, read_header
-from .keys import DOWN_WEIGHT, UP_WEIGHT, module_of
+from .keys import DOWN_WEIGHT, UP_WEIGHT, family_name, module_of
 from .pipeline import Base
 
 __all__ = ["LoraError", "LoraRead", "read_lora"]
 
-_FAMILY_NAMES = {
-    "z-image": "Z-Image",
-    "sdxl": "SDXL",
-    "sd": "SD 1.5/2",
-    "flux": "Flux",
-    "dit": "a DiT",
-    "other": "another model",
-}
+# Text-encoder keys as trainers write them: kohya lora_te_/lora_te1_/lora_te2_, diffusers text_encoder(_2).
+_TEXT_ENCODER = re.compile(r"^(lora_te\d?_|text_encoder(_\d)?\.|te\d?\.)")
 _RESAVE = "Re-save it from the trainer, or move it out of the run folder; the other checkpoints are unaffected."
 
 
@@ -74,7 +68,7 @@ def read_lora(base: Base, ck: Checkpoint) -> LoraRead:
         out = base.pipe.lora_state_dict(dict(raw), return_lora_metadata=True)
     except Exception as err:  # diffusers raises many types for keys it cannot convert
         raise LoraError(
-            f"{ck.name}: diffusers cannot read it as a {_family_name(base.family)} LoRA ({type(err).__name__}: "
+            f"{ck.name}: diffusers cannot read it as a {family_name(base.family)} LoRA ({type(err).__name__}: "
             f"{err}). {_arch_hint(base, ck)}"
         ) from err
     sd = out[0] if isinstance(out, tuple) else out
@@ -91,11 +85,7 @@ def read_lora(base: Base, ck: Checkpoint) -> LoraRead:
         sd = fixed
     foreign = sorted(k for k in sd if not k.startswith(prefix + "."))
     if foreign:
-        raise LoraError(
-            f"{ck.name} also adapts the text encoder ({len(foreign)} tensors, e.g. {foreign[0]!r}); "
-            "zbench swaps denoiser LoRAs only. Retrain with the text encoder frozen (e.g. kohya "
-            "--network_train_unet_only) to compare this run here."
-        )
+        raise LoraError(_text_encoder_message(ck, foreign))
     _check_finite(ck, sd)
     modules = frozenset(k[len(prefix) + 1 :].split(".lora_")[0] for k in sd)
     unknown = sorted(modules - set(names))
@@ -110,7 +100,11 @@ def read_lora(base: Base, ck: Checkpoint) -> LoraRead:
 
 
 def _check_raw(ck: Checkpoint, raw: dict[str, torch.Tensor]) -> None:
-    """Pairs, ranks and alphas as stored, before diffusers' converter (which loops on a negative alpha)."""
+    """Pairs, ranks and alphas as stored, before diffusers' converter (which loops on a negative alpha
+    and folds text-encoder keys into the denoiser's prefix)."""
+    text_encoder = sorted(k for k in raw if _TEXT_ENCODER.match(k))
+    if text_encoder:
+        raise LoraError(_text_encoder_message(ck, text_encoder))
     downs, ups, alphas = {}, {}, {}
     for key, tensor in raw.items():
         module = module_of(key)
@@ -129,8 +123,8 @@ def _check_raw(ck: Checkpoint, raw: dict[str, torch.Tensor]) -> None:
         key = (downs.get(unpaired[0]) or ups[unpaired[0]])[0]
         raise LoraError(
             f"{ck.name} is incomplete: {key!r} has no matching "
-            f"{'lora_B/lora_up' if unpaired[0] in downs else 'lora_A/lora_down'} factor ({len(unpaired)} such "
-            f"modules). {_RESAVE}"
+            f"{'lora_B/lora_up' if unpaired[0] in downs else 'lora_A/lora_down'} factor ({len(unpaired)} "
+            f"module{'s' if len(unpaired) > 1 else ''} like this). {_RESAVE}"
         )
     for module, (key, down) in downs.items():
         up = ups[module][1]
@@ -145,6 +139,14 @@ def _check_raw(ck: Checkpoint, raw: dict[str, torch.Tensor]) -> None:
         problem = problem or alpha_problem(float(alpha.float().reshape(())), rank)
         if problem:
             raise LoraError(f"{ck.name}: {problem} ({key!r}). The file is corrupt or hand-edited. {_RESAVE}")
+
+
+def _text_encoder_message(ck: Checkpoint, keys: list[str]) -> str:
+    return (
+        f"{ck.name} also adapts the text encoder ({len(keys)} tensors, e.g. {keys[0]!r}); "
+        "zbench swaps denoiser LoRAs only. Retrain with the text encoder frozen (e.g. kohya "
+        "--network_train_unet_only) to compare this run here."
+    )
 
 
 def _check_finite(ck: Checkpoint, sd: dict[str, torch.Tensor]) -> None:
@@ -208,18 +210,13 @@ def _with_prefix(sd: dict, names: set[str], prefix: str) -> dict | None:
     return fixed
 
 
-def _family_name(family: str) -> str:
-    """A base family as people write it: "z-image" -> "Z-Image"."""
-    return _FAMILY_NAMES.get(family, family)
-
-
 def _arch_hint(base: Base, ck: Checkpoint) -> str:
     """The fix for a file that does not fit: the base it was trained for, when its keys say."""
     if ck.arch not in ("unknown", base.family):
         example = sorted(ck.modules)[0] if ck.modules else ""
-        ours = _family_name(base.family)
+        ours = family_name(base.family)
         return (
-            f"It targets {_family_name(ck.arch)} (keys like {example!r}); the loaded base is "
+            f"It targets {family_name(ck.arch)} (keys like {example!r}); the loaded base is "
             f"{ours}. Pick a {ours} LoRA or switch the base in configs/."
         )
     return f"Check that it was trained on {base.config.name}."
