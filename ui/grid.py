@@ -71,11 +71,19 @@ def draw_grid(opened: OpenRun, plan: GridPlan, *, cache_only: bool, progress_slo
             slots[(r, col)] = line[col + 1].empty()
 
     started = time.perf_counter()
+    finished = [0]  # cells done, for the per-step progress line
 
     def on_cell(done: int, total: int, result: zbench.CellResult) -> None:
+        finished[0] = done
         show_cell(slots[(result.cell.row, result.cell.col)], result)
         if result.swap_path != "cache":
             progress_slot.progress(done / total, text=f"rendered {done} of {total}")
+
+    def on_step(cell: zbench.Cell, step: int, steps: int) -> None:
+        # A page element written every step: Streamlit interrupts a run at its next element write,
+        # so Stop (or any widget) takes effect within one denoising step, not after the cell.
+        what = f"{literal(cell.name)}: step {step} of {steps}" if step else "waiting for another session's render"
+        progress_slot.progress(finished[0] / len(cells), text=f"rendered {finished[0]} of {len(cells)} · {what}")
 
     results = zbench.render_cells(
         opened.base,
@@ -83,6 +91,7 @@ def draw_grid(opened: OpenRun, plan: GridPlan, *, cache_only: bool, progress_slo
         request.settings,
         target_rank=target_rank(opened.run),
         progress=on_cell,
+        on_step=on_step,
         cache=image_cache(),
         cache_only=cache_only,
     )
