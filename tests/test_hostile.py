@@ -704,6 +704,28 @@ def test_hostile_tilde_folders_are_expanded(tmp_path, monkeypatch, targets):
     assert (tmp_path / "sheets" / "manifest.json").is_file() and not (tmp_path / "~").exists()
 
 
+def test_hostile_weight_metrics_never_raise_for_one_file(tmp_path, targets, monkeypatch):
+    import safetensors
+
+    from zbench import weight_metrics
+    from zbench.review import metrics
+
+    for e in (1, 2, 3):
+        save_file(diffusers_keys(factors(targets, seed=10 + e)), str(tmp_path / f"w_{e}.safetensors"))
+    run = scan_run(tmp_path)
+    real = metrics.load_file
+
+    def refuses_the_second(path, *args, **kwargs):  # a file that changed on disk after the scan
+        if path.endswith("w_2.safetensors"):
+            raise safetensors.SafetensorError("invalid offset for tensor")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(metrics, "load_file", refuses_the_second)
+    table = weight_metrics(run)
+    assert table["w_2.safetensors"] == {"delta_norm": None, "weight_change": None}
+    assert table["w_1.safetensors"]["delta_norm"] > 0 and table["w_3.safetensors"]["delta_norm"] > 0
+
+
 def test_hostile_config_switch_keeps_one_pipeline(tiny_config):
     import dataclasses
 

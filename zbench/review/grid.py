@@ -9,6 +9,7 @@ grid's images (distance from the base render, change from the previous checkpoin
 
 from __future__ import annotations
 
+import logging
 import re
 import statistics
 import threading
@@ -32,6 +33,8 @@ __all__ = [
     "parse_seeds",
     "weight_metrics",
 ]
+
+logger = logging.getLogger(__name__)
 
 RowsBy = Literal["prompts", "seeds", "scales"]
 
@@ -125,8 +128,9 @@ def _memo(key: tuple, compute) -> float | None:
             return _WEIGHTS[key]
     try:
         value = compute()
-    except (OSError, ValueError, KeyError, RuntimeError):
-        value = None  # unreadable or odd file: the table shows a blank, the scan shows why
+    except Exception as err:  # one unreadable or odd file: its cells are blank, the scan or grid says why
+        logger.warning("weight metric %s failed: %s", key[0], err)
+        value = None
     with _WEIGHTS_LOCK:
         _WEIGHTS[key] = value
     return value
