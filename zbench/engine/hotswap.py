@@ -136,8 +136,10 @@ class AdapterSwapper:
 
         Raises:
             LoraError: the file is broken, for another base, or differs from the run's modules.
-                The adapter state is unchanged in that case except when the error came during
-                injection, which leaves the base active.
+                The adapter state is unchanged when the file is refused before loading; when
+                diffusers fails while writing it, every adapter layer is removed (the base is
+                active and the next checkpoint is injected afresh).
+            ValueError: ``scale`` is NaN, infinite or beyond ±MAX_SCALE.
         """
         check_scale(scale)
         with self.lock, torch.no_grad():

@@ -167,6 +167,9 @@ def render_cells(
             "cache") and new ones are stored in it.
         cache_only: render nothing; cells not in the cache come back "pending".
 
+    Raises:
+        ValueError: a cell's LoRA scale is not usable (see ``check_scale``); nothing is rendered.
+
     Side effects:
         Swaps the shared pipeline's adapter (under the swapper's lock).
     """
