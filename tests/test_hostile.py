@@ -47,7 +47,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import save_file
 
 from zbench import (
@@ -760,6 +759,17 @@ def test_hostile_config_switch_keeps_one_pipeline(tiny_config):
     assert gone() is None
 
 
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares its size and holds no pixels (what a decompression bomb starts with)."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
 def test_hostile_decompression_bomb_in_the_image_cache_is_a_miss(tmp_path, base, targets):
     save_file(diffusers_keys(factors(targets, seed=1)), str(tmp_path / "c_1.safetensors"))
     (ck,) = scan_run(tmp_path)
@@ -768,7 +778,7 @@ def test_hostile_decompression_bomb_in_the_image_cache_is_a_miss(tmp_path, base,
                    guidance=0.0, width=32, height=32)  # fmt: skip
     path = cache._path(key)
     path.parent.mkdir(parents=True)
-    Image.new("1", (30000, 30000)).save(path)  # 900 Mpx in a few KB: Pillow refuses to decode it
+    path.write_bytes(_png_header(30000, 30000))  # 900 Mpx declared in 57 bytes: Pillow refuses to decode it
     _, cells = plan_grid([ck], prompts=[PROMPT], seeds=[SEED], include_base=False)
     (result,) = render_cells(base, cells, SETTINGS, cache=cache)
     assert result.status == "ok" and result.image.size == (32, 32) and result.swap_path != "cache"
