@@ -620,6 +620,26 @@ def test_hostile_render_failure_inside_the_model_resets_the_adapter(base, target
     assert second.status == "ok" and np.array_equal(np.asarray(second.image), reference_b)
 
 
+def test_hostile_unforeseen_failures_are_one_row_and_one_cell(base, targets, tmp_path, reference_b, monkeypatch):
+    import zbench.engine.checkpoints as checkpoints
+    import zbench.engine.hotswap as hotswap
+
+    for name, seed in (("u_1.safetensors", 1), ("u_2.safetensors", 2), (GOOD_B, 3)):
+        save_file(diffusers_keys(factors(targets, seed=seed)), str(tmp_path / name))
+    real_describe, real_read = checkpoints.describe, hotswap.read_lora
+    monkeypatch.setattr(checkpoints, "describe", lambda p, n: 1 / 0 if n == "u_1.safetensors" else real_describe(p, n))
+    monkeypatch.setattr(
+        hotswap, "read_lora", lambda b, ck: {}["boom"] if ck.name == "u_2.safetensors" else real_read(b, ck)
+    )
+    cks = {c.name: c for c in scan_run(tmp_path)}
+    assert "ZeroDivisionError" in cks["u_1.safetensors"].error and cks["u_2.safetensors"].error is None
+    order = [cks["u_1.safetensors"], cks["u_2.safetensors"], cks[GOOD_B]]
+    _, cells = plan_grid(order, prompts=[PROMPT], seeds=[SEED], include_base=False)
+    one, two, good = render_cells(base, cells, SETTINGS, target_rank=RANK)
+    assert one.status == "error" and two.status == "error" and "KeyError" in two.error
+    assert good.status == "ok" and np.array_equal(np.asarray(good.image), reference_b)
+
+
 # -- decisions --------------------------------------------------------------------------------
 
 _WRITER = """

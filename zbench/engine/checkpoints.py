@@ -241,6 +241,20 @@ def describe(path: Path, name: str) -> Checkpoint:
     return ck
 
 
+def _describe_safely(path: Path, name: str) -> Checkpoint:
+    """:func:`describe`, and for anything it did not foresee an error row instead of a failed scan."""
+    try:
+        return describe(path, name)
+    except Exception as err:  # e.g. a file that changes while it is read
+        logger.exception("describing %s failed", path)
+        return Checkpoint(
+            name=name,
+            path=path,
+            error=f"{name} could not be read ({type(err).__name__}: {err}). Re-copy or re-save the file; "
+            "the other checkpoints are unaffected.",
+        )
+
+
 def _apply_metadata(ck: Checkpoint, meta: dict[str, str]) -> None:
     """Fill epoch/step/alpha from trainer metadata; names win only where metadata is silent."""
     epoch, step = _int(meta.get("ss_epoch")), _int(meta.get("ss_steps"))
@@ -328,7 +342,7 @@ def scan_run(folder: str | Path) -> list[Checkpoint]:
             f"LoRA folder {root} cannot be read (permission denied): give yourself read access to it, or copy "
             "the run to a folder you can read"
         ) from err
-    cks = [describe(path, name) for path, name in candidates]
+    cks = [_describe_safely(path, name) for path, name in candidates]
     numbered = [c for c in cks if c.pattern != "final" or c.epoch is not None or c.step is not None]
     by = "step" if numbered and all(c.step is not None for c in numbered) else "epoch"
     if by == "epoch" and not all(c.epoch is not None for c in numbered):

@@ -251,6 +251,15 @@ def _render_cell(
             path, swap_ms = swapper.timed_activate(cell.checkpoint, scale=cell.scale, target_rank=target_rank)
         except LoraError as err:
             return CellResult(cell, None, "error", str(err))
+        except Exception as err:  # unforeseen: the next cells still get a clean pipeline
+            swapper.reset()
+            return CellResult(
+                cell,
+                None,
+                "error",
+                f"{cell.name} could not be swapped in ({type(err).__name__}: {err}); the pipeline was reset to the "
+                "base model and keeps rendering the other checkpoints. Re-save the file from the trainer.",
+            )
         try:
             t0 = time.perf_counter()
             image = render_image(base, cell.prompt, cell.seed, settings, on_step=step)
