@@ -6,10 +6,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from zbench import load_config, plan_grid, render_cells, scan_run
+from zbench import RenderSettings, load_config, plan_grid, render_cells, scan_run
 from zbench.demo.build import QUICK, build_demo
 from zbench.engine.pipeline import load_base
-from zbench.engine.render import RenderSettings
 
 
 @pytest.mark.slow

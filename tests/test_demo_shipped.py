@@ -2,12 +2,11 @@
 
 import pytest
 
-from zbench import image_distance, load_config, plan_grid, render_cells, scan_run
+from zbench import RenderSettings, image_distance, load_config, plan_grid, render_cells, scan_run
 from zbench.demo.build import eval_scenes
 from zbench.demo.metrics import adherence
 from zbench.demo.shapes import glow_share
 from zbench.engine.pipeline import get_base
-from zbench.engine.render import RenderSettings
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from zbench import Cell, CellResult, RenderSettings, Row
 from zbench.engine.checkpoints import Checkpoint
-from zbench.engine.render import Cell, CellResult, RenderSettings, Row
 from zbench.review.export import export_sheet, write_grid
 from zbench.review.sheet import SheetInfo, compose_pages, compose_sheet
 from zbench.review.zoom import ZoomBox, ZoomSpec, crop_zoom

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from zbench import Cell, CellResult
 from zbench.engine.checkpoints import Checkpoint
-from zbench.engine.render import Cell, CellResult
 from zbench.review.zoom import (
     BOX_COLOURS,
     PLACEHOLDER,

@@ -30,8 +30,13 @@ def choose_grid(opened: OpenRun) -> GridPlan:
     Stops the page with a message when a field does not parse or nothing is chosen.
     """
     config, by_name = opened.config, opened.by_name
+    try:
+        default_prompts = "\n".join(config.prompts())
+    except zbench.ConfigError as err:
+        st.error(literal(err))
+        default_prompts = config.prompt
     with st.sidebar:
-        prompts_text = st.text_area("Prompts (one per line)", config.prompt, height=90)
+        prompts_text = st.text_area("Prompts (one per line)", default_prompts, height=90)
         negative = st.text_input("Negative prompt", config.negative)
         seeds_text = st.text_input("Seeds", str(config.seed), help="comma-separated: each seed is a row")
         scales_text = st.text_input("LoRA scales", "1.0", help="comma-separated, e.g. 0.5, 1: epoch × strength")

@@ -2,13 +2,15 @@
 
 from .demo.metrics import adherence, spearman
 from .engine.cache import ImageCache, cell_key, default_cache_dir, get_image_cache
-from .engine.checkpoints import Checkpoint, parse_name, scan_run
+from .engine.checkpoints import Checkpoint, scan_run
 from .engine.config import BenchConfig, ConfigError, default_config_path, load_config
 from .engine.header import read_header
 from .engine.hotswap import AdapterSwapper, get_swapper
 from .engine.lora_file import LoraError
+from .engine.names import parse_name
 from .engine.pipeline import Base, BaseModelError, get_base, load_base, resolve_device, resolve_dtype
-from .engine.render import Cell, CellResult, RenderError, RenderSettings, Row, plan_grid, render_cells, render_image
+from .engine.plan import Cell, CellResult, RenderSettings, Row, plan_grid
+from .engine.render import RenderError, peak_memory, render_cells, render_image
 from .review.decision import DecisionStore, default_user
 from .review.export import export_sheet, write_grid
 from .review.grid import (
@@ -73,6 +75,7 @@ __all__ = [
     "parse_prompts",
     "parse_scales",
     "parse_seeds",
+    "peak_memory",
     "plan_grid",
     "read_header",
     "render_cells",

@@ -180,7 +180,7 @@ def _cmd_grid(args) -> int:
         height=config.height if args.height is None else args.height,
         negative=config.negative if args.negative is None else args.negative,
     )
-    prompts = args.prompt or [config.prompt]
+    prompts = args.prompt or config.prompts()
     seeds = args.seed or [config.seed]
     scales = args.scale or [1.0]
     try:

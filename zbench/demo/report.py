@@ -16,7 +16,8 @@ from pathlib import Path
 from ..engine.checkpoints import scan_run
 from ..engine.config import BenchConfig, load_config
 from ..engine.pipeline import get_base
-from ..engine.render import CellResult, RenderSettings, plan_grid, render_cells
+from ..engine.plan import CellResult, RenderSettings, plan_grid
+from ..engine.render import render_cells
 from ..review.metrics import image_distance
 from .metrics import adherence, spearman
 from .shapes import glow_share

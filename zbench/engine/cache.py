@@ -122,6 +122,14 @@ class ImageCache:
             self.misses += 1
         return None
 
+    def has(self, key: str) -> bool:
+        """Whether an image is stored under ``key`` (in memory or on disk), without decoding it."""
+        with self._lock:
+            if key in self._memory:
+                return True
+        path = self._path(key)
+        return path is not None and path.is_file()
+
     def put(self, key: str, image: Image.Image, *, parameters: str | None = None) -> None:
         """Store an image (memory, and disk when the cache has a folder; written atomically)."""
         with self._lock:

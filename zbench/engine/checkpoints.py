@@ -9,19 +9,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from natsort import natsort_keygen
-
 from .alphas import alpha_problem, configured_alpha
 from .header import HeaderError, read_header, read_scalars
 from .keys import DOWN_WEIGHT, detect_arch, detect_format, detect_trainer, family_name, module_of
+from .names import parse_name, sort_run
 
-__all__ = ["Checkpoint", "parse_name", "scan_run"]
+__all__ = ["Checkpoint", "describe", "file_hash", "scan_run"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,50 +28,6 @@ PICKLE_SUFFIXES = {".ckpt", ".pt", ".pth", ".bin", ".pkl"}
 TRAINING_STATE = re.compile(r"^(optimizer|scheduler|scaler|random_states|sampler|training_state|ema)", re.I)
 # File names that hold a LoRA inside a per-step folder (diffusers, PEFT save_pretrained).
 FOLDER_WEIGHTS = ("pytorch_lora_weights.safetensors", "adapter_model.safetensors")
-
-_natkey = natsort_keygen()
-
-# (regex on the file stem, what the numbers mean). First match wins; order matters.
-_NAME_PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"-save-(?P<step>\d+)-(?P<epoch>\d+)-(?P<epoch_step>\d+)$"), "onetrainer"),
-    (re.compile(r"^checkpoint-(?P<step>\d+)$"), "diffusers"),
-    (re.compile(r"-step(?P<step>\d+)$"), "kohya-step"),
-    (re.compile(r"^(epoch)-(?P<epoch>\d+)$"), "diffsynth"),
-    (re.compile(r"^(step)-(?P<step>\d+)$"), "diffsynth-step"),
-    (re.compile(r"_(?P<step>\d{9})$"), "ai-toolkit"),
-    (re.compile(r"-(?P<epoch>\d{6})$"), "kohya"),
-    (re.compile(r"(?:^|[-_ .])(?:e|ep|epoch)[-_]?(?P<epoch>\d+)$", re.I), "epoch"),
-    (re.compile(r"(?:^|[-_ .])(?:s|step|steps)[-_]?(?P<step>\d+)$", re.I), "step"),
-    (re.compile(r"(?P<epoch>\d+)$"), "number"),
-]
-
-
-@dataclass(frozen=True)
-class NameInfo:
-    """What a file name says about its place in the run."""
-
-    run: str  # the name with the counter removed: "jimeng" for "jimeng_20"
-    epoch: int | None
-    step: int | None
-    pattern: str  # which naming scheme matched, or "final" for an un-numbered file
-
-
-def parse_name(stem: str) -> NameInfo:
-    """Read epoch and step from a checkpoint's file stem (or its folder name for diffusers).
-
-    >>> parse_name("name-000010")
-    NameInfo(run='name', epoch=10, step=None, pattern='kohya')
-    """
-    for regex, pattern in _NAME_PATTERNS:
-        m = regex.search(stem)
-        if m is None:
-            continue
-        groups = m.groupdict()
-        run = stem[: m.start()].rstrip("-_ .") or stem
-        epoch = int(groups["epoch"]) if groups.get("epoch") else None
-        step = int(groups["step"]) if groups.get("step") else None
-        return NameInfo(run=run, epoch=epoch, step=step, pattern=pattern)
-    return NameInfo(run=stem, epoch=None, step=None, pattern="final")
 
 
 @dataclass
@@ -99,6 +53,11 @@ class Checkpoint:
     modules: frozenset[str] = field(default_factory=frozenset, repr=False)
     pattern: str = ""
     error: str | None = None
+
+    @property
+    def hash_read(self) -> str:
+        """The hash if it was read already, else "" (never reads the file; see ``hash``)."""
+        return self.__dict__.get("_hash", "")
 
     @property
     def run_dir(self) -> Path:
@@ -292,12 +251,6 @@ def _read_alpha(path: Path, header: dict, meta: dict[str, str], ranks: dict[str,
     return configured_alpha(path, meta)
 
 
-def _sort_key(ck: Checkpoint, by: str):
-    number = ck.step if by == "step" else ck.epoch
-    final = ck.pattern == "final"
-    return (number if number is not None else math.inf, final, _natkey(ck.name))
-
-
 def _candidates(root: Path) -> list[tuple[Path, str]]:
     """Files that may be checkpoints: top-level files, and LoRA weights one folder down."""
     found = []
@@ -342,12 +295,7 @@ def scan_run(folder: str | Path) -> list[Checkpoint]:
             f"LoRA folder {root} cannot be read (permission denied): give yourself read access to it, or copy "
             "the run to a folder you can read"
         ) from err
-    cks = [_describe_safely(path, name) for path, name in candidates]
-    numbered = [c for c in cks if c.pattern != "final" or c.epoch is not None or c.step is not None]
-    by = "step" if numbered and all(c.step is not None for c in numbered) else "epoch"
-    if by == "epoch" and not all(c.epoch is not None for c in numbered):
-        by = "name"
-    cks.sort(key=lambda c: _sort_key(c, by) if by != "name" else (c.pattern == "final", _natkey(c.name)))
+    cks = sort_run([_describe_safely(path, name) for path, name in candidates])
     _mark_odd_module_sets(cks)
     return cks
 

@@ -36,11 +36,19 @@ class BenchConfig:
     # "none" keeps everything on the device; the offload modes trade speed for VRAM.
     offload: str = "none"
     vae_tiling: bool = False
+    # Where the text encoder lives (offload = "none" only): "gpu" keeps it on the render device;
+    # "offload-after-encode" brings it there to encode a grid's prompts, then back to the CPU (the
+    # transformer and VAE stay resident, so Z-Image-Turbo fits 16 GB without per-render offload);
+    # "cpu" encodes on the CPU. "auto": offload-after-encode on CUDA, else gpu.
+    text_encoder: str = "auto"
     # How to get the model when it is missing, shown as the fix in that error (e.g. the demo's
     # build command); empty: the error suggests downloading repo_id into model_path.
     missing_hint: str = ""
     lora_dir: Path | None = None
     prompt: str = ""
+    # A prompt set: a text file, one prompt per line (blank lines and "#" comments skipped); the page
+    # and the CLI use it when no prompt is given.
+    prompts_file: Path | None = None
     negative: str = ""
     seed: int = 42
     steps: int = 8
@@ -50,6 +58,23 @@ class BenchConfig:
     # Bytes of converted LoRA tensors kept in RAM so revisiting a checkpoint is a plain copy.
     swap_cache_mb: int = 2048
     source: Path | None = field(default=None, compare=False)
+
+    def prompts(self) -> list[str]:
+        """The config's prompts: its prompt set file when it names one, else its one prompt.
+
+        Raises:
+            ConfigError: the prompt set file is missing, unreadable or holds no prompt.
+        """
+        if self.prompts_file is None:
+            return [self.prompt]
+        try:
+            lines = self.prompts_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{self.source}: prompts_file {self.prompts_file} cannot be read ({err})") from err
+        prompts = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        if not prompts:
+            raise ConfigError(f"{self.source}: prompts_file {self.prompts_file} holds no prompt (one per line)")
+        return prompts
 
     @property
     def model_id(self) -> str:
@@ -68,11 +93,13 @@ _SECTIONS = {
         "dtype": "dtype",
         "offload": "offload",
         "vae_tiling": "vae_tiling",
+        "text_encoder": "text_encoder",
         "missing_hint": "missing_hint",
     },
     "loras": {"dir": "lora_dir"},
     "render": {
         "prompt": "prompt",
+        "prompts_file": "prompts_file",
         "negative": "negative",
         "seed": "seed",
         "steps": "steps",
@@ -86,6 +113,7 @@ _CHOICES = {
     "device": ("auto", "cpu", "cuda", "mps"),
     "dtype": ("auto", "float32", "bfloat16", "float16"),
     "offload": ("none", "model", "sequential"),
+    "text_encoder": ("auto", "gpu", "cpu", "offload-after-encode"),
 }
 
 
@@ -130,12 +158,17 @@ def load_config(path: str | Path | None = None) -> BenchConfig:
             field_name = _SECTIONS[section][key]
             values[field_name] = _typed(path, f"{section}.{key}", value, _TYPES[field_name])
 
-    for key in ("model_path", "lora_dir"):
+    for key in ("model_path", "lora_dir", "prompts_file"):
         if values.get(key) is not None:
             values[key] = (path.parent / Path(str(values[key])).expanduser()).resolve()
     for key, allowed in _CHOICES.items():
         if key in values and values[key] not in allowed:
             raise ConfigError(f"{path}: {key} should be one of {allowed}, got {values[key]!r}")
+    if values.get("text_encoder", "auto") != "auto" and values.get("offload", "none") != "none":
+        raise ConfigError(
+            f'{path}: text_encoder = {values["text_encoder"]!r} needs offload = "none" (the offload modes already '
+            "move every component, the text encoder included); remove one of the two"
+        )
     if values.get("model_path") is None and values.get("repo_id") is None:
         raise ConfigError(f"{path}: [model] needs `path` (a local diffusers folder) or `repo_id`")
     for key in ("width", "height"):
@@ -158,9 +191,11 @@ _TYPES = {
     "dtype": str,
     "offload": str,
     "vae_tiling": bool,
+    "text_encoder": str,
     "missing_hint": str,
     "lora_dir": str,
     "prompt": str,
+    "prompts_file": str,
     "negative": str,
     "seed": int,
     "steps": int,

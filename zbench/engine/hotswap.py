@@ -31,26 +31,15 @@ import torch
 from .checkpoints import Checkpoint
 from .lora_file import LoraError, LoraRead, read_lora
 from .pipeline import Base
+from .plan import check_scale
+from .prefetch import Prefetcher
 
-__all__ = ["MAX_SCALE", "AdapterSwapper", "check_scale", "get_swapper"]
+__all__ = ["AdapterSwapper", "get_swapper"]
 
 logger = logging.getLogger(__name__)
 
 ADAPTER = "zbench"
 SwapPath = Literal["noop", "base", "fast", "general", "inject"]
-MAX_SCALE = 4.0  # LoRA strengths people compare lie within ±2; beyond ±4 images are noise
-
-
-def check_scale(scale: float) -> None:
-    """Refuse a LoRA scale that is NaN, infinite or beyond ±MAX_SCALE (with the value received).
-
-    Zero (the base, exactly) and negative scales (the LoRA inverted) are allowed.
-
-    Raises:
-        ValueError: the scale is not usable.
-    """
-    if isinstance(scale, bool) or not isinstance(scale, int | float) or not -MAX_SCALE <= scale <= MAX_SCALE:
-        raise ValueError(f"a LoRA scale should be a number between {-MAX_SCALE:g} and {MAX_SCALE:g}, got {scale!r}")
 
 
 @dataclass
@@ -93,6 +82,7 @@ class AdapterSwapper:
         self._applied: list[float] = []  # what the layers hold now
         self._enabled = False  # whether the adapter layers are on (off = base model)
         self.last_path: SwapPath = "noop"
+        self.prefetcher = Prefetcher(base)  # reads the next checkpoint of a grid while this one renders
         if getattr(base.denoiser, "peft_config", None):
             base.pipe.unload_lora_weights()  # take over a pipeline that already holds adapters
 
@@ -117,6 +107,22 @@ class AdapterSwapper:
     @property
     def layer_count(self) -> int:
         return len(self._layers)
+
+    def prefetch(self, ck: Checkpoint | None, *, needed=None) -> None:
+        """Read ``ck`` on a background thread unless it is cached or active (see :class:`Prefetcher`).
+
+        Never reads or hashes the file on the calling thread: a hash not known yet is read in the
+        background, and ``needed`` (see :meth:`Prefetcher.prefetch`) is asked there too.
+        """
+        if ck is None or ck.error is not None:
+            return
+        if ck.hash_read and (ck.hash_read in self._cache or ck.hash_read == self._active):
+            return
+
+        def wanted() -> bool:
+            return ck.hash not in self._cache and ck.hash != self._active and (needed is None or needed())
+
+        self.prefetcher.prefetch(ck, needed=wanted)
 
     def clear_cache(self) -> None:
         """Forget cached checkpoints (frees their memory); the next visit of each reloads its file."""
@@ -168,7 +174,8 @@ class AdapterSwapper:
             entry.write()
             path: SwapPath = "fast"
         else:
-            read = read_lora(self.base, ck)  # raises before anything in the pipeline changes
+            # Read ahead by the prefetcher, or now; either raises before anything in the pipeline changes.
+            read = self.prefetcher.take(ck) or read_lora(self.base, ck)
             try:
                 path = self._load(read, ck, run, target_rank)
                 scalings = [float(m.scaling[ADAPTER]) for m in self._layers]

@@ -2,6 +2,9 @@
 
 Prompt embeddings are computed once per prompt and reused for every checkpoint, since
 the LoRAs zbench compares adapt the denoiser (transformer or UNet), not the text encoder.
+That also lets the text encoder leave the GPU once a grid's prompts are encoded (the memory
+plan, ``text_encoder`` in the config): Z-Image-Turbo's is ~8 GB in bf16, as much as the
+transformer's working set, and it is idle for the rest of the grid.
 """
 
 from __future__ import annotations
@@ -61,6 +64,10 @@ class Base:
     fingerprint: str = ""
     _embeds: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _embeds_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Where the text encoder lives between encodes: "gpu" (the render device), "cpu" or
+    # "offload-after-encode" (on the CPU, brought to the device to encode); see BenchConfig.
+    text_encoder: str = "gpu"
+    _encode_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # The AdapterSwapper that owns this pipeline's LoRA slot (see hotswap.get_swapper): kept on the
     # base so that releasing the base releases it, and no registry keeps an old pipeline alive.
     swapper: Any = field(default=None, repr=False)
@@ -77,8 +84,8 @@ class Base:
     def prompt_kwargs(self, prompt: str, negative: str, guidance: float) -> dict[str, Any]:
         """Keyword arguments for the pipeline call that carry the encoded prompt.
 
-        Encodes once per (prompt, negative, guidance-on) and keeps the last 32 results.
-        Pipelines without a known encoder get the text itself (correct, just slower).
+        Encodes once per (prompt, negative, guidance-on) and keeps the last ``EMBEDS_KEPT``
+        results. Pipelines without a known encoder get the text itself (correct, just slower).
         """
         encoder = _ENCODERS.get(type(self.pipe).__name__)
         if encoder is None:
@@ -86,18 +93,42 @@ class Base:
             if negative and "negative_prompt" in inspect.signature(self.pipe.__call__).parameters:
                 kwargs["negative_prompt"] = negative
             return kwargs
-        key = (prompt, negative, guidance > 0)
+        self.encode_prompts([prompt], negative, guidance)
         with self._embeds_lock:
-            if key in self._embeds:
-                self._embeds.move_to_end(key)
-                return self._embeds[key]
-        with torch.inference_mode():
-            kwargs = encoder(self.pipe, prompt, negative, guidance, self.device)
-        with self._embeds_lock:
-            self._embeds[key] = kwargs
-            while len(self._embeds) > 32:
-                self._embeds.popitem(last=False)
-        return kwargs
+            return self._embeds[(prompt, negative, guidance > 0)]
+
+    def encode_prompts(self, prompts: list[str], negative: str, guidance: float) -> None:
+        """Encode every prompt not encoded yet, in one visit of the text encoder to the device.
+
+        Side effects:
+            With ``text_encoder = "offload-after-encode"`` the text encoder is moved to the render
+            device for these prompts and back to the CPU after them (its VRAM is freed).
+        """
+        encoder = _ENCODERS.get(type(self.pipe).__name__)
+        if encoder is None:
+            return
+        with self._encode_lock:
+            with self._embeds_lock:
+                missing = list(dict.fromkeys(p for p in prompts if (p, negative, guidance > 0) not in self._embeds))
+            if not missing:
+                return
+            te = self.pipe.text_encoder
+            where = self.device if self.text_encoder != "cpu" else torch.device("cpu")
+            if self.text_encoder == "offload-after-encode":
+                te.to(self.device)
+            try:
+                with torch.inference_mode():
+                    encoded = {p: encoder(self.pipe, p, negative, guidance, where) for p in missing}
+            finally:
+                if self.text_encoder == "offload-after-encode":
+                    te.to("cpu")
+                    if self.device.type == "cuda":
+                        torch.cuda.empty_cache()
+            with self._embeds_lock:
+                for prompt, kwargs in encoded.items():
+                    self._embeds[(prompt, negative, guidance > 0)] = {k: _to(v, self.device) for k, v in kwargs.items()}
+                    while len(self._embeds) > EMBEDS_KEPT:
+                        self._embeds.popitem(last=False)
 
 
 def _encode_zimage(pipe, prompt: str, negative: str, guidance: float, device) -> dict[str, Any]:
@@ -112,6 +143,23 @@ def _encode_zimage(pipe, prompt: str, negative: str, guidance: float, device) ->
 
 
 _ENCODERS = {"ZImagePipeline": _encode_zimage}
+EMBEDS_KEPT = 64  # encoded prompts kept per base (a sweep's prompt set fits)
+
+
+def _to(value, device: torch.device):
+    """Embeddings (a tensor or a list of them, as Z-Image passes them) moved to the render device."""
+    if isinstance(value, list):
+        return [v.to(device) for v in value]
+    return value.to(device) if isinstance(value, torch.Tensor) else value
+
+
+def _text_encoder_mode(config: BenchConfig, device: torch.device, pipe) -> str:
+    """The memory plan a config asks for, settled for this device and pipeline."""
+    if config.offload != "none" or type(pipe).__name__ not in _ENCODERS or getattr(pipe, "text_encoder", None) is None:
+        return "gpu"  # offload hooks manage every component; unknown pipelines encode in their own call
+    if config.text_encoder == "auto":
+        return "offload-after-encode" if device.type == "cuda" else "gpu"
+    return config.text_encoder
 
 
 def _family(pipe) -> str:
@@ -166,14 +214,28 @@ def load_base(config: BenchConfig) -> Base:
         pipe.enable_model_cpu_offload(device=device)
     elif config.offload == "sequential":
         pipe.enable_sequential_cpu_offload(device=device)
-    else:
+    text_encoder = _text_encoder_mode(config, device, pipe)
+    if config.offload == "none" and text_encoder != "gpu":
+        # Everything but the text encoder goes to the device; it stays on the CPU between encodes.
+        for name, component in pipe.components.items():
+            if isinstance(component, torch.nn.Module) and name != "text_encoder":
+                component.to(device)
+    elif config.offload == "none":
         pipe.to(device)
     if config.vae_tiling and hasattr(pipe, "vae"):
         pipe.vae.enable_tiling()
     pipe.set_progress_bar_config(disable=True)
     logger.info("loaded %s (%s) on %s as %s", config.model_id, type(pipe).__name__, device, dtype)
     fingerprint = model_fingerprint(config, type(pipe).__name__, device, dtype)
-    return Base(pipe=pipe, config=config, device=device, dtype=dtype, family=_family(pipe), fingerprint=fingerprint)
+    return Base(
+        pipe=pipe,
+        config=config,
+        device=device,
+        dtype=dtype,
+        family=_family(pipe),
+        fingerprint=fingerprint,
+        text_encoder=text_encoder,
+    )
 
 
 def model_fingerprint(config: BenchConfig, pipeline: str, device: torch.device, dtype: torch.dtype) -> str:

@@ -1,4 +1,4 @@
-"""Turn a grid plan into images: the same prompt and seed drawn by every chosen checkpoint.
+"""Turn a grid plan (``plan.py``) into images: the same prompt and seed drawn by every chosen checkpoint.
 
 Cells are rendered checkpoint by checkpoint so each adapter is swapped in once per grid.
 Swap and render of a cell happen under the swapper's lock, so sessions sharing the pipeline
@@ -9,133 +9,27 @@ denoising batch) can replace the loop without changing callers.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-import itertools
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
 from .cache import ImageCache, cell_key
-from .checkpoints import Checkpoint
-from .hotswap import AdapterSwapper, check_scale, get_swapper
+from .hotswap import AdapterSwapper, get_swapper
 from .lora_file import LoraError
 from .pipeline import Base
+from .plan import Cell, CellResult, RenderSettings, check_scale
 
-__all__ = [
-    "Cell",
-    "CellResult",
-    "RenderError",
-    "RenderSettings",
-    "RenderStopped",
-    "Row",
-    "plan_grid",
-    "render_cells",
-    "render_image",
-]
+__all__ = ["RenderError", "RenderStopped", "peak_memory", "render_cells", "render_image"]
 
 logger = logging.getLogger(__name__)
 
 LOCK_POLL_S = 0.25  # how often a cell waiting for the shared pipeline checks Stop
-
-
-@dataclass(frozen=True)
-class RenderSettings:
-    """What every cell of a grid shares."""
-
-    steps: int
-    guidance: float
-    width: int
-    height: int
-    negative: str = ""
-
-    def __post_init__(self):
-        if self.width % 16 or self.height % 16:
-            raise ValueError(f"width and height should be multiples of 16, got {self.width}x{self.height}")
-        if self.steps < 1:
-            raise ValueError(f"steps should be at least 1, got {self.steps}")
-
-
-@dataclass(frozen=True)
-class Row:
-    """One row of the grid: a prompt, a seed and a LoRA scale."""
-
-    prompt: str
-    seed: int
-    scale: float = 1.0
-
-    def label(self, *, prompts: int, seeds: int, scales: int) -> str:
-        parts = []
-        if prompts > 1:
-            parts.append(self.prompt if len(self.prompt) <= 40 else self.prompt[:39] + "…")
-        if seeds > 1 or not parts:
-            parts.append(f"seed {self.seed}")
-        if scales > 1:
-            parts.append(f"scale {self.scale:g}")
-        return " · ".join(parts)
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One image of the grid: a row drawn by one checkpoint (None = the base model)."""
-
-    row: int
-    col: int
-    checkpoint: Checkpoint | None
-    prompt: str
-    seed: int
-    scale: float
-
-    @property
-    def name(self) -> str:
-        return "base" if self.checkpoint is None else self.checkpoint.name
-
-
-# "pending": not rendered and not in the cache (a grid shown from the cache only).
-Status = Literal["ok", "error", "stopped", "pending"]
-
-
-@dataclass
-class CellResult:
-    """What rendering a cell gave: an image, or an error message saying what to do."""
-
-    cell: Cell
-    image: Image.Image | None
-    status: Status
-    error: str | None = None
-    swap_ms: float | None = None
-    render_ms: float | None = None
-    swap_path: str | None = None  # how the adapter was set: "fast", "hotswap", "inject", "base", "cache", …
-
-
-def plan_grid(
-    checkpoints: Sequence[Checkpoint],
-    *,
-    prompts: Sequence[str],
-    seeds: Sequence[int],
-    scales: Sequence[float] = (1.0,),
-    include_base: bool = True,
-) -> tuple[list[Row], list[Cell]]:
-    """Lay out a grid: a column per checkpoint (base first), a row per prompt × seed × scale.
-
-    Returns:
-        (the rows, the cells in row-major order).
-    """
-    if not prompts or not seeds or not scales:
-        raise ValueError("a grid needs at least one prompt, one seed and one scale")
-    for scale in scales:
-        check_scale(scale)
-    rows = [Row(p, s, c) for p, s, c in itertools.product(prompts, seeds, scales)]
-    columns: list[Checkpoint | None] = ([None] if include_base else []) + list(checkpoints)
-    cells = [
-        Cell(r, c, ck, row.prompt, row.seed, row.scale) for r, row in enumerate(rows) for c, ck in enumerate(columns)
-    ]
-    return rows, cells
 
 
 def render_cells(
@@ -180,10 +74,19 @@ def render_cells(
     target_rank = max([target_rank or 0, *ranks])
     # Checkpoint-major order: each adapter is swapped in once; base (None) first.
     order = sorted(range(len(cells)), key=lambda i: (cells[i].col, cells[i].scale, cells[i].row))
+    columns: dict[int, list[Cell]] = {}
+    for i in order:
+        columns.setdefault(cells[i].col, []).append(cells[i])
+    following = dict(zip(columns, [*list(columns)[1:], None], strict=True))  # column -> the next one rendered
     results: list[CellResult | None] = [None] * len(cells)
     base_images: dict[tuple[str, int], CellResult] = {}  # the base ignores the LoRA scale
+    encoded = False
     for done, i in enumerate(order, start=1):
         cell = cells[i]
+        if not cache_only and cell is columns[cell.col][0] and following[cell.col] is not None:
+            # While this column renders, the next one's file is read and checked in the background.
+            upcoming = columns[following[cell.col]]
+            swapper.prefetch(upcoming[0].checkpoint, needed=_needs_render(base, upcoming, settings, cache))
         key = _key(base, cell, settings) if cache is not None else None
         cached = cache.get(key, size=(settings.width, settings.height)) if key is not None else None
         reuse = base_images.get((cell.prompt, cell.seed)) if cell.checkpoint is None else None
@@ -196,6 +99,8 @@ def render_cells(
         elif should_stop is not None and should_stop():
             result = CellResult(cell, None, "stopped", "rendering was stopped")
         else:
+            if not encoded:  # the grid's prompts in one visit of the text encoder (see the memory plan)
+                encoded = _encode_all(base, cells, settings)
             result = _render_cell(base, swapper, cell, settings, target_rank, should_stop, on_step)
             if key is not None and result.image is not None:
                 cache.put(key, result.image, parameters=f"{cell.prompt}\nSeed: {cell.seed}, LoRA: {cell.name}")
@@ -205,6 +110,40 @@ def render_cells(
         if progress is not None:
             progress(done, len(cells), result)
     return [r for r in results if r is not None]
+
+
+def _needs_render(base: Base, column: list[Cell], settings: RenderSettings, cache: ImageCache | None):
+    """For the prefetcher: whether any cell of a column is missing from the image cache (asked in the background)."""
+    if cache is None:
+        return None
+    return lambda: any((key := _key(base, c, settings)) is None or not cache.has(key) for c in column)
+
+
+def _encode_all(base: Base, cells: Sequence[Cell], settings: RenderSettings) -> bool:
+    prompts = list(dict.fromkeys(c.prompt for c in cells))
+    try:
+        base.encode_prompts(prompts, settings.negative, settings.guidance)
+    except Exception as err:  # each cell then encodes its own prompt and reports what fails
+        logger.warning("encoding the grid's prompts failed (%s); encoding per cell", err)
+    return True
+
+
+@contextlib.contextmanager
+def peak_memory(device: torch.device) -> Iterator[dict[str, int | None]]:
+    """Measure the peak memory allocated on ``device`` while the block runs (CUDA; None elsewhere).
+
+    Yields a dict that holds ``peak_bytes`` once the block ends, e.g. for a grid's manifest.
+    """
+    stats: dict[str, int | None] = {"peak_bytes": None}
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        yield stats
+    finally:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            stats["peak_bytes"] = int(torch.cuda.max_memory_allocated(device))
 
 
 def _key(base: Base, cell: Cell, settings: RenderSettings) -> str | None:
@@ -285,6 +224,15 @@ def _render_cell(
     return CellResult(cell, image, "ok", None, swap_ms, render_ms, path)
 
 
+def _oom_message(base: Base, settings: RenderSettings, doing: str) -> str:
+    if base.device.type == "cuda":
+        torch.cuda.empty_cache()
+    return (
+        f'out of memory {doing} on {base.device}: lower the size, or set offload = "model" in the config\'s '
+        "[model] section. Cells already drawn are kept."
+    )
+
+
 class RenderStopped(Exception):
     """Raised inside a render to abandon it (Stop was pressed); the cell is marked "stopped"."""
 
@@ -313,7 +261,10 @@ def render_image(
     Raises:
         RenderError: out of memory, or the result holds NaNs (a diverged LoRA or fp16 overflow).
     """
-    kwargs = base.prompt_kwargs(prompt, settings.negative, settings.guidance)
+    try:
+        kwargs = base.prompt_kwargs(prompt, settings.negative, settings.guidance)
+    except torch.OutOfMemoryError as err:
+        raise RenderError(_oom_message(base, settings, "encoding the prompt")) from err
     if on_step is not None and "callback_on_step_end" in inspect.signature(base.pipe.__call__).parameters:
 
         def callback(pipe, i, t, tensors):
@@ -335,12 +286,7 @@ def render_image(
         if base.device.type == "cuda":
             torch.cuda.synchronize(base.device)
     except torch.OutOfMemoryError as err:
-        if base.device.type == "cuda":
-            torch.cuda.empty_cache()
-        raise RenderError(
-            f"out of memory rendering {settings.width}x{settings.height} on {base.device}: lower the size, or set "
-            'offload = "model" in the config\'s [model] section. Cells already drawn are kept.'
-        ) from err
+        raise RenderError(_oom_message(base, settings, f"rendering {settings.width}x{settings.height}")) from err
     array = np.asarray(out.images[0])
     if not np.isfinite(array).all():
         raise RenderError(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL.PngImagePlugin import PngInfo
 
-from ..engine.render import CellResult, Row
+from ..engine.plan import CellResult, Row
 from .sheet import MAX_SHEET_PIXELS, MAX_SHEET_SIDE, SheetInfo, layout_pages
 from .zoom import ZoomSpec
 

@@ -20,8 +20,7 @@ from typing import Literal
 import pandas as pd
 
 from ..engine.checkpoints import Checkpoint
-from ..engine.hotswap import check_scale
-from ..engine.render import Cell, CellResult, RenderSettings, Row, plan_grid
+from ..engine.plan import Cell, CellResult, RenderSettings, Row, check_scale, plan_grid
 from .metrics import LoraFactors, image_distance, lora_delta_norm, lora_factors, lora_weight_change
 
 __all__ = [

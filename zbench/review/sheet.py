@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFont
 
-from ..engine.render import CellResult, RenderSettings, Row
+from ..engine.plan import CellResult, RenderSettings, Row
 from .drawing import BG, ERR, FG, MUTED, PAD, column_text, fit, fit_label, load_font, wrap
 from .zoom import StripLayout, ZoomSpec, strip_layout, zoom_strip
 

@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args
 
 from PIL import Image, ImageDraw, ImageFont
 
-from ..engine.render import CellResult
+from ..engine.plan import CellResult
 from .drawing import BG, ERR, FG, MUTED, PAD, column_text, fit, fit_label, load_font, text_width, wrap
 
 __all__ = ["Method", "ZoomBox", "ZoomSpec", "crop_zoom", "draw_boxes", "zoom_strip"]
