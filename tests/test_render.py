@@ -1,6 +1,7 @@
 """Rendering: one encode per prompt, one noise per seed, error cells that do not stop the grid."""
 
 import numpy as np
+import pytest
 
 from zbench import RenderSettings, plan_grid, render_cells, scan_run
 
@@ -113,3 +114,71 @@ def test_out_of_memory_is_an_error_cell_with_a_fix(base, tmp_path, make_lora, mo
     results = render_cells(base, cells, SETTINGS)
     assert results[0].status == "error" and "out of memory" in results[0].error and "offload" in results[0].error
     assert results[1].status == "ok"
+
+
+def test_eight_steps_are_the_official_nine_step_recipe(base, tmp_path, make_lora):
+    """Z-Image-Turbo's card says 9 steps "actually results in 8 DiT forwards" (the 9th had a zero step
+    on old diffusers). With the diffusers zbench requires, 8 steps make those 8 forwards on those sigmas."""
+    import torch
+
+    forwards = []
+    handle = base.pipe.transformer.register_forward_hook(lambda *a: forwards.append(1))
+    try:
+        from zbench import get_swapper, render_image
+
+        get_swapper(base).activate(None)
+        render_image(base, "x", 1, RenderSettings(steps=8, guidance=0.0, width=32, height=32))
+    finally:
+        handle.remove()
+    assert len(forwards) == 8
+    shift = base.pipe.scheduler.config.shift
+    old = torch.linspace(1, 0, 9)  # the old 9-step schedule: sigma_min = 0, shifted, a terminal 0 appended
+    old = shift * old / (1 + (shift - 1) * old)
+    useful = old[:8]  # its 9th forward ran at sigma 0 with a step of 0 to the terminal 0
+    assert torch.allclose(base.pipe.scheduler.sigmas[:8].float(), useful, atol=1e-6)
+    assert base.pipe.scheduler.sigmas[-1] == 0
+
+
+def test_a_grids_prompts_are_encoded_in_one_batch_before_the_first_render(base, tmp_path, make_lora, monkeypatch):
+    make_lora(tmp_path / "b_1.safetensors", seed=1)
+    events = []
+    real_encode, real_forward = base.pipe.encode_prompt, base.pipe.transformer.forward
+    monkeypatch.setattr(
+        base.pipe, "encode_prompt", lambda p, *a, **k: events.append(("encode", p)) or real_encode(p, *a, **k)
+    )
+    monkeypatch.setattr(
+        base.pipe.transformer, "forward", lambda *a, **k: events.append(("render",)) or real_forward(*a, **k)
+    )
+    base._embeds.clear()
+    _, cells = plan_grid(scan_run(tmp_path), prompts=["first prompt", "second prompt", "third"], seeds=[1])
+    assert all(r.status == "ok" for r in render_cells(base, cells, SETTINGS))
+    encodes = [e for e in events if e[0] == "encode"]
+    assert [e[1] for e in encodes] == ["first prompt", "second prompt", "third"]
+    assert events.index(("render",)) > events.index(encodes[-1])  # all encoded before any render
+
+
+def test_the_next_checkpoint_is_read_ahead_and_renders_the_same(base, fresh_base, tmp_path, make_lora, monkeypatch):
+    from zbench import AdapterSwapper, get_image_cache, render_image
+    from zbench.engine import hotswap, prefetch
+
+    for e in (1, 2, 3):
+        make_lora(tmp_path / "run" / f"a_{e}.safetensors", rank=4, seed=20 + e, strength=3.0)
+    run = scan_run(tmp_path / "run")
+    swapper = AdapterSwapper(base)
+    reads = []
+    real_read = prefetch.read_lora
+    monkeypatch.setattr(prefetch, "read_lora", lambda b, ck: reads.append(ck.name) or real_read(b, ck))
+    _, cells = plan_grid(run, prompts=["x"], seeds=[3])
+    cache = get_image_cache(tmp_path / "cache")
+    results = render_cells(base, cells, SETTINGS, swapper=swapper, cache=cache)
+    # a_1 was read while the base column rendered, a_2 while a_1 did, a_3 while a_2 did
+    assert swapper.prefetcher.hits == 3 and reads == ["a_1.safetensors", "a_2.safetensors", "a_3.safetensors"]
+    for ck, result in zip(run, results[1:], strict=True):
+        ref = fresh_base()
+        ref.pipe.load_lora_weights(str(ck.path), adapter_name="ref")
+        assert np.array_equal(np.asarray(result.image), np.asarray(render_image(ref, "x", 3, SETTINGS)))
+    # Shown again from the image cache: nothing is read ahead for columns that need no render.
+    swapper.clear_cache()
+    monkeypatch.setattr(hotswap, "read_lora", lambda b, ck: pytest.fail(f"read {ck.name}"))
+    again = render_cells(base, cells, SETTINGS, swapper=swapper, cache=cache)
+    assert all(r.swap_path == "cache" for r in again) and len(reads) == 3

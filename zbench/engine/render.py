@@ -81,12 +81,17 @@ def render_cells(
     results: list[CellResult | None] = [None] * len(cells)
     base_images: dict[tuple[str, int], CellResult] = {}  # the base ignores the LoRA scale
     encoded = False
+    read_ahead: set[int] = set()  # columns whose successor is being read in the background
+
+    def read_next(col: int) -> None:
+        """Right after a column's swap: read the next column's file while this one renders."""
+        if col not in read_ahead and following[col] is not None:
+            read_ahead.add(col)
+            upcoming = columns[following[col]]
+            swapper.prefetch(upcoming[0].checkpoint, needed=_needs_render(base, upcoming, settings, cache))
+
     for done, i in enumerate(order, start=1):
         cell = cells[i]
-        if not cache_only and cell is columns[cell.col][0] and following[cell.col] is not None:
-            # While this column renders, the next one's file is read and checked in the background.
-            upcoming = columns[following[cell.col]]
-            swapper.prefetch(upcoming[0].checkpoint, needed=_needs_render(base, upcoming, settings, cache))
         key = _key(base, cell, settings) if cache is not None else None
         cached = cache.get(key, size=(settings.width, settings.height)) if key is not None else None
         reuse = base_images.get((cell.prompt, cell.seed)) if cell.checkpoint is None else None
@@ -101,7 +106,9 @@ def render_cells(
         else:
             if not encoded:  # the grid's prompts in one visit of the text encoder (see the memory plan)
                 encoded = _encode_all(base, cells, settings)
-            result = _render_cell(base, swapper, cell, settings, target_rank, should_stop, on_step)
+            result = _render_cell(
+                base, swapper, cell, settings, target_rank, should_stop, on_step, lambda c=cell.col: read_next(c)
+            )
             if key is not None and result.image is not None:
                 cache.put(key, result.image, parameters=f"{cell.prompt}\nSeed: {cell.seed}, LoRA: {cell.name}")
         if cell.checkpoint is None and result.image is not None:
@@ -172,6 +179,7 @@ def _render_cell(
     target_rank: int,
     should_stop: Callable[[], bool] | None,
     on_step: Callable[[Cell, int, int], None] | None,
+    after_swap: Callable[[], None] = lambda: None,
 ) -> CellResult:
     def step(i: int) -> None:
         if on_step is not None:
@@ -199,6 +207,7 @@ def _render_cell(
                 f"{cell.name} could not be swapped in ({type(err).__name__}: {err}); the pipeline was reset to the "
                 "base model and keeps rendering the other checkpoints. Re-save the file from the trainer.",
             )
+        after_swap()
         try:
             t0 = time.perf_counter()
             image = render_image(base, cell.prompt, cell.seed, settings, on_step=step)
