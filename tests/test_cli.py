@@ -92,6 +92,9 @@ def test_grid_writes_sheet_cells_and_manifest(config_file, run_dir, tmp_path):
     )
     assert code == 0
     manifest = json.loads((out / "manifest.json").read_text())
+    render = manifest["render"]  # how the grid was drawn
+    assert (render["device"], render["dtype"], render["peak_vram_bytes"]) == ("cpu", "float32", None)
+    assert render["seconds"] > 0 and render["text_encoder"] == "gpu"
     cells = manifest["cells"]
     columns = [
         "base",

@@ -21,7 +21,14 @@ def export_sheet(lora_dir: str, plan: GridPlan, results: list[zbench.CellResult]
     if st.button("Export sheet (PNG, PDF, manifest, cells zip)"):
         out = Path(out_root.strip()).expanduser() / time.strftime("%Y%m%d-%H%M%S")
         try:
-            manifest = zbench.export_sheet(out, results, plan.rows, plan.info, zooms=zooms if use_zooms else ())
+            manifest = zbench.export_sheet(
+                out,
+                results,
+                plan.rows,
+                plan.info,
+                zooms=zooms if use_zooms else (),
+                stats=st.session_state.get("grid_stats"),
+            )
             st.session_state["export"] = (str(out), manifest)
         except OSError as err:
             st.error(f"could not write the sheet to {literal(out)}: {literal(err)}. Pick a writable export folder.")

@@ -85,16 +85,18 @@ def draw_grid(opened: OpenRun, plan: GridPlan, *, cache_only: bool, progress_slo
         what = f"{literal(cell.name)}: step {step} of {steps}" if step else "waiting for another session's render"
         progress_slot.progress(finished[0] / len(cells), text=f"rendered {finished[0]} of {len(cells)} · {what}")
 
-    results = zbench.render_cells(
-        opened.base,
-        cells,
-        request.settings,
-        target_rank=target_rank(opened.run),
-        progress=on_cell,
-        on_step=on_step,
-        cache=image_cache(),
-        cache_only=cache_only,
-    )
+    with zbench.measure_grid(opened.base) as stats:
+        results = zbench.render_cells(
+            opened.base,
+            cells,
+            request.settings,
+            target_rank=target_rank(opened.run),
+            progress=on_cell,
+            on_step=on_step,
+            cache=image_cache(),
+            cache_only=cache_only,
+        )
+    st.session_state["grid_stats"] = stats  # how this grid was drawn, for the exported manifest
     progress_slot.empty()
     pending = sum(r.status == "pending" for r in results)
     errors = sum(r.status == "error" for r in results)

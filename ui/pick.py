@@ -142,7 +142,9 @@ def _mark_release(opened: OpenRun, plan: GridPlan, store, results, zooms, usable
                 out = Path(opened.lora_dir) / "zbench-sheets" / time.strftime("%Y%m%d-%H%M%S")
                 st.session_state["export"] = (
                     str(out),
-                    zbench.export_sheet(out, results, plan.rows, plan.info, zooms=zooms),
+                    zbench.export_sheet(
+                        out, results, plan.rows, plan.info, zooms=zooms, stats=st.session_state.get("grid_stats")
+                    ),
                 )
             sheet_dir, manifest = st.session_state["export"]
             store.mark_release(

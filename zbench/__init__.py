@@ -10,7 +10,7 @@ from .engine.lora_file import LoraError
 from .engine.names import parse_name
 from .engine.pipeline import Base, BaseModelError, get_base, load_base, resolve_device, resolve_dtype
 from .engine.plan import Cell, CellResult, RenderSettings, Row, plan_grid
-from .engine.render import RenderError, peak_memory, render_cells, render_image
+from .engine.render import RenderError, measure_grid, render_cells, render_image
 from .review.decision import DecisionStore, default_user
 from .review.export import export_sheet, write_grid
 from .review.grid import (
@@ -70,12 +70,12 @@ __all__ = [
     "load_config",
     "lora_delta_norm",
     "lora_weight_change",
+    "measure_grid",
     "next_blind_pair",
     "parse_name",
     "parse_prompts",
     "parse_scales",
     "parse_seeds",
-    "peak_memory",
     "plan_grid",
     "read_header",
     "render_cells",

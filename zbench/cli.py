@@ -17,6 +17,7 @@ from . import (
     export_sheet,
     get_base,
     load_config,
+    measure_grid,
     parse_scales,
     parse_seeds,
     plan_grid,
@@ -199,7 +200,8 @@ def _cmd_grid(args) -> int:
                 reported.add((result.cell.name, result.error))
                 tqdm.write(f"error in {result.cell.name}: {result.error}", file=sys.stderr)
 
-        results = render_cells(base, cells, settings, target_rank=target_rank, progress=progress)
+        with measure_grid(base) as stats:
+            results = render_cells(base, cells, settings, target_rank=target_rank, progress=progress)
     info = SheetInfo(
         base=config.name,
         run=str(lora_dir),
@@ -208,7 +210,7 @@ def _cmd_grid(args) -> int:
         seeds=tuple(seeds),
         scales=tuple(scales),
     )
-    manifest = export_sheet(out, results, rows, info)
+    manifest = export_sheet(out, results, rows, info, stats=stats)
     ok = sum(c["status"] == "ok" for c in manifest["cells"])
     sheets = ", ".join(str(out / p) for p in [*manifest["pages"], manifest["pdf"]])
     print(f"wrote {sheets}: {ok} of {len(results)} cells rendered, {len(results) - ok} errors (see manifest.json)")

@@ -25,7 +25,7 @@ from .lora_file import LoraError
 from .pipeline import Base
 from .plan import Cell, CellResult, RenderSettings, check_scale
 
-__all__ = ["RenderError", "RenderStopped", "peak_memory", "render_cells", "render_image"]
+__all__ = ["RenderError", "RenderStopped", "measure_grid", "render_cells", "render_image"]
 
 logger = logging.getLogger(__name__)
 
@@ -136,21 +136,30 @@ def _encode_all(base: Base, cells: Sequence[Cell], settings: RenderSettings) -> 
 
 
 @contextlib.contextmanager
-def peak_memory(device: torch.device) -> Iterator[dict[str, int | None]]:
-    """Measure the peak memory allocated on ``device`` while the block runs (CUDA; None elsewhere).
+def measure_grid(base: Base) -> Iterator[dict[str, object]]:
+    """Measure a grid while the block renders it: wall seconds and peak memory allocated on CUDA.
 
-    Yields a dict that holds ``peak_bytes`` once the block ends, e.g. for a grid's manifest.
+    Yields a dict for the grid's manifest: device, dtype and text-encoder plan at once; ``seconds``
+    and ``peak_vram_bytes`` (None off CUDA) when the block ends.
     """
-    stats: dict[str, int | None] = {"peak_bytes": None}
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
+    stats: dict[str, object] = {
+        "device": str(base.device),
+        "dtype": str(base.dtype).removeprefix("torch."),
+        "text_encoder": base.text_encoder,
+        "peak_vram_bytes": None,
+    }
+    cuda = base.device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(base.device)
+        torch.cuda.reset_peak_memory_stats(base.device)
+    started = time.perf_counter()
     try:
         yield stats
     finally:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-            stats["peak_bytes"] = int(torch.cuda.max_memory_allocated(device))
+        if cuda:
+            torch.cuda.synchronize(base.device)
+            stats["peak_vram_bytes"] = int(torch.cuda.max_memory_allocated(base.device))
+        stats["seconds"] = round(time.perf_counter() - started, 3)
 
 
 def _key(base: Base, cell: Cell, settings: RenderSettings) -> str | None:

@@ -13,7 +13,7 @@ import os
 import re
 import secrets
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from PIL.PngImagePlugin import PngInfo
@@ -85,6 +85,7 @@ def export_sheet(
     zip_cells: bool = True,
     max_pixels: int = MAX_SHEET_PIXELS,
     max_side: int = MAX_SHEET_SIDE,
+    stats: Mapping[str, object] | None = None,
 ) -> dict:
     """Write a grid's sheet pages, PDF, cells, cells zip and manifest into ``out_dir``.
 
@@ -96,6 +97,7 @@ def export_sheet(
         formats: which sheet files to write: "png", "pdf" or both.
         zip_cells: also write ``cells.zip``.
         max_pixels, max_side: the limits of one page (see ``compose_pages``).
+        stats: how the grid was rendered (see ``zbench.measure_grid``), kept as the manifest's "render".
 
     Returns:
         The manifest that was written.
@@ -186,6 +188,7 @@ def export_sheet(
             "pdf": "sheet.pdf" if "pdf" in formats else None,
             "zip": "cells.zip" if zip_cells else None,
             "zooms": [z.to_json() for z in zooms],
+            "render": dict(stats or {}),
             "cells": cells,
         }
         text = json.dumps(manifest, indent=2)
