@@ -1,6 +1,6 @@
 """Keep the swap benchmark alive at a toy size; real figures come from `python -m zbench bench swap`."""
 
-from zbench.bench import bench_swap, format_table
+from zbench.bench.swap import bench_swap, format_table
 
 
 def test_bench_swap_runs_and_reports_ratios():

@@ -48,6 +48,20 @@ def mixed_run(tmp_path, make_lora, transformer):
         weight_name="mix_60.safetensors",
         transformer_lora_adapter_metadata={"r": 4, "lora_alpha": 8, "target_modules": targets},
     )
+    # Per-module alphas and rsLoRA: alpha_pattern overrides lora_alpha for some modules, scaling alpha/sqrt(r).
+    state = random_lora(transformer, rank=4, seed=7)
+    ZImagePipeline.save_lora_weights(
+        str(run),
+        transformer_lora_layers=state,
+        weight_name="mix_70.safetensors",
+        transformer_lora_adapter_metadata={
+            "r": 4,
+            "lora_alpha": 8,
+            "use_rslora": True,
+            "alpha_pattern": {"layers.0.attention.to_q": 2, "feed_forward.w2": 16},
+            "target_modules": targets,
+        },
+    )
     return run
 
 
@@ -61,15 +75,34 @@ def test_any_chain_of_swaps_equals_a_fresh_load(base, fresh_base, mixed_run, tmp
     assert len({r.tobytes() for r in refs.values()}) == len(refs), "every checkpoint should draw differently"
 
     swapper = AdapterSwapper(base)
-    chain = [10, 20, None, 30, 60, 40, 10, 50, 20, None, 50, 60, 30, 30, 40, None, 10, 60]
+    chain = [10, 20, None, 30, 60, 70, 40, 10, 50, 20, None, 50, 60, 70, 30, 30, 40, None, 10, 60]
     paths = []
     for epoch in chain:
         paths.append(swapper.activate(cks.get(epoch), target_rank=8))
         got = pixels(render_image(base, PROMPT, SEED, SETTINGS))
         assert np.abs(got - refs[epoch]).max() == 0, f"epoch {epoch} after {chain[: len(paths) - 1]}"
-    assert paths[:2] == ["inject", "general"] and "fast" in paths and "base" in paths
+    # first visits after the injection are plain copies too (scalings known without diffusers)
+    assert paths[:2] == ["inject", "direct"] and "fast" in paths and "base" in paths and "general" not in paths
     assert swapper.injected_rank == 8  # injected once, at the largest rank of the run
     assert paths.count("inject") == 1
+
+
+def test_first_visits_go_through_diffusers_when_zbench_scalings_ever_disagree(
+    base, fresh_base, mixed_run, monkeypatch, caplog
+):
+    from zbench.engine import hotswap
+
+    cks = {c.epoch: c for c in scan_run(mixed_run)}
+    swapper = AdapterSwapper(base)
+    real = hotswap.config_scalings
+    monkeypatch.setattr(hotswap, "config_scalings", lambda read, prefix, names: [0.5] * len(names))
+    assert swapper.activate(cks[60], target_rank=8) == "inject"  # diffusers set 2.0; the wrong formula says 0.5
+    monkeypatch.setattr(hotswap, "config_scalings", real)
+    assert "differ" in caplog.text
+    for epoch in (10, 70):  # diffusers' hotswap, or a re-injection where it refuses (alpha_pattern)
+        assert swapper.activate(cks[epoch]) in ("general", "inject")
+        got = pixels(render_image(base, PROMPT, SEED, SETTINGS))
+        assert np.abs(got - reference(fresh_base, cks[epoch].path)).max() == 0
 
 
 def test_lora_scale_equals_set_adapters(base, fresh_base, mixed_run):

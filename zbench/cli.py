@@ -221,7 +221,7 @@ def _cmd_grid(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from .bench import bench_swap, format_table
+    from .bench.swap import bench_swap, format_table
 
     result = bench_swap(
         rank=args.rank,
@@ -234,6 +234,27 @@ def _cmd_bench(args) -> int:
         progress=lambda msg: print(f"... {msg}", file=sys.stderr),
     )
     print(format_table(result))
+    return 0
+
+
+def _cmd_bench_grid(args) -> int:
+    from .bench.grid import bench_grid, format_grid_table
+
+    result = bench_grid(
+        size=args.size,
+        steps=args.steps,
+        k=args.k,
+        rank=args.rank,
+        layers=args.layers,
+        refiner_layers=args.refiner_layers,
+        text_layers=args.text_layers,
+        device=args.device,
+        dtype=args.dtype,
+        text_encoder=args.text_encoder,
+        naive=not args.no_naive,
+        progress=lambda msg: print(f"... {msg}", file=sys.stderr),
+    )
+    print(format_grid_table(result))
     return 0
 
 
@@ -315,6 +336,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="cpu")
     b.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     b.set_defaults(func=_cmd_bench)
+    b = bench.add_parser(
+        "grid", help="a K-checkpoint grid on Z-Image-Turbo's architecture: render, swap, overhead, memory, vs diffusers"
+    )
+    b.add_argument("--size", type=_argument(_side), default=1024, help="image width and height (1024)")
+    b.add_argument("--steps", type=_argument(_steps), default=8, help="denoising steps (8: Turbo's recipe)")
+    b.add_argument("--k", type=_argument(_steps), default=10, help="checkpoints in the grid (10)")
+    b.add_argument("--rank", type=_argument(_steps), default=32)
+    b.add_argument("--layers", type=int, default=30, help="main transformer blocks (Z-Image-Turbo: 30)")
+    b.add_argument("--refiner-layers", type=int, default=2, help="noise and context refiner blocks each (2)")
+    b.add_argument("--text-layers", type=int, default=36, help="text encoder layers (Qwen3-4B: 36)")
+    b.add_argument("--device", default="auto")
+    b.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
+    b.add_argument("--text-encoder", default="auto", choices=["auto", "gpu", "cpu", "offload-after-encode"])
+    b.add_argument("--no-naive", action="store_true", help="skip the diffusers unload + load comparison")
+    b.set_defaults(func=_cmd_bench_grid)
 
     p = sub.add_parser("demo", help="the embedded demo")
     demo = p.add_subparsers(dest="what", required=True)

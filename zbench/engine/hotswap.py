@@ -5,7 +5,9 @@ only new numbers in the same places. Three paths, fastest first:
 
 - fast: the checkpoint was seen before; its converted tensors sit in a bounded in-memory
   cache and one ``torch._foreach_copy_`` writes them into the live layers.
-- general: a new file; zbench reads and checks it (``lora_file.py``: diffusers converts its keys,
+- direct: a new file of the same run whose scalings zbench knows (``scalings.py``): read and
+  checked (``lora_file.py``, ahead of time by ``prefetch.py``), then one copy like the fast path.
+- general: a new file otherwise; zbench reads and checks it (``lora_file.py``: diffusers converts its keys,
   kohya, ai-toolkit, fused qkv...) and diffusers' ``load_lora_adapter(..., hotswap=True)``
   writes it in place. The result is then cached.
 - inject: the first checkpoint of a run, a new run, or a rank larger than the layers hold;
@@ -21,41 +23,24 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
 
 from .checkpoints import Checkpoint
+from .entries import ADAPTER, Entry, EntryCache, clone_entry, entry_for
 from .lora_file import LoraError, LoraRead, read_lora
 from .pipeline import Base
 from .plan import check_scale
 from .prefetch import Prefetcher
+from .scalings import config_scalings
 
 __all__ = ["AdapterSwapper", "get_swapper"]
 
 logger = logging.getLogger(__name__)
 
-ADAPTER = "zbench"
-SwapPath = Literal["noop", "base", "fast", "general", "inject"]
-
-
-@dataclass
-class _Entry:
-    """A checkpoint ready for the fast path: what to copy where, and its scalings."""
-
-    src: list[torch.Tensor]  # converted tensors (owned by the cache, never aliased by the model)
-    dst: list[torch.Tensor]  # views of the live adapter weights they are copied into
-    zero: list[torch.Tensor]  # views past this checkpoint's rank (padding), zeroed on swap
-    scalings: list[float]  # aligned with AdapterSwapper._layers, at LoRA scale 1
-    nbytes: int
-
-    def write(self) -> None:
-        torch._foreach_copy_(self.dst, self.src)
-        if self.zero:
-            torch._foreach_zero_(self.zero)
+SwapPath = Literal["noop", "base", "fast", "direct", "general", "inject"]
 
 
 class AdapterSwapper:
@@ -68,8 +53,7 @@ class AdapterSwapper:
     def __init__(self, base: Base, *, cache_mb: int | None = None):
         self.base = base
         self.lock = threading.RLock()
-        self.cache_bytes = (base.config.swap_cache_mb if cache_mb is None else cache_mb) * 2**20
-        self._cache: OrderedDict[str, _Entry] = OrderedDict()
+        self._cache = EntryCache((base.config.swap_cache_mb if cache_mb is None else cache_mb) * 2**20)
         self._names: list[str] = []  # module names of the adapter layers, aligned with _layers
         self._layers: list[torch.nn.Module] = []
         self._params: list[torch.Tensor] = []
@@ -83,6 +67,7 @@ class AdapterSwapper:
         self._enabled = False  # whether the adapter layers are on (off = base model)
         self.last_path: SwapPath = "noop"
         self.prefetcher = Prefetcher(base)  # reads the next checkpoint of a grid while this one renders
+        self._trust_scalings = True  # until zbench's scalings ever differ from the ones diffusers sets
         if getattr(base.denoiser, "peft_config", None):
             base.pipe.unload_lora_weights()  # take over a pipeline that already holds adapters
 
@@ -170,17 +155,28 @@ class AdapterSwapper:
         entry = self._cache.get(ck.hash)
         run = ck.run_dir
         if entry is not None and run == self._run:
-            self._cache.move_to_end(ck.hash)
             entry.write()
             path: SwapPath = "fast"
         else:
             # Read ahead by the prefetcher, or now; either raises before anything in the pipeline changes.
             read = self.prefetcher.take(ck) or read_lora(self.base, ck)
             try:
-                path = self._load(read, ck, run, target_rank)
-                scalings = [float(m.scaling[ADAPTER]) for m in self._layers]
-                self._applied = list(scalings)  # what diffusers just wrote
-                entry = (self._entry(read.state, scalings) if path == "general" else None) or self._clone(scalings)
+                entry = self._direct(read, run, target_rank)
+                if entry is not None:  # a first visit as cheap as a revisit: one copy into the live layers
+                    entry.write()
+                    path = "direct"
+                else:
+                    path = self._load(read, ck, run, target_rank)
+                    scalings = [float(m.scaling[ADAPTER]) for m in self._layers]
+                    self._applied = list(scalings)  # what diffusers just wrote
+                    if config_scalings(read, self.prefix, self._names) not in (None, scalings):
+                        logger.warning(
+                            "zbench's scalings differ from diffusers' for %s; first visits go through diffusers",
+                            ck.name,
+                        )
+                        self._trust_scalings = False
+                    fresh = entry_for(read.state, self.prefix, self._names, self._layers, scalings)
+                    entry = (fresh if path == "general" else None) or clone_entry(self._params, scalings)
             except BaseException as err:
                 # diffusers or peft failed with the adapter half written: drop every adapter layer
                 # so the next render is the base, and the next checkpoint is injected afresh.
@@ -192,7 +188,7 @@ class AdapterSwapper:
                     f"{err}); the pipeline was reset to the base model and keeps rendering the other checkpoints. "
                     "Re-save the file from the trainer."
                 ) from err
-            self._remember(ck.hash, entry)
+            self._cache.remember(ck.hash, entry)
         self._scalings = entry.scalings
         self._apply_scalings(entry.scalings, scale)
         if not self._enabled:
@@ -201,7 +197,17 @@ class AdapterSwapper:
         self._active, self._scale = ck.hash, scale
         return path
 
-    # -- the general and inject paths -------------------------------------------------------
+    # -- the direct, general and inject paths ------------------------------------------------
+
+    def _direct(self, read: LoraRead, run: Path, target_rank: int | None) -> Entry | None:
+        """A new checkpoint of the run the layers were injected for, ready to copy in, when its
+        scalings are known without diffusers (``scalings.py``); else None (diffusers loads it)."""
+        if not (self._layers and self._trust_scalings and run == self._run and read.modules == self._modules):
+            return None
+        if max(read.rank, target_rank or 0) > self._rank:
+            return None
+        scalings = config_scalings(read, self.prefix, self._names)
+        return None if scalings is None else entry_for(read.state, self.prefix, self._names, self._layers, scalings)
 
     def _load(self, read: LoraRead, ck: Checkpoint, run: Path, target_rank: int | None) -> SwapPath:
         if self._layers and run == self._run and read.modules != self._modules:
@@ -265,7 +271,9 @@ class AdapterSwapper:
     def _reset(self) -> None:
         """Back to the bare base: no adapter layers, nothing cached, the base active."""
         denoiser = self.base.denoiser
-        if getattr(denoiser, "peft_config", None):
+        # Even an empty peft_config means LoRA layers may be left (diffusers empties it when a
+        # hotswap fails, deleting our adapter from the layers but not the layers themselves).
+        if self._layers or hasattr(denoiser, "peft_config"):
             self.base.pipe.unload_lora_weights()
         denoiser._prepare_lora_hotswap_kwargs = None  # set by enable_lora_hotswap
         self._cache.clear()
@@ -273,44 +281,6 @@ class AdapterSwapper:
         self._modules, self._rank, self._run = frozenset(), 0, None
         self._active, self._enabled = None, False
         self._scalings, self._applied = [], []
-
-    # -- the fast path ------------------------------------------------------------------------
-
-    def _entry(self, sd: dict, scalings: list[float]) -> _Entry | None:
-        """Cache the converted tensors themselves (no copy) with the views they go into.
-
-        Returns None when the dict does not map one-to-one onto the live layers (a layout
-        diffusers rewrites further); the caller then clones from the model instead.
-        """
-        if len(sd) != 2 * len(self._layers):
-            return None
-        src, dst, zero = [], [], []
-        for name, layer in zip(self._names, self._layers, strict=True):
-            a = sd.get(f"{self.prefix}.{name}.lora_A.weight")
-            b = sd.get(f"{self.prefix}.{name}.lora_B.weight")
-            pa, pb = layer.lora_A[ADAPTER].weight, layer.lora_B[ADAPTER].weight
-            if a is None or b is None or a.dim() != pa.dim() or b.dim() != pb.dim():
-                return None
-            r = a.shape[0]
-            if a.shape[1:] != pa.shape[1:] or b.shape[0] != pb.shape[0] or b.shape[1] != r or r > pa.shape[0]:
-                return None
-            src += [a.to(pa.device, pa.dtype), b.to(pb.device, pb.dtype)]
-            dst += [pa[:r], pb[:, :r]]
-            if r < pa.shape[0]:
-                zero += [pa[r:], pb[:, r:]]
-        return _Entry(src, dst, zero, scalings, sum(t.numel() * t.element_size() for t in src))
-
-    def _clone(self, scalings: list[float]) -> _Entry:
-        """Cache a copy of the live adapter weights (after injection, which may share storage with the dict)."""
-        src = [p.detach().clone() for p in self._params]
-        return _Entry(src, list(self._params), [], scalings, sum(t.numel() * t.element_size() for t in src))
-
-    def _remember(self, key: str, entry: _Entry) -> None:
-        if entry.nbytes > self.cache_bytes:
-            return
-        self._cache[key] = entry
-        while sum(e.nbytes for e in self._cache.values()) > self.cache_bytes:
-            self._cache.popitem(last=False)
 
     def _apply_scalings(self, scalings: list[float], scale: float) -> None:
         # Most runs share one alpha/r, so usually nothing changes: skip those writes (one op each).

@@ -21,7 +21,16 @@ import torch
 
 from .config import BenchConfig
 
-__all__ = ["Base", "BaseModelError", "get_base", "load_base", "model_fingerprint", "resolve_device", "resolve_dtype"]
+__all__ = [
+    "Base",
+    "BaseModelError",
+    "get_base",
+    "load_base",
+    "model_fingerprint",
+    "resolve_device",
+    "resolve_dtype",
+    "wrap_pipeline",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -210,6 +219,21 @@ def load_base(config: BenchConfig) -> Base:
     except (OSError, ValueError) as err:
         raise BaseModelError(f"{_missing_message(config)}\n(loader said: {err})") from err
 
+    logger.info("loaded %s (%s) on %s as %s", config.model_id, type(pipe).__name__, device, dtype)
+    return wrap_pipeline(
+        pipe, config, device, dtype, fingerprint=model_fingerprint(config, type(pipe).__name__, device, dtype)
+    )
+
+
+def wrap_pipeline(
+    pipe, config: BenchConfig, device: torch.device, dtype: torch.dtype, *, fingerprint: str = ""
+) -> Base:
+    """Place a loaded pipeline's components as the config's memory plan says, and wrap it as a :class:`Base`.
+
+    Side effects:
+        Moves the pipeline's components to ``device`` (all of them, all but the text encoder, or
+        through diffusers' offload hooks) and quiets its progress bar.
+    """
     if config.offload == "model":
         pipe.enable_model_cpu_offload(device=device)
     elif config.offload == "sequential":
@@ -225,8 +249,6 @@ def load_base(config: BenchConfig) -> Base:
     if config.vae_tiling and hasattr(pipe, "vae"):
         pipe.vae.enable_tiling()
     pipe.set_progress_bar_config(disable=True)
-    logger.info("loaded %s (%s) on %s as %s", config.model_id, type(pipe).__name__, device, dtype)
-    fingerprint = model_fingerprint(config, type(pipe).__name__, device, dtype)
     return Base(
         pipe=pipe,
         config=config,

@@ -44,6 +44,7 @@ def render_cells(
     on_step: Callable[[Cell, int, int], None] | None = None,
     cache: ImageCache | None = None,
     cache_only: bool = False,
+    read_ahead: bool = True,
 ) -> list[CellResult]:
     """Render cells, one checkpoint at a time; results come back in the order of ``cells``.
 
@@ -60,6 +61,8 @@ def render_cells(
         cache: images already drawn are taken from it (no swap, no render; ``swap_path`` is
             "cache") and new ones are stored in it.
         cache_only: render nothing; cells not in the cache come back "pending".
+        read_ahead: read the next column's checkpoint on a background thread while a column
+            renders (see ``prefetch.py``); False reads each on its first visit (benchmarks compare).
 
     Raises:
         ValueError: a cell's LoRA scale is not usable (see ``check_scale``); nothing is rendered.
@@ -81,12 +84,12 @@ def render_cells(
     results: list[CellResult | None] = [None] * len(cells)
     base_images: dict[tuple[str, int], CellResult] = {}  # the base ignores the LoRA scale
     encoded = False
-    read_ahead: set[int] = set()  # columns whose successor is being read in the background
+    started: set[int] = set()  # columns whose successor is being read in the background
 
     def read_next(col: int) -> None:
         """Right after a column's swap: read the next column's file while this one renders."""
-        if col not in read_ahead and following[col] is not None:
-            read_ahead.add(col)
+        if read_ahead and col not in started and following[col] is not None:
+            started.add(col)
             upcoming = columns[following[col]]
             swapper.prefetch(upcoming[0].checkpoint, needed=_needs_render(base, upcoming, settings, cache))
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from .demo.toy import random_lora, save_lora
-from .engine.checkpoints import scan_run
-from .engine.config import BenchConfig
-from .engine.hotswap import ADAPTER, AdapterSwapper
-from .engine.pipeline import Base, resolve_device
+from ..demo.toy import random_lora, save_lora
+from ..engine.checkpoints import scan_run
+from ..engine.config import BenchConfig
+from ..engine.hotswap import ADAPTER, AdapterSwapper
+from ..engine.pipeline import Base, resolve_device
 
 __all__ = ["SwapBench", "bench_swap", "format_table"]
 
@@ -108,7 +108,7 @@ def bench_swap(
             save_lora(run / f"bench_{(i + 1) * 10}.safetensors", state, fmt="diffusers")
         cks = scan_run(run)
         swapper = AdapterSwapper(base, cache_mb=1 << 20)
-        for ck in cks:  # first visits: inject, then the general path; all end up cached
+        for ck in cks:  # first visits: inject, then direct copies; all end up cached
             swapper.activate(ck, target_rank=rank)
         nbytes, modules = swapper.adapter_bytes, swapper.layer_count
         order = iter(range(10**9))
@@ -121,11 +121,11 @@ def bench_swap(
         rows.append(("zbench swap (in-place copy from cache)", "RAM", *_time(ours, repeats * 4, sync)))
 
         def first_visit():
-            swapper.clear_cache()  # as if each checkpoint were new: diffusers hotswap + checks + snapshot
+            swapper.clear_cache()  # as if each checkpoint were new: read, convert, check, then copy in
             swapper.activate(cks[next(order) % 3])
 
         progress("timing: ours, first visit of a checkpoint")
-        rows.append(("zbench first visit (general path)", "file", *_time(first_visit, repeats, sync)))
+        rows.append(("zbench first visit (read, check, copy)", "file", *_time(first_visit, repeats, sync)))
 
         progress("timing: memcpy floor")
         rows.append(("memcpy floor (same bytes, one buffer)", "RAM", *_memcpy(nbytes, dev, repeats * 4, sync)))

@@ -1,0 +1,272 @@
+"""Grid benchmark: a K-checkpoint grid on Z-Image-Turbo's real architecture, zbench against the naive loop.
+
+The pipeline is built from the published configs (``zimage-turbo/*.json``: transformer, Qwen3-4B text
+encoder, Flux VAE, scheduler) on the meta device, materialised on the chosen device and filled with
+small random values (speed does not depend on them; finite values keep the NaN check quiet). K
+rank-r LoRA checkpoints are written to disk; then, in one process, one after another:
+
+1. zbench, first visits, no read-ahead: a fresh swapper renders the grid (base column + K);
+2. zbench, first visits, read-ahead: the same with the next checkpoint read in the background;
+3. zbench, cached: the same grid again (converted tensors in RAM, images not cached);
+4. the naive loop: diffusers ``unload_lora_weights`` + ``load_lora_weights`` per checkpoint.
+
+Per grid: per-image render time, swap time in the render path, wall time, overhead = wall / sum
+of renders, peak memory. ``--layers`` and friends reduce the depth so the same code runs on a CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..demo.toy import CHAT_TEMPLATE, SPECIAL_TOKENS, random_lora, save_lora
+from ..engine.checkpoints import scan_run
+from ..engine.config import BenchConfig
+from ..engine.hotswap import AdapterSwapper
+from ..engine.pipeline import resolve_device, wrap_pipeline
+from ..engine.plan import RenderSettings, plan_grid
+from ..engine.render import measure_grid, render_cells, render_image
+from .swap import _memcpy
+
+__all__ = ["ARCHITECTURE", "GridBench", "bench_grid", "format_grid_table"]
+
+ARCHITECTURE = Path(__file__).resolve().parent / "zimage-turbo"
+PROMPT = "a portrait photo of a woman in a garden, soft light"
+
+
+@dataclass
+class Phase:
+    """One way of rendering the grid, measured."""
+
+    name: str
+    wall_s: float
+    render_ms: list[float] = field(default_factory=list)  # per rendered image
+    swap_ms: list[float] = field(default_factory=list)  # per checkpoint cell, in the render path
+    peak_bytes: int | None = None
+
+    @property
+    def overhead(self) -> float:
+        return self.wall_s * 1000 / sum(self.render_ms)
+
+
+@dataclass
+class GridBench:
+    phases: list[Phase]
+    memcpy_ms: float
+    description: str
+    k: int
+    text_encoder: str
+    cpu_peak_rss_mib: float
+
+
+def _tokenizer():
+    """A byte-level Qwen2 tokenizer with Z-Image's chat template (the real one is not on this machine)."""
+    from transformers import Qwen2Tokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    vocab = {ch: i for i, ch in enumerate(bytes_to_unicode().values())}
+    for token in SPECIAL_TOKENS:
+        vocab[token] = len(vocab)
+    tok = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tok.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def _materialize(module: torch.nn.Module, device: torch.device, dtype: torch.dtype, seed: int) -> torch.nn.Module:
+    """Allocate a meta-device module on ``device`` in ``dtype`` and fill it with small random weights,
+    unit norms and zero biases: finite outputs at any depth (the values do not matter for speed)."""
+    module = module.to(dtype).to_empty(device=device)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.dim() == 1:
+                p.fill_(1.0 if "norm" in name or name.endswith("weight") else 0.0)
+            else:
+                fan_in = p[0].numel()
+                p.copy_(torch.randn(p.shape, generator=gen, device=device, dtype=torch.float32) * (0.5 / fan_in**0.5))
+        for buffer in module.buffers():  # e.g. rotary tables: recomputed by from_config, lost by to_empty
+            if buffer.is_floating_point():
+                buffer.zero_()
+    return module.eval()
+
+
+def build_pipeline(
+    *, layers: int, refiner_layers: int, text_layers: int, device: torch.device, dtype: torch.dtype, progress
+):
+    """Z-Image-Turbo's pipeline from its published configs, at the given depth, with random weights.
+
+    The transformer and VAE are allocated on ``device``, the text encoder on the CPU (the memory plan
+    then moves it, see ``wrap_pipeline``), so a 16 GB card never holds all three at once.
+    """
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
+    from transformers import Qwen3Config, Qwen3Model
+
+    def config(name: str) -> dict:
+        return {k: v for k, v in json.loads((ARCHITECTURE / f"{name}.json").read_text()).items() if k[0] != "_"}
+
+    progress(f"building Z-Image-Turbo ({layers}+{refiner_layers}x2 blocks, text encoder {text_layers} layers)")
+    with torch.device("meta"):
+        transformer = ZImageTransformer2DModel.from_config(
+            {**config("transformer"), "n_layers": layers, "n_refiner_layers": refiner_layers}
+        )
+        text_encoder = Qwen3Model(Qwen3Config(**{**config("text_encoder"), "num_hidden_layers": text_layers}))
+        vae = AutoencoderKL.from_config(config("vae"))
+    parts = {
+        "transformer": _materialize(transformer, device, dtype, seed=0),
+        "text_encoder": _materialize(text_encoder, torch.device("cpu"), dtype, seed=1),
+        "vae": _materialize(vae, device, dtype, seed=2),
+    }
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(config("scheduler"))
+    return ZImagePipeline(scheduler=scheduler, tokenizer=_tokenizer(), **parts)
+
+
+def bench_grid(
+    *,
+    size: int = 1024,
+    steps: int = 8,
+    k: int = 10,
+    rank: int = 32,
+    layers: int = 30,
+    refiner_layers: int = 2,
+    text_layers: int = 36,
+    device: str = "auto",
+    dtype: str = "auto",
+    text_encoder: str = "auto",
+    naive: bool = True,
+    progress: Callable[[str], None] = print,
+) -> GridBench:
+    """Render a K-checkpoint grid four ways in one process and measure each (see the module docstring)."""
+    from ..engine.pipeline import resolve_dtype
+
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    pipe = build_pipeline(
+        layers=layers, refiner_layers=refiner_layers, text_layers=text_layers, device=dev, dtype=dt, progress=progress
+    )
+    config = BenchConfig(name="Z-Image-Turbo (random weights)", repo_id="bench", text_encoder=text_encoder)
+    base = wrap_pipeline(pipe, config, dev, dt, fingerprint="bench")
+    settings = RenderSettings(steps=steps, guidance=0.0, width=size, height=size)
+    params = sum(p.numel() for p in pipe.transformer.parameters())
+    description = (
+        f"Z-Image-Turbo architecture, transformer {layers}+{refiner_layers}x2 blocks ({params / 1e9:.2f} B params), "
+        f"text encoder {text_layers} layers, {str(dt).removeprefix('torch.')} on {dev}; {size}x{size}, {steps} steps, "
+        f"guidance 0; {k} rank-{rank} checkpoints + base column"
+    )
+    phases = []
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        progress(f"writing {k} rank-{rank} checkpoints")
+        for i in range(k):
+            state = {n: v.to(dt) for n, v in random_lora(pipe.transformer, rank=rank, seed=i).items()}
+            save_lora(run / f"bench_{i + 1:03d}.safetensors", state, fmt="diffusers")
+        cks = scan_run(run)
+        _, cells = plan_grid(cks, prompts=[PROMPT], seeds=[1])
+
+        progress("warming up (one render each of base and a checkpoint)")
+        warm = AdapterSwapper(base)
+        warm.activate(cks[0], target_rank=rank)
+        render_image(base, PROMPT, 1, settings)
+        warm.reset()
+
+        def grid(name: str, swapper: AdapterSwapper, read_ahead: bool) -> None:
+            progress(f"grid: {name}")
+            with measure_grid(base) as stats:
+                results = render_cells(base, cells, settings, swapper=swapper, target_rank=rank, read_ahead=read_ahead)
+            bad = [r for r in results if r.status != "ok"]
+            if bad:
+                raise RuntimeError(f"{name}: {bad[0].cell.name}: {bad[0].error}")
+            phases.append(
+                Phase(
+                    name,
+                    stats["seconds"],
+                    [r.render_ms for r in results],
+                    [r.swap_ms for r in results if r.cell.checkpoint is not None],
+                    stats["peak_vram_bytes"],
+                )
+            )
+
+        fresh = AdapterSwapper(base)
+        grid("zbench, first visits, read-ahead off", fresh, read_ahead=False)
+        fresh.reset()
+        fresh = AdapterSwapper(base)
+        grid("zbench, first visits, read-ahead on", fresh, read_ahead=True)
+        grid("zbench, cached swaps", fresh, read_ahead=True)
+        nbytes = fresh.adapter_bytes
+        fresh.reset()
+        if naive:
+            phases.append(_naive(base, cks, settings, progress))
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    memcpy_ms, _ = _memcpy(nbytes, dev, 20, sync)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return GridBench(phases, memcpy_ms, description, k, base.text_encoder, rss)
+
+
+def _naive(base, cks, settings: RenderSettings, progress) -> Phase:
+    """What a WebUI does per checkpoint: unload the LoRA, load the next file, render."""
+    progress("grid: diffusers unload + load per checkpoint")
+    pipe = base.pipe
+    renders, swaps = [], []
+    with measure_grid(base) as stats:
+        t0 = time.perf_counter()
+        renders.append(_timed(lambda: render_image(base, PROMPT, 1, settings), base))  # the base column
+        for ck in cks:
+            swaps.append(_timed(lambda ck=ck: (pipe.unload_lora_weights(), pipe.load_lora_weights(str(ck.path))), base))
+            renders.append(_timed(lambda: render_image(base, PROMPT, 1, settings), base))
+        pipe.unload_lora_weights()
+        wall = time.perf_counter() - t0
+    return Phase("diffusers unload + load per checkpoint", wall, renders, swaps, stats["peak_vram_bytes"])
+
+
+def _timed(fn, base) -> float:
+    t0 = time.perf_counter()
+    fn()
+    if base.device.type == "cuda":
+        torch.cuda.synchronize(base.device)
+    return (time.perf_counter() - t0) * 1000
+
+
+def format_grid_table(result: GridBench) -> str:
+    """A markdown table of every phase, with the ratios the targets speak of."""
+
+    def med(values: list[float]) -> str:
+        return f"{statistics.median(values):.1f}" if values else ""
+
+    def gib(value: int | None) -> str:
+        return "" if value is None else f"{value / 2**30:.1f}"
+
+    lines = [
+        result.description,
+        f"text encoder: {result.text_encoder}; LoRA bytes per checkpoint copied in a swap: memcpy floor "
+        f"{result.memcpy_ms:.2f} ms",
+        "",
+        "| grid | wall s | render ms (median) | swap ms in render path (median, max) | overhead | peak GiB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for p in result.phases:
+        swap = f"{med(p.swap_ms)}, {max(p.swap_ms):.1f}" if p.swap_ms else ""
+        lines.append(
+            f"| {p.name} | {p.wall_s:.2f} | {med(p.render_ms)} | {swap} | {p.overhead:.3f} | {gib(p.peak_bytes)} |"
+        )
+    by = {p.name: p for p in result.phases}
+    ahead = by["zbench, first visits, read-ahead on"]
+    lines += [
+        "",
+        f"overhead (wall / sum of renders), first visits with read-ahead: {ahead.overhead:.3f}; "
+        f"swap in the render path / memcpy floor: {statistics.median(ahead.swap_ms) / result.memcpy_ms:.2f}x "
+        f"(first visits, median), {statistics.median(by['zbench, cached swaps'].swap_ms) / result.memcpy_ms:.2f}x "
+        "(cached)",
+    ]
+    naive = by.get("diffusers unload + load per checkpoint")
+    if naive is not None:
+        lines.append(f"naive loop / zbench (first visits, read-ahead), wall: {naive.wall_s / ahead.wall_s:.2f}x")
+    lines.append(f"process peak RSS: {result.cpu_peak_rss_mib / 1024:.1f} GiB")
+    return "\n".join(lines)
