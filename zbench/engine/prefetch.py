@@ -55,7 +55,10 @@ class Prefetcher:
         _ = ck.hash  # hash here, not on the render path (the image cache keys on it)
         if needed is not None and not needed():
             return None
-        return read_lora(self.base, ck)
+        read = read_lora(self.base, ck)
+        # Also the copy to the device and the cast to the model's dtype, off the render path.
+        read.state = {k: v.to(self.base.device, self.base.dtype) for k, v in read.state.items()}
+        return read
 
     def take(self, ck: Checkpoint) -> LoraRead | None:
         """The read of ``ck`` if it is the one held ahead (waiting for it to finish), else None.
