@@ -6,8 +6,10 @@ wrapping by pixel width, so strips and sheets label checkpoints the same way.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+from pathlib import Path
 
 from PIL import ImageFont
 
@@ -24,7 +26,9 @@ __all__ = [
     "fit",
     "fit_label",
     "load_font",
+    "text_font",
     "text_width",
+    "unicode_font_file",
     "wrap",
 ]
 
@@ -45,6 +49,33 @@ def fit_label(font, label: str, width: int) -> str:
     if label == BASE_LABEL and text_width(font, label) > width:
         label = "base"
     return fit(font, label, width)
+
+
+# Fonts that draw most scripts (prompts are often not ASCII), where systems keep them; Pillow's own
+# font (Latin only) is the fallback.
+_UNICODE_FONTS = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "/System/Library/Fonts/Supplemental/Arial Unicode.ttf",
+    "/Library/Fonts/Arial Unicode.ttf",
+    "C:/Windows/Fonts/arial.ttf",
+)
+
+
+@functools.cache
+def unicode_font_file() -> Path | None:
+    """A TrueType font with wide Unicode coverage installed on this machine, or None."""
+    return next((Path(p) for p in _UNICODE_FONTS if Path(p).is_file()), None)
+
+
+@functools.cache
+def text_font(size: int) -> ImageFont.ImageFont:
+    """A font for text read from files and prompts: a Unicode TrueType font when the system has one."""
+    path = unicode_font_file()
+    return ImageFont.truetype(str(path), size) if path else ImageFont.load_default(size=size)
 
 
 def load_font(size: int) -> ImageFont.ImageFont:

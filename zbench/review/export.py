@@ -1,4 +1,5 @@
-"""Exporting a grid: sheet pages as PNG, a PDF, every cell with its parameters, a cells zip and a manifest.
+"""Exporting a grid: a share image, an HTML viewer and timelines to post; PNG pages, a PDF, every cell
+with its parameters and a cells zip to keep; a manifest that lists every file.
 
 Every file is staged under a temporary name and moved into place at the end, the manifest
 last, so an export that fails half-way leaves the previous one whole.
@@ -8,10 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 import secrets
+import subprocess
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,14 +20,18 @@ from pathlib import Path
 from PIL.PngImagePlugin import PngInfo
 
 from ..engine.plan import CellResult, Row
+from .gridcells import GridCells
+from .pdf import PAPERS, sheet_pdf
+from .share import compose_share, encode_share
 from .sheet import MAX_SHEET_PIXELS, MAX_SHEET_SIDE, SheetInfo, layout_pages
+from .timeline import ffmpeg_path, timeline_frames, webp_bytes, write_mp4
+from .viewer import viewer_html
 from .zoom import ZoomSpec
 
-__all__ = ["FORMATS", "cell_parameters", "export_sheet", "write_grid"]
+__all__ = ["FORMATS", "PRESETS", "cell_parameters", "export_sheet", "write_grid"]
 
 logger = logging.getLogger(__name__)
 
-PDF_DPI = 150
 FORMATS = ("png", "pdf")
 
 
@@ -70,8 +75,30 @@ def _cell_entry(result: CellResult) -> dict:
     }
 
 
-_OUTPUTS = re.compile(r"sheet(-\d+)?\.png|sheet\.pdf|cells\.zip")
+_OUTPUTS = re.compile(r"sheet(-\d+)?\.png|sheet\.pdf|cells\.zip|share\.(webp|jpg)|index\.html|timeline\.(webp|mp4)")
 _CELL_FILE = re.compile(r"r\d+_c\d+_.+\.png")
+_TIMELINE_FILE = re.compile(r"row-\d+(-.+)?\.(webp|mp4)")
+PRESETS = ("share", "archive", "both")
+
+
+class _Staging:
+    """Files written under temporary names, moved into place together at the end (the manifest last)."""
+
+    def __init__(self, out: Path):
+        self.out, self.token = out, f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.files: list[tuple[Path, Path]] = []  # (temporary, final)
+
+    def path(self, rel: str) -> Path:
+        final = self.out / rel
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self.files.append((final.with_name(f".{final.name}.{self.token}.tmp"), final))
+        return self.files[-1][0]
+
+    def write(self, rel: str, data: bytes) -> None:
+        self.path(rel).write_bytes(data)
+
+    def sizes(self) -> list[dict]:
+        return [{"path": str(final.relative_to(self.out)), "bytes": tmp.stat().st_size} for tmp, final in self.files]
 
 
 def export_sheet(
@@ -81,94 +108,79 @@ def export_sheet(
     info: SheetInfo,
     *,
     zooms: Sequence[ZoomSpec] = (),
+    preset: str = "both",
+    share_format: str = "webp",
+    paper: str = "a4",
+    small_pdf: bool = False,
+    release: Mapping | None = None,
     formats: Sequence[str] = FORMATS,
     zip_cells: bool = True,
     max_pixels: int = MAX_SHEET_PIXELS,
     max_side: int = MAX_SHEET_SIDE,
     stats: Mapping[str, object] | None = None,
 ) -> dict:
-    """Write a grid's sheet pages, PDF, cells, cells zip and manifest into ``out_dir``.
+    """Export a grid into ``out_dir`` as a preset: a picture to post, an archive, or both.
 
-    Files: ``sheet.png`` (or ``sheet-01.png`` … when paginated), ``sheet.pdf`` (every page),
-    ``cells/*.png`` (parameters in PNG text chunks "parameters" and "zbench"), ``cells.zip``
-    (the cell PNGs and the manifest) and ``manifest.json``.
+    - *share*: ``share.webp`` (or ``.jpg``, see ``share.py``: ≤ 4096 px, ≤ 8 MB, bands of columns),
+      ``index.html`` (the grid viewer, every image inside), ``timeline.webp`` (the first row played
+      epoch by epoch) and ``timelines/row-NN[-zoom].webp`` for every row and zoom panel (plus ``.mp4``
+      when ffmpeg is available).
+    - *archive*: lossless ``sheet.png`` pages (``sheet-01.png`` … when paginated), ``sheet.pdf``
+      (text and native images, see ``pdf.py``), ``cells/*.png`` (parameters in PNG text chunks
+      "parameters" and "zbench") and ``cells.zip``.
+    - both: all of it. Every preset writes ``manifest.json``, which lists every file with its size.
 
     Args:
-        formats: which sheet files to write: "png", "pdf" or both.
-        zip_cells: also write ``cells.zip``.
-        max_pixels, max_side: the limits of one page (see ``compose_pages``).
+        preset: "share", "archive" or "both".
+        share_format: "webp" or "jpg" for the share image.
+        paper, small_pdf: the PDF's paper ("a4" or "letter") and JPEG images instead of lossless.
+        release: the run's release record, shown on the PDF's cover.
+        formats: which archive sheet files to write: "png", "pdf" or both.
+        zip_cells: also write ``cells.zip`` (archive).
+        max_pixels, max_side: the limits of one sheet page (see ``compose_pages``).
         stats: how the grid was rendered (see ``zbench.measure_grid``), kept as the manifest's "render".
 
     Returns:
         The manifest that was written.
 
     Raises:
-        ValueError: an unknown format, or limits too small for one row.
+        ValueError: an unknown preset, format or paper, or limits too small for one row.
 
     Side effects:
         Every file is written under a temporary name and moved into place at the end, the
         manifest last, so a failed export leaves the previous one intact. Outputs of an earlier
         export that this one did not write again (surplus pages, cells, a PDF or zip) are deleted.
     """
+    if preset not in PRESETS:
+        raise ValueError(f"preset should be one of {PRESETS}, got {preset!r}")
     if not formats or set(formats) - set(FORMATS):
         raise ValueError(f"formats should be a non-empty selection of {FORMATS}, got {tuple(formats)}")
+    if share_format not in ("webp", "jpg") or paper not in PAPERS:
+        raise ValueError(
+            f"share_format should be webp or jpg and paper one of {sorted(PAPERS)}, got {share_format!r}, {paper!r}"
+        )
+    archive, share = preset in ("archive", "both"), preset in ("share", "both")
     out = Path(out_dir).expanduser()
-    (out / "cells").mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     layout = layout_pages(results, rows, info, zooms=zooms, max_pixels=max_pixels, max_side=max_side)
     pages = layout.pages
     digits = max(2, len(str(len(pages))))
     names = ["sheet.png"] if len(pages) == 1 else [f"sheet-{i:0{digits}d}.png" for i in range(1, len(pages) + 1)]
-    token = f"{os.getpid()}-{secrets.token_hex(4)}"
-    staged: list[tuple[Path, Path]] = []  # (temporary, final), moved into place in this order
-
-    def stage(final: Path) -> Path:
-        staged.append((final.with_name(f".{final.name}.{token}.tmp"), final))
-        return staged[-1][0]
-
+    staging = _Staging(out)
+    manifest: dict = {}
     try:
-        # 1. Cells, each with its parameters.
-        cells, cell_files = [], []
-        for result in sorted(results, key=lambda r: (r.cell.row, r.cell.col)):
-            entry = _cell_entry(result)
-            if result.image is not None:
-                slug = _slug(result.cell.name.removesuffix(".safetensors"))
-                rel = f"cells/r{entry['row']:02d}_c{entry['col']:02d}_{slug}.png"
-                png = PngInfo()
-                png.add_text("parameters", cell_parameters(result, info))
-                png.add_text("zbench", json.dumps({k: v for k, v in entry.items() if k != "image"}))
-                tmp = stage(out / rel)
-                result.image.save(tmp, format="PNG", pnginfo=png)
-                cell_files.append((tmp, rel))
-                entry["image"] = rel
-            cells.append(entry)
-
-        # 2. Pages: drawn one at a time; kept in memory only when the PDF needs them.
-        pdf_pages = []
-        for i in range(1, len(pages) + 1):
-            image = layout.draw(i)
-            if "png" in formats:
-                image.save(stage(out / names[i - 1]), format="PNG")
-            if "pdf" in formats:
-                pdf_pages.append(image)
-        if pdf_pages:
-            # Pillow sizes PDF pages by resolution; viewers refuse pages over 200 inches.
-            dpi = max(PDF_DPI, math.ceil(max(max(p.size) for p in pages) / 200))
-            pdf_pages[0].save(
-                stage(out / "sheet.pdf"),
-                format="PDF",
-                save_all=True,
-                append_images=pdf_pages[1:],
-                resolution=dpi,
-                title=f"zbench comparison sheet: {info.run}",
-                quality=95,  # the PDF driver stores RGB pages as JPEG
-                subsampling=0,
-            )
-            del pdf_pages
-
-        # 3. Manifest, and the zip of cells that carries a copy of it.
+        cells, cell_files = _cells(staging, results, info, write=archive)
+        if archive and "png" in formats:
+            for i in range(1, len(pages) + 1):  # one page in memory at a time
+                layout.draw(i).save(staging.path(names[i - 1]), format="PNG")
+        if archive and "pdf" in formats:
+            pdf = sheet_pdf(results, rows, info, zooms=zooms, paper=paper, small=small_pdf, release=release)
+            staging.write("sheet.pdf", pdf)
+        shared = _share(staging, results, rows, info, zooms, share_format) if share else {}
         s = info.settings
-        png_pages = names if "png" in formats else []
+        png_pages = names if archive and "png" in formats else []
         manifest = {
+            "preset": preset,
             "base": info.base,
             "run": info.run,
             "prompts": list(info.prompts),
@@ -185,34 +197,93 @@ def export_sheet(
                 {"page": i, "rows": list(p.rows), "cols": list(p.cols), "width": p.size[0], "height": p.size[1]}
                 for i, p in enumerate(pages, start=1)
             ],
-            "pdf": "sheet.pdf" if "pdf" in formats else None,
-            "zip": "cells.zip" if zip_cells else None,
+            "pdf": "sheet.pdf" if archive and "pdf" in formats else None,
+            "zip": "cells.zip" if archive and zip_cells else None,
+            **shared,
             "zooms": [z.to_json() for z in zooms],
             "render": dict(stats or {}),
             "cells": cells,
         }
-        text = json.dumps(manifest, indent=2)
-        if zip_cells:
-            with zipfile.ZipFile(stage(out / "cells.zip"), "w") as zf:
+        if archive and zip_cells:  # its copy of the manifest cannot list the zip's own size
+            with zipfile.ZipFile(staging.path("cells.zip"), "w") as zf:
                 for tmp, rel in cell_files:
                     zf.write(tmp, rel, compress_type=zipfile.ZIP_STORED)  # PNGs are compressed already
-                zf.writestr("manifest.json", text, compress_type=zipfile.ZIP_DEFLATED)
-        stage(out / "manifest.json").write_text(text)
-
-        # 4. Move everything into place, the manifest last.
-        for tmp, final in staged:
+                zf.writestr("manifest.json", json.dumps(manifest, indent=2), compress_type=zipfile.ZIP_DEFLATED)
+        manifest["files"] = [*staging.sizes(), {"path": "manifest.json", "bytes": None}]
+        staging.write("manifest.json", json.dumps(manifest, indent=2).encode())
+        for tmp, final in staging.files:
             os.replace(tmp, final)
     except BaseException:
-        for tmp, _ in staged:
+        for tmp, _ in staging.files:
             tmp.unlink(missing_ok=True)
         raise
-    written = {final for _, final in staged}
+    _remove_stale(out, {final for _, final in staging.files})
+    logger.info("wrote %d file(s) to %s (%s)", len(staging.files), out, preset)
+    return manifest
+
+
+def _cells(staging: _Staging, results: Sequence[CellResult], info: SheetInfo, *, write: bool):
+    """Every cell's manifest entry; with ``write``, its PNG with its parameters in text chunks."""
+    cells, files = [], []
+    for result in sorted(results, key=lambda r: (r.cell.row, r.cell.col)):
+        entry = _cell_entry(result)
+        if write and result.image is not None:
+            slug = _slug(result.cell.name.removesuffix(".safetensors"))
+            rel = f"cells/r{entry['row']:02d}_c{entry['col']:02d}_{slug}.png"
+            png = PngInfo()
+            png.add_text("parameters", cell_parameters(result, info))
+            png.add_text("zbench", json.dumps({k: v for k, v in entry.items() if k != "image"}))
+            tmp = staging.path(rel)
+            result.image.save(tmp, format="PNG", pnginfo=png)
+            files.append((tmp, rel))
+            entry["image"] = rel
+        cells.append(entry)
+    return cells, files
+
+
+def _share(staging: _Staging, results, rows, info, zooms, share_format: str) -> dict:
+    """The share image, the HTML viewer and the timelines; their manifest fields."""
+    image = compose_share(results, rows, info, zooms=zooms)
+    staging.write(f"share.{share_format}", encode_share(image, share_format))
+    staging.write("index.html", viewer_html(results, rows, info).encode("utf-8"))
+    grid = GridCells(results, rows, info)
+    ffmpeg = ffmpeg_path()
+    timelines = []
+    for r in range(len(grid.rows)):
+        for zoom in [None, *zooms]:
+            frames = timeline_frames(grid, r, zoom)
+            name = f"timelines/row-{r + 1:02d}" + (f"-{_slug(zoom.box.name)}" if zoom else "")
+            data = webp_bytes(frames)
+            staging.write(f"{name}.webp", data)
+            timelines.append(f"{name}.webp")
+            if r == 0 and zoom is None:
+                staging.write("timeline.webp", data)
+            if ffmpeg:
+                try:
+                    write_mp4(staging.path(f"{name}.mp4"), frames, ffmpeg)
+                    timelines.append(f"{name}.mp4")
+                except (RuntimeError, OSError, subprocess.TimeoutExpired) as err:
+                    staging.files.pop()
+                    logger.warning("no MP4 for %s: %s", name, err)
+    return {
+        "share": f"share.{share_format}",
+        "share_size": list(image.size),
+        "html": "index.html",
+        "timeline": "timeline.webp",
+        "timelines": timelines,
+    }
+
+
+def _remove_stale(out: Path, written: set[Path]) -> None:
+    """Outputs of an earlier export into the same folder that this one did not write again."""
     stale = [p for p in out.iterdir() if _OUTPUTS.fullmatch(p.name) and p not in written]
-    stale += [p for p in (out / "cells").iterdir() if _CELL_FILE.fullmatch(p.name) and p not in written]
+    for folder, pattern in (("cells", _CELL_FILE), ("timelines", _TIMELINE_FILE)):
+        if (out / folder).is_dir():
+            stale += [p for p in (out / folder).iterdir() if pattern.fullmatch(p.name) and p not in written]
     for path in stale:
         path.unlink(missing_ok=True)
-    logger.info("wrote %d page(s) and %d cell(s) to %s", len(pages), len(cell_files), out)
-    return manifest
+    if (out / "timelines").is_dir() and not any((out / "timelines").iterdir()):
+        (out / "timelines").rmdir()
 
 
 def write_grid(out_dir: str | Path, results: Sequence[CellResult], rows: Sequence[Row], info: SheetInfo) -> dict:
@@ -221,4 +292,4 @@ def write_grid(out_dir: str | Path, results: Sequence[CellResult], rows: Sequenc
     Returns:
         The manifest that was written.
     """
-    return export_sheet(out_dir, results, rows, info, formats=("png",), zip_cells=False)
+    return export_sheet(out_dir, results, rows, info, preset="archive", formats=("png",), zip_cells=False)

@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..engine.plan import CellResult, RenderSettings, Row
 from .drawing import BG, ERR, FG, MUTED, PAD, column_text, fit, fit_label, load_font, wrap
+from .gridcells import GridCells
 from .zoom import StripLayout, ZoomSpec, strip_layout, zoom_strip
 
 __all__ = ["MAX_SHEET_PIXELS", "SheetInfo", "SheetLayout", "compose_pages", "compose_sheet", "layout_pages"]
@@ -83,29 +84,14 @@ class Page:
     size: tuple[int, int]
 
 
-class _Grid:
+class _Grid(GridCells):
     """A grid's results indexed for drawing, and the arithmetic that sizes its pages."""
 
     def __init__(self, results: Sequence[CellResult], rows: Sequence[Row], info: SheetInfo, zooms):
-        if not results:
-            raise ValueError("a sheet needs at least one cell result, got none")
-        if max(r.cell.row for r in results) >= len(rows):
-            raise ValueError(f"every cell's row should index into rows ({len(rows)} given), got a cell beyond it")
-        self.results, self.rows, self.info = list(results), list(rows), info
+        super().__init__(results, rows, info)
         self.zooms: list[ZoomSpec] = list(zooms)
-        self.by_pos = {(r.cell.row, r.cell.col): r for r in results}
-        self.checkpoints = {}
-        for r in results:  # any row's cell names the column's checkpoint
-            self.checkpoints.setdefault(r.cell.col, r.cell.checkpoint)
-        self.cols = sorted(self.checkpoints)
-        self.base_cols = [c for c in self.cols if self.checkpoints[c] is None]
-        self.image_size = (info.settings.width, info.settings.height)
         self._headers: dict[tuple[int, int], list[str]] = {}
         self.paged = False  # a paged sheet says on each page which part of the grid it shows
-
-    def row_label(self, r: int) -> str:
-        i = self.info
-        return self.rows[r].label(prompts=len(i.prompts), seeds=len(i.seeds), scales=len(i.scales))
 
     def header(self, g: _Geometry, width: int) -> list[str]:
         key = (g.body.size, width)

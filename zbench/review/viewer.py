@@ -1,0 +1,91 @@
+"""The HTML viewer: one self-contained ``index.html`` that shows a grid the way the bench page does.
+
+Sticky checkpoint and row labels, a cell-size control, synced zoom and pan over every cell, and a
+large view with arrow keys to flip through epochs, for someone who has no zbench. Images are
+embedded (lossless WebP), the script and styles inlined from ``web/``, and a Content-Security-Policy
+forbids any network request, so the file works offline and leaks nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..engine.plan import CellResult, Row
+from .drawing import column_text
+from .gridcells import GridCells
+from .share import header_lines, share_title
+
+__all__ = ["viewer_html"]
+
+WEB = Path(__file__).resolve().parent / "web"
+_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy"
+      content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>{css}</style>
+</head>
+<body class="zb">
+<div id="zbench"></div>
+<script type="application/json" id="zbench-data">{data}</script>
+<script>{js}</script>
+<script>zbenchGrid.init(document.getElementById("zbench"),
+  JSON.parse(document.getElementById("zbench-data").textContent));</script>
+</body>
+</html>
+"""
+
+
+def _data_uri(image) -> str:
+    out = io.BytesIO()
+    image.convert("RGB").save(out, format="WEBP", lossless=True, method=4)
+    return "data:image/webp;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+
+
+def viewer_html(results: Sequence[CellResult], rows: Sequence[Row], info) -> str:
+    """The viewer page of a grid, every image embedded."""
+    grid = GridCells(results, rows, info)
+    columns = []
+    for col in grid.cols:
+        label, name, digest = column_text(grid.checkpoints[col])
+        columns.append({"label": label, "name": name, "hash": digest})
+    cells = []
+    for r in range(len(grid.rows)):
+        line = []
+        for col in grid.cols:
+            result = grid.by_pos.get((r, col))
+            if result is not None and result.image is not None:
+                line.append({"src": _data_uri(result.image), "status": "ok", "error": None})
+            else:
+                status = "pending" if result is None else result.status
+                line.append({"src": None, "status": status, "error": None if result is None else result.error})
+        cells.append(line)
+    w, h = grid.image_size
+    data = {
+        "title": share_title(info),
+        "header": header_lines(info),
+        "columns": columns,
+        "rows": [grid.row_label(r) for r in range(len(grid.rows))],
+        "cells": cells,
+        "aspect": h / w,
+        "cellSize": max(96, min(256, w)),
+    }
+    # "</" would end the script element early; JSON allows "<\/" for it.
+    text = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
+    return _PAGE.format(
+        title=_escape(share_title(info)),
+        css=(WEB / "grid.css").read_text(encoding="utf-8"),
+        js=(WEB / "grid.js").read_text(encoding="utf-8"),
+        data=text,
+    )
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
