@@ -141,7 +141,7 @@ def test_stop_keeps_what_is_drawn_and_render_finishes(app_config):
 def test_export_writes_sheet_pdf_manifest_and_zip(app_config, run_dir):
     at = _page().run()
     _button(at, "Keep this panel").click().run()
-    _button(at, "Export sheet (PNG, PDF, manifest, cells zip)").click().run()
+    _button(at, "Export").click().run()
     assert not at.exception
     out = Path(at.session_state["export"][0])
     assert out.parent == run_dir / "zbench-sheets"
@@ -154,7 +154,7 @@ def test_export_writes_sheet_pdf_manifest_and_zip(app_config, run_dir):
 def test_ratings_votes_and_release_survive_a_restart(app_config, run_dir):
     at = _page().run()
     at.selectbox(key="rate_target").set_value("style_10.safetensors").run()
-    at.select_slider[1].set_value(4)
+    next(s for s in at.select_slider if s.label == "Rating").set_value(4)
     at.text_area(key="note:style_10.safetensors").set_value("best hands")
     _button(at, "Save rating and note").click().run()
     _button(at, "Left is better").click().run()
@@ -176,6 +176,20 @@ def test_ratings_votes_and_release_survive_a_restart(app_config, run_dir):
 
 def test_two_sessions_rendering_at_once_get_correct_images(app_config, base, tiny_config, run_dir):
     """Both sessions share one pipeline; swap+render is atomic per cell, so each sees its own LoRA."""
+    from streamlit import config as st_config
+
+    # AppTest turns the global option "global.appTest" on for each run and back off at its end; two
+    # AppTests running at once would switch it off under each other (not a page concern: a server runs
+    # each browser session's script with its own context).
+    previous = st_config.get_option("global.appTest")
+    st_config.set_option("global.appTest", True)
+    try:
+        _two_sessions(base, tiny_config, run_dir)
+    finally:
+        st_config.set_option("global.appTest", previous)
+
+
+def _two_sessions(base, tiny_config, run_dir):
     pages = [_page(), _page()]
     prompts = ["a green triangle", "a purple square"]
     errors = []

@@ -1,4 +1,4 @@
-"""The Export tab: write the comparison sheet (PNG, PDF, manifest, cells zip) and offer its files."""
+"""The Export tab: a preset (share, archive or both), written into the run's sheets folder, its files and sizes."""
 
 from __future__ import annotations
 
@@ -10,15 +10,30 @@ import streamlit as st
 import zbench
 
 from .request import GridPlan
+from .run import OpenRun
 from .text import literal
 
+PRESETS = {
+    "both": "both: what to post and what to keep",
+    "share": "share: an image to post, an HTML viewer, epoch timelines",
+    "archive": "archive: lossless PNG pages, a PDF, every cell and a zip",
+}
+# The files offered for download, in this order (pages and timelines come from the manifest).
+TOP_FILES = ("share", "html", "timeline", "pdf", "zip")
 
-def export_sheet(lora_dir: str, plan: GridPlan, results: list[zbench.CellResult], zooms: list[zbench.ZoomSpec]) -> None:
-    """Export on request into ``<run>/zbench-sheets/<time>/`` (or a folder typed here), then offer downloads."""
-    default_out = str(Path(lora_dir) / "zbench-sheets")
-    out_root = st.text_input("Export folder", default_out)
+
+def export_sheet(
+    opened: OpenRun, plan: GridPlan, results: list[zbench.CellResult], zooms: list[zbench.ZoomSpec]
+) -> None:
+    """Export on request into ``<run>/zbench-sheets/<time>/`` (or a folder typed here), then offer the files."""
+    out_root = st.text_input("Export folder", str(Path(opened.lora_dir) / "zbench-sheets"))
+    preset = st.radio("Preset", list(PRESETS), format_func=PRESETS.get, key="export_preset")
+    left, middle, right = st.columns(3)
+    share_format = left.radio("Share image", ["webp", "jpg"], horizontal=True, key="export_share_format")
+    paper = middle.radio("PDF paper", ["a4", "letter"], horizontal=True, format_func=str.upper, key="export_paper")
+    small_pdf = right.checkbox("Small PDF (JPEG images)", key="export_small_pdf")
     use_zooms = st.checkbox("Include the kept zoom panels", value=True)
-    if st.button("Export sheet (PNG, PDF, manifest, cells zip)"):
+    if st.button("Export", type="primary"):
         out = Path(out_root.strip()).expanduser() / time.strftime("%Y%m%d-%H%M%S")
         try:
             manifest = zbench.export_sheet(
@@ -27,21 +42,40 @@ def export_sheet(lora_dir: str, plan: GridPlan, results: list[zbench.CellResult]
                 plan.rows,
                 plan.info,
                 zooms=zooms if use_zooms else (),
+                preset=preset,
+                share_format=share_format,
+                paper=paper,
+                small_pdf=small_pdf,
+                release=_release(opened),
                 stats=st.session_state.get("grid_stats"),
             )
             st.session_state["export"] = (str(out), manifest)
         except OSError as err:
             st.error(f"could not write the sheet to {literal(out)}: {literal(err)}. Pick a writable export folder.")
     if "export" in st.session_state:
-        out, manifest = st.session_state["export"]
-        st.success(f"Exported to {literal(out)}")
-        files = [*manifest.get("pages", [manifest["sheet"]]), manifest.get("pdf"), manifest.get("zip"), "manifest.json"]
-        for name in [f for f in files if f]:
-            path = Path(out) / name
-            if path.is_file():
-                st.download_button(
-                    f"Download {literal(name)}", path.read_bytes(), file_name=path.name, key=f"dl:{out}:{name}"
-                )
-        first = Path(out) / manifest.get("pages", [manifest["sheet"]])[0]
-        if first.is_file():
-            st.image(str(first), caption=literal(first.name))
+        _show(*st.session_state["export"])
+
+
+def _release(opened: OpenRun) -> dict | None:
+    usable = [c for c in opened.run if c.error is None]
+    try:
+        return zbench.DecisionStore(usable[0].run_dir).release() if usable else None
+    except zbench.DecisionError:
+        return None  # the Pick a release tab says what is wrong with the record
+
+
+def _show(out: str, manifest: dict) -> None:
+    """The files of the last export: sizes, downloads, and the share image."""
+    st.success(f"Exported to {literal(out)}")
+    st.code("\n".join(zbench.file_sizes(manifest.get("files", []))), language=None)
+    names = [manifest.get(key) for key in TOP_FILES] + [*manifest.get("pages", []), "manifest.json"]
+    columns = st.columns(4)
+    for i, name in enumerate(n for n in names if n):
+        path = Path(out) / name
+        if path.is_file():
+            columns[i % 4].download_button(
+                f"Download {literal(name)}", path.read_bytes(), file_name=path.name, key=f"dl:{out}:{name}"
+            )
+    preview = Path(out) / (manifest.get("share") or (manifest.get("pages") or [""])[0])
+    if preview.is_file():
+        st.image(str(preview), caption=literal(preview.name))

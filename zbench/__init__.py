@@ -12,7 +12,7 @@ from .engine.pipeline import Base, BaseModelError, get_base, load_base, resolve_
 from .engine.plan import Cell, CellResult, RenderSettings, Row, plan_grid
 from .engine.render import RenderError, measure_grid, render_cells, render_image
 from .review.decision import DecisionStore, default_user
-from .review.export import export_sheet, write_grid
+from .review.export import PRESETS, export_sheet, file_sizes, write_grid
 from .review.grid import (
     GridRequest,
     checkpoint_table,
@@ -26,9 +26,11 @@ from .review.metrics import image_distance, lora_delta_norm, lora_weight_change
 from .review.ranking import next_blind_pair
 from .review.records import DecisionError, Review, Vote
 from .review.sheet import SheetInfo, compose_pages, compose_sheet
+from .review.timeline import row_timeline, webp_bytes
 from .review.zoom import ZoomBox, ZoomSpec, crop_zoom, draw_boxes, zoom_strip
 
 __all__ = [
+    "PRESETS",
     "AdapterSwapper",
     "Base",
     "BaseModelError",
@@ -61,6 +63,7 @@ __all__ = [
     "default_user",
     "draw_boxes",
     "export_sheet",
+    "file_sizes",
     "get_base",
     "get_image_cache",
     "get_swapper",
@@ -82,8 +85,10 @@ __all__ = [
     "render_image",
     "resolve_device",
     "resolve_dtype",
+    "row_timeline",
     "scan_run",
     "spearman",
+    "webp_bytes",
     "weight_metrics",
     "write_grid",
     "zoom_strip",

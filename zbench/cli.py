@@ -12,9 +12,12 @@ from . import (
     BaseModelError,
     Checkpoint,
     ConfigError,
+    DecisionError,
+    DecisionStore,
     RenderSettings,
     SheetInfo,
     export_sheet,
+    file_sizes,
     get_base,
     load_config,
     measure_grid,
@@ -210,14 +213,38 @@ def _cmd_grid(args) -> int:
         seeds=tuple(seeds),
         scales=tuple(scales),
     )
-    manifest = export_sheet(out, results, rows, info, stats=stats)
+    manifest = export_sheet(
+        out,
+        results,
+        rows,
+        info,
+        preset=args.sheet,
+        share_format=args.share_format,
+        paper=args.paper,
+        small_pdf=args.small_pdf,
+        release=_release(run),
+        stats=stats,
+    )
     ok = sum(c["status"] == "ok" for c in manifest["cells"])
-    sheets = ", ".join(str(out / p) for p in [*manifest["pages"], manifest["pdf"]])
-    print(f"wrote {sheets}: {ok} of {len(results)} cells rendered, {len(results) - ok} errors (see manifest.json)")
+    print(f"wrote {out}: {ok} of {len(results)} cells rendered, {len(results) - ok} errors (see manifest.json)")
+    for line in file_sizes(manifest["files"]):
+        print(f"  {line}")
     if ok == 0:
         print("error: nothing could render; every cell failed (messages above)", file=sys.stderr)
         return 1
     return 0
+
+
+def _release(run: list[Checkpoint]) -> dict | None:
+    """The run's release record, for the PDF's cover (None when there is none or it cannot be read)."""
+    usable = [c for c in run if c.error is None]
+    if not usable:
+        return None
+    try:
+        return DecisionStore(usable[0].run_dir).release()
+    except DecisionError as err:
+        logger.warning("the release record is not on the sheet: %s", err)
+        return None
 
 
 def _cmd_bench(args) -> int:
@@ -319,6 +346,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--scale", action="append", type=_argument(_scale), help="LoRA scale in [-4, 4]; repeat for a row per scale"
     )
     p.add_argument("--no-base", action="store_true", help="leave out the base (LoRA off) column")
+    p.add_argument(
+        "--sheet",
+        choices=["share", "archive", "both"],
+        default="both",
+        help="share: share image, HTML viewer, timelines; archive: PNG pages, PDF, cells, zip (default: both)",
+    )
+    p.add_argument("--share-format", choices=["webp", "jpg"], default="webp", help="the share image's format")
+    p.add_argument("--paper", choices=["a4", "letter"], default="a4", help="the PDF's paper size")
+    p.add_argument("--small-pdf", action="store_true", help="JPEG images in the PDF (smaller, not lossless)")
     p.add_argument(
         "--out", required=True, help="folder for sheet.png (or pages), sheet.pdf, cells/, cells.zip and manifest.json"
     )

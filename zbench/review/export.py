@@ -28,7 +28,7 @@ from .timeline import ffmpeg_path, timeline_frames, webp_bytes, write_mp4
 from .viewer import viewer_html
 from .zoom import ZoomSpec
 
-__all__ = ["FORMATS", "PRESETS", "cell_parameters", "export_sheet", "write_grid"]
+__all__ = ["FORMATS", "PRESETS", "cell_parameters", "export_sheet", "file_sizes", "write_grid"]
 
 logger = logging.getLogger(__name__)
 
@@ -284,6 +284,21 @@ def _remove_stale(out: Path, written: set[Path]) -> None:
         path.unlink(missing_ok=True)
     if (out / "timelines").is_dir() and not any((out / "timelines").iterdir()):
         (out / "timelines").rmdir()
+
+
+def file_sizes(files: Sequence[Mapping]) -> list[str]:
+    """A manifest's files as lines "name  1.2 MB", the cell PNGs summed."""
+    lines, cells = [], [f["bytes"] for f in files if f["path"].startswith("cells/")]
+    for f in files:
+        if not f["path"].startswith("cells/") and f["bytes"] is not None:
+            lines.append(f"{f['path']:<28} {_human(f['bytes'])}")
+    if cells:
+        lines.append(f"{'cells/*.png':<28} {_human(sum(cells))} ({len(cells)} files)")
+    return lines
+
+
+def _human(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.0f} KB"
 
 
 def write_grid(out_dir: str | Path, results: Sequence[CellResult], rows: Sequence[Row], info: SheetInfo) -> dict:

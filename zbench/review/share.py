@@ -139,7 +139,7 @@ def _draw_band(image, draw, grid: GridCells, lay: _Layout, band: list[int], zoom
     draw.line([(PAD, y), (lay.size[0] - PAD, y)], fill=MUTED)
     y += PAD
     for j, col in enumerate(band):
-        label, name, _ = column_text(grid.checkpoints[col])
+        label, name = _short_label(grid.checkpoints[col])
         x = x0 + j * (lay.cw + PAD)
         draw.text((x, y), fit_label(lay.label, label, lay.cw), font=lay.label, fill=FG)
         draw.text((x, y + lay.label.size + 4), fit(lay.small, name, lay.cw), font=lay.small, fill=MUTED)
@@ -166,6 +166,14 @@ def _draw_band(image, draw, grid: GridCells, lay: _Layout, band: list[int], zoom
                 _draw_cell(image, draw, lay, result, (x0 + j * (lay.cw + PAD), y), (lay.cw, height), crop)
             y += height + PAD
     return y + PAD
+
+
+def _short_label(ck) -> tuple[str, str]:
+    """The column label in large type (the epoch, or the step) and the rest in small type."""
+    label, name, _ = column_text(ck)
+    if ck is not None and ck.epoch is not None and ck.step is not None:
+        return f"epoch {ck.epoch}", f"step {ck.step} · {name}"
+    return label, name
 
 
 def _draw_cell(image, draw, lay: _Layout, result, at: tuple[int, int], size: tuple[int, int], crop=None) -> None:

@@ -21,7 +21,7 @@ from .drawing import BASE_LABEL, BG, ERR, FG, MUTED, fit, text_font, wrap
 from .gridcells import GridCells
 from .zoom import ZoomSpec
 
-__all__ = ["Frame", "ffmpeg_path", "timeline_frames", "webp_bytes", "write_mp4"]
+__all__ = ["Frame", "ffmpeg_path", "row_timeline", "timeline_frames", "webp_bytes", "write_mp4"]
 
 FRAME_MS = 450  # each checkpoint
 HOLD_MS = 1200  # the base and the last checkpoint
@@ -75,6 +75,11 @@ def timeline_frames(grid: GridCells, row: int, zoom: ZoomSpec | None = None) -> 
         held = ck is None or i == len(cols) - 1
         frames.append((frame, HOLD_MS if held else FRAME_MS))
     return frames
+
+
+def row_timeline(results, rows, info, row: int, zoom: ZoomSpec | None = None) -> list[Frame]:
+    """:func:`timeline_frames` of a grid given as its results, rows and sheet info."""
+    return timeline_frames(GridCells(results, rows, info), row, zoom)
 
 
 def webp_bytes(frames: Sequence[Frame]) -> bytes:
