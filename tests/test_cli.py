@@ -63,7 +63,7 @@ def test_scan_table(run_dir, capsys):
     assert out.index("jimeng_9.") < out.index("jimeng_10.") < out.index("jimeng_100.")
 
 
-def test_grid_writes_sheet_cells_and_manifest(config_file, run_dir, tmp_path):
+def test_grid_writes_sheet_cells_and_manifest(config_file, run_dir, tmp_path, capsys):
     (run_dir / "jimeng_20.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{truncated")
     out = tmp_path / "out"
     code = main(
@@ -91,6 +91,10 @@ def test_grid_writes_sheet_cells_and_manifest(config_file, run_dir, tmp_path):
         ]
     )
     assert code == 0
+    printed = capsys.readouterr().out
+    for name in ("share.webp", "index.html", "timeline.webp", "sheet.pdf", "cells.zip", "cells/*.png"):
+        assert name in printed  # every file with its size
+    assert " KB" in printed or " MB" in printed
     manifest = json.loads((out / "manifest.json").read_text())
     render = manifest["render"]  # how the grid was drawn
     assert (render["device"], render["dtype"], render["peak_vram_bytes"]) == ("cpu", "float32", None)
