@@ -21,12 +21,13 @@ from . import (
     get_base,
     load_config,
     measure_grid,
-    parse_scales,
-    parse_seeds,
     plan_grid,
     render_cells,
     scan_run,
 )
+from .arguments import argument, guidance, scale, seed, side, steps
+from .bench.cli import add_bench_commands
+from .demo.cli import add_demo_commands
 
 __all__ = ["main"]
 
@@ -78,61 +79,6 @@ SUMMARY_KEYS = (
     "modelspec.architecture",
     "training_info",
 )
-
-
-def _argument(parse):
-    """An argparse type that shows the parser's own message ("steps should be at least 1, got 0")."""
-
-    def convert(text: str):
-        try:
-            return parse(text)
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
-
-    return convert
-
-
-def _number(text: str, kind, what: str):
-    try:
-        value = kind(text)
-    except ValueError:
-        raise ValueError(f"{what} should be a {'whole ' if kind is int else ''}number, got {text!r}") from None
-    return value
-
-
-def _steps(text: str) -> int:
-    value = _number(text, int, "steps")
-    if value < 1:
-        raise ValueError(f"steps should be at least 1, got {value}")
-    return value
-
-
-def _side(text: str) -> int:
-    value = _number(text, int, "width and height")
-    if value < 16 or value % 16:
-        raise ValueError(f"width and height should be positive multiples of 16, got {value}")
-    return value
-
-
-def _guidance(text: str) -> float:
-    value = _number(text, float, "guidance")
-    if not 0 <= value < float("inf"):
-        raise ValueError(f"guidance should be a finite number >= 0, got {text!r}")
-    return value
-
-
-def _one(parse, what: str):
-    def first(text: str):
-        values = parse(text)
-        if len(values) != 1:
-            raise ValueError(f"give one {what} per --{what.split()[-1]} (repeat the option for more), got {text!r}")
-        return values[0]
-
-    return first
-
-
-_seed = _one(parse_seeds, "seed")
-_scale = _one(parse_scales, "LoRA scale")
 
 
 def _s(value) -> str:
@@ -247,76 +193,6 @@ def _release(run: list[Checkpoint]) -> dict | None:
         return None
 
 
-def _cmd_bench(args) -> int:
-    from .bench.swap import bench_swap, format_table
-
-    result = bench_swap(
-        rank=args.rank,
-        dim=args.dim,
-        layers=args.layers,
-        refiner_layers=args.refiner_layers,
-        repeats=args.repeats,
-        device=args.device,
-        dtype=args.dtype,
-        progress=lambda msg: print(f"... {msg}", file=sys.stderr),
-    )
-    print(format_table(result))
-    return 0
-
-
-def _cmd_bench_grid(args) -> int:
-    from .bench.grid import bench_grid, format_grid_table
-
-    result = bench_grid(
-        size=args.size,
-        steps=args.steps,
-        k=args.k,
-        rank=args.rank,
-        layers=args.layers,
-        refiner_layers=args.refiner_layers,
-        text_layers=args.text_layers,
-        device=args.device,
-        dtype=args.dtype,
-        text_encoder=args.text_encoder,
-        naive=not args.no_naive,
-        progress=lambda msg: print(f"... {msg}", file=sys.stderr),
-    )
-    print(format_grid_table(result))
-    return 0
-
-
-def _cmd_demo_build(args) -> int:
-    import time
-
-    from .demo.build import QUICK, DemoPlan, build_demo
-
-    started = time.perf_counter()
-    plan = QUICK if args.quick else DemoPlan()
-    models, loras = build_demo(args.models, args.loras, plan=plan, lora_only=args.lora_only)
-    print(
-        f"built the demo base in {models} and its LoRA run in {loras} ({(time.perf_counter() - started) / 60:.1f} min)"
-    )
-    return 0
-
-
-def _cmd_demo_report(args) -> int:
-    from tqdm import tqdm
-
-    from .demo.report import run_report
-
-    config = load_config(args.config)
-    with tqdm(desc="rendering", unit="cell") as bar:
-        report = run_report(config, out_dir=args.out, progress=lambda done, total, r: bar.update(1))
-    print(report.text)
-    print(f"sheet and report written to {args.out}")
-    if args.update_readme:
-        readme = config.model_path / "README.md"
-        head = readme.read_text().split("## Report")[0]
-        readme.write_text(f"{head}## Report\n\nOutput of `python -m zbench demo report`:\n\n{report.text}")
-        print(f"updated {readme}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m zbench", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -337,13 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", action="append", help="checkpoints to show: epochs/steps/names, comma-separated")
     p.add_argument("--prompt", action="append", help="a prompt; repeat for a row per prompt")
     p.add_argument("--negative", help="negative prompt (used when guidance > 0)")
-    p.add_argument("--seed", action="append", type=_argument(_seed), help="a seed; repeat for a row per seed")
-    p.add_argument("--steps", type=_argument(_steps), help="denoising steps (default: the config's)")
-    p.add_argument("--guidance", type=_argument(_guidance), help="CFG scale; 0 turns CFG off (default: the config's)")
-    p.add_argument("--width", type=_argument(_side), help="image width, a multiple of 16 (default: the config's)")
-    p.add_argument("--height", type=_argument(_side), help="image height, a multiple of 16 (default: the config's)")
+    p.add_argument("--seed", action="append", type=argument(seed), help="a seed; repeat for a row per seed")
+    p.add_argument("--steps", type=argument(steps), help="denoising steps (default: the config's)")
+    p.add_argument("--guidance", type=argument(guidance), help="CFG scale; 0 turns CFG off (default: the config's)")
+    p.add_argument("--width", type=argument(side), help="image width, a multiple of 16 (default: the config's)")
+    p.add_argument("--height", type=argument(side), help="image height, a multiple of 16 (default: the config's)")
     p.add_argument(
-        "--scale", action="append", type=_argument(_scale), help="LoRA scale in [-4, 4]; repeat for a row per scale"
+        "--scale", action="append", type=argument(scale), help="LoRA scale in [-4, 4]; repeat for a row per scale"
     )
     p.add_argument("--no-base", action="store_true", help="leave out the base (LoRA off) column")
     p.add_argument(
@@ -361,48 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_grid)
 
-    p = sub.add_parser("bench", help="benchmarks")
-    bench = p.add_subparsers(dest="what", required=True)
-    b = bench.add_parser("swap", help="checkpoint swap time: zbench vs diffusers vs the memcpy floor")
-    b.add_argument("--rank", type=int, default=32)
-    b.add_argument("--dim", type=int, default=3840, help="transformer width (Z-Image-Turbo: 3840)")
-    b.add_argument("--layers", type=int, default=30, help="main blocks (Z-Image-Turbo: 30)")
-    b.add_argument("--refiner-layers", type=int, default=2, help="noise and context refiner blocks each (2)")
-    b.add_argument("--repeats", type=int, default=15)
-    b.add_argument("--device", default="cpu")
-    b.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
-    b.set_defaults(func=_cmd_bench)
-    b = bench.add_parser(
-        "grid", help="a K-checkpoint grid on Z-Image-Turbo's architecture: render, swap, overhead, memory, vs diffusers"
-    )
-    b.add_argument("--size", type=_argument(_side), default=1024, help="image width and height (1024)")
-    b.add_argument("--steps", type=_argument(_steps), default=8, help="denoising steps (8: Turbo's recipe)")
-    b.add_argument("--k", type=_argument(_steps), default=10, help="checkpoints in the grid (10)")
-    b.add_argument("--rank", type=_argument(_steps), default=32)
-    b.add_argument("--layers", type=int, default=30, help="main transformer blocks (Z-Image-Turbo: 30)")
-    b.add_argument("--refiner-layers", type=int, default=2, help="noise and context refiner blocks each (2)")
-    b.add_argument("--text-layers", type=int, default=36, help="text encoder layers (Qwen3-4B: 36)")
-    b.add_argument("--device", default="auto")
-    b.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
-    b.add_argument("--text-encoder", default="auto", choices=["auto", "gpu", "cpu", "offload-after-encode"])
-    b.add_argument("--no-naive", action="store_true", help="skip the diffusers unload + load comparison")
-    b.set_defaults(func=_cmd_bench_grid)
-
-    p = sub.add_parser("demo", help="the embedded demo")
-    demo = p.add_subparsers(dest="what", required=True)
-    d = demo.add_parser("build", help="train the demo base and its LoRA run on CPU (about 45 min; --quick: 1 min)")
-    d.add_argument("--quick", action="store_true", help="a tiny version, to check the build works")
-    d.add_argument("--models", help="where the base goes (default: models/zbench-demo)")
-    d.add_argument("--loras", help="where the LoRA run goes (default: loras/dreamy)")
-    d.add_argument(
-        "--lora-only", action="store_true", help="keep the base in --models and retrain only the LoRA run (3 min)"
-    )
-    d.set_defaults(func=_cmd_demo_build)
-    d = demo.add_parser("report", help="measure the demo: adherence, style and change per epoch; write a sheet")
-    d.add_argument("--config", help="bench config (default: configs/demo.toml)")
-    d.add_argument("--out", default="out/demo-report", help="folder for sheet.png and report.md")
-    d.add_argument("--update-readme", action="store_true", help="put the report into the model's README.md")
-    d.set_defaults(func=_cmd_demo_report)
+    add_bench_commands(sub)
+    add_demo_commands(sub)
     return parser
 
 

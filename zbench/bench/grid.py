@@ -27,14 +27,13 @@ from pathlib import Path
 
 import torch
 
-from ..demo.toy import CHAT_TEMPLATE, SPECIAL_TOKENS, random_lora, save_lora
-from ..engine.checkpoints import scan_run
+from ..demo.toy import byte_tokenizer
 from ..engine.config import BenchConfig
 from ..engine.hotswap import AdapterSwapper
 from ..engine.pipeline import resolve_device, wrap_pipeline
 from ..engine.plan import RenderSettings, plan_grid
 from ..engine.render import measure_grid, render_cells, render_image
-from .swap import _memcpy
+from .swap import _memcpy, write_checkpoints
 
 __all__ = ["ARCHITECTURE", "GridBench", "bench_grid", "format_grid_table"]
 
@@ -65,20 +64,6 @@ class GridBench:
     k: int
     text_encoder: str
     cpu_peak_rss_mib: float
-
-
-def _tokenizer():
-    """A byte-level Qwen2 tokenizer with Z-Image's chat template (the real one is not on this machine)."""
-    from transformers import Qwen2Tokenizer
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-    vocab = {ch: i for i, ch in enumerate(bytes_to_unicode().values())}
-    for token in SPECIAL_TOKENS:
-        vocab[token] = len(vocab)
-    tok = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    tok.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
-    tok.chat_template = CHAT_TEMPLATE
-    return tok
 
 
 def _materialize(module: torch.nn.Module, device: torch.device, dtype: torch.dtype, seed: int) -> torch.nn.Module:
@@ -126,7 +111,7 @@ def build_pipeline(
         "vae": _materialize(vae, device, dtype, seed=2),
     }
     scheduler = FlowMatchEulerDiscreteScheduler.from_config(config("scheduler"))
-    return ZImagePipeline(scheduler=scheduler, tokenizer=_tokenizer(), **parts)
+    return ZImagePipeline(scheduler=scheduler, tokenizer=byte_tokenizer(), **parts)
 
 
 def bench_grid(
@@ -165,10 +150,7 @@ def bench_grid(
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         progress(f"writing {k} rank-{rank} checkpoints")
-        for i in range(k):
-            state = {n: v.to(dt) for n, v in random_lora(pipe.transformer, rank=rank, seed=i).items()}
-            save_lora(run / f"bench_{i + 1:03d}.safetensors", state, fmt="diffusers")
-        cks = scan_run(run)
+        cks = write_checkpoints(pipe.transformer, run, count=k, rank=rank, dtype=dt)
         _, cells = plan_grid(cks, prompts=[PROMPT], seeds=[1])
 
         progress("warming up (one render each of base and a checkpoint)")

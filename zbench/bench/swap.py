@@ -23,7 +23,7 @@ from ..engine.config import BenchConfig
 from ..engine.hotswap import ADAPTER, AdapterSwapper
 from ..engine.pipeline import Base, resolve_device
 
-__all__ = ["SwapBench", "bench_swap", "format_table"]
+__all__ = ["SwapBench", "bench_swap", "format_table", "write_checkpoints"]
 
 
 @dataclass
@@ -74,6 +74,14 @@ def _transformer(dim: int, layers: int, refiner_layers: int, dtype: torch.dtype,
     return model.to(dtype).to_empty(device=device).eval()
 
 
+def write_checkpoints(transformer, run: Path, *, count: int, rank: int, dtype: torch.dtype) -> list:
+    """``count`` random rank-``rank`` LoRA checkpoints of ``transformer`` in diffusers' layout, scanned."""
+    for i in range(count):
+        state = {k: v.to(dtype) for k, v in random_lora(transformer, rank=rank, seed=i).items()}
+        save_lora(run / f"bench_{i + 1:03d}.safetensors", state, fmt="diffusers")
+    return scan_run(run)
+
+
 def bench_swap(
     *,
     rank: int = 32,
@@ -103,10 +111,7 @@ def bench_swap(
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         progress(f"writing 3 rank-{rank} checkpoints")
-        for i in range(3):
-            state = {k: v.to(dt) for k, v in random_lora(transformer, rank=rank, seed=i).items()}
-            save_lora(run / f"bench_{(i + 1) * 10}.safetensors", state, fmt="diffusers")
-        cks = scan_run(run)
+        cks = write_checkpoints(transformer, run, count=3, rank=rank, dtype=dt)
         swapper = AdapterSwapper(base, cache_mb=1 << 20)
         for ck in cks:  # first visits: inject, then direct copies; all end up cached
             swapper.activate(ck, target_rank=rank)

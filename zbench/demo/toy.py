@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 import torch
 from safetensors.torch import save_file
 
-__all__ = ["build_tiny_pipeline", "kohya_metadata", "lora_targets", "random_lora", "save_lora"]
+__all__ = ["build_tiny_pipeline", "byte_tokenizer", "kohya_metadata", "lora_targets", "random_lora", "save_lora"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,14 +36,26 @@ CHAT_TEMPLATE = (
 )
 
 
-def _tokenizer():
+def byte_tokenizer(words: Sequence[str] = ()):
+    """A byte-level Qwen2 tokenizer with Z-Image's chat template (no hub needed).
+
+    Args:
+        words: words made single tokens (by BPE merges on their " word" form), in this order.
+    """
     from transformers import Qwen2Tokenizer
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
     vocab = {ch: i for i, ch in enumerate(bytes_to_unicode().values())}  # the 256 byte symbols
+    merges = []
+    for word in words:
+        token = "Ġ" + word  # byte-level BPE writes a leading space as Ġ
+        for i in range(2, len(token) + 1):
+            if token[:i] not in vocab:
+                merges.append((token[: i - 1], token[i - 1]))
+                vocab[token[:i]] = len(vocab)
     for token in SPECIAL_TOKENS:
         vocab[token] = len(vocab)
-    tok = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tok = Qwen2Tokenizer(vocab=vocab, merges=merges, unk_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     tok.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
     tok.chat_template = CHAT_TEMPLATE
     return tok
@@ -104,7 +117,7 @@ def build_tiny_pipeline(out_dir: str | Path, *, seed: int = 0, dim: int = 32, la
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
         vae=vae,
         text_encoder=text_encoder,
-        tokenizer=_tokenizer(),
+        tokenizer=byte_tokenizer(),
         transformer=transformer,
     )
     pipe.save_pretrained(str(out_dir))

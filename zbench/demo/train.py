@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .shapes import COLORS, SHAPES, Scene, draw
-from .toy import CHAT_TEMPLATE, SPECIAL_TOKENS
+from .toy import byte_tokenizer
 
 __all__ = ["DemoSizes", "build_components", "encode_prompts", "train_base", "train_lora", "train_vae"]
 
@@ -43,23 +43,7 @@ class DemoSizes:
 
 def make_tokenizer():
     """A byte-level Qwen2 tokenizer whose merges make each word of the demo grammar one token."""
-    from transformers import Qwen2Tokenizer
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-    vocab = {ch: i for i, ch in enumerate(bytes_to_unicode().values())}
-    merges = []
-    for word in [*COLORS, *SHAPES, "a", "on", "background"]:
-        token = "Ġ" + word  # byte-level BPE writes a leading space as Ġ
-        for i in range(2, len(token) + 1):
-            if token[:i] not in vocab:
-                merges.append((token[: i - 1], token[i - 1]))
-                vocab[token[:i]] = len(vocab)
-    for special in SPECIAL_TOKENS:
-        vocab[special] = len(vocab)
-    tok = Qwen2Tokenizer(vocab=vocab, merges=merges, unk_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    tok.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
-    tok.chat_template = CHAT_TEMPLATE
-    return tok
+    return byte_tokenizer([*COLORS, *SHAPES, "a", "on", "background"])
 
 
 def build_components(seed: int = 0, sizes: type[DemoSizes] = DemoSizes):
