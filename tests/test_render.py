@@ -182,3 +182,13 @@ def test_the_next_checkpoint_is_read_ahead_and_renders_the_same(base, fresh_base
     monkeypatch.setattr(hotswap, "read_lora", lambda b, ck: pytest.fail(f"read {ck.name}"))
     again = render_cells(base, cells, SETTINGS, swapper=swapper, cache=cache)
     assert all(r.swap_path == "cache" for r in again) and len(reads) == 3
+
+
+def test_the_first_row_renders_across_every_checkpoint_first(base, tmp_path, make_lora):
+    for e in (1, 2, 3):
+        make_lora(tmp_path / f"f_{e}.safetensors", seed=e)
+    _, cells = plan_grid(scan_run(tmp_path), prompts=["x"], seeds=[1, 2])
+    seen = []
+    render_cells(base, cells, SETTINGS, progress=lambda d, t, r: seen.append((r.cell.row, r.cell.name)))
+    names = ["base", "f_1.safetensors", "f_2.safetensors", "f_3.safetensors"]
+    assert seen == [(0, n) for n in names] + [(1, n) for n in names]

@@ -1,6 +1,7 @@
 """Turn a grid plan (``plan.py``) into images: the same prompt and seed drawn by every chosen checkpoint.
 
-Cells are rendered checkpoint by checkpoint so each adapter is swapped in once per grid.
+The first row is rendered across every checkpoint first, so a complete comparison appears after
+one render per column; the other rows follow checkpoint by checkpoint (revisits are cached swaps).
 Swap and render of a cell happen under the swapper's lock, so sessions sharing the pipeline
 never see each other's adapter. One bad checkpoint yields an error cell; the rest render.
 The API takes every cell at once so that a batched strategy (several checkpoints in one
@@ -46,7 +47,7 @@ def render_cells(
     cache_only: bool = False,
     read_ahead: bool = True,
 ) -> list[CellResult]:
-    """Render cells, one checkpoint at a time; results come back in the order of ``cells``.
+    """Render cells: the first row across all checkpoints, then the rest; results come back in the order of ``cells``.
 
     Args:
         target_rank: the largest rank among the run's checkpoints (default: among these cells'),
@@ -75,8 +76,9 @@ def render_cells(
         check_scale(cell.scale)
     ranks = [c.checkpoint.rank for c in cells if c.checkpoint is not None and c.checkpoint.rank]
     target_rank = max([target_rank or 0, *ranks])
-    # Checkpoint-major order: each adapter is swapped in once; base (None) first.
-    order = sorted(range(len(cells)), key=lambda i: (cells[i].col, cells[i].scale, cells[i].row))
+    # The first row across every checkpoint first (a whole comparison after one render per column),
+    # then the other rows checkpoint by checkpoint (each revisit of an adapter is a cached swap).
+    order = sorted(range(len(cells)), key=lambda i: (cells[i].row > 0, cells[i].col, cells[i].scale, cells[i].row))
     columns: dict[int, list[Cell]] = {}
     for i in order:
         columns.setdefault(cells[i].col, []).append(cells[i])

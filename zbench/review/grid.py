@@ -57,23 +57,62 @@ def _numbers(text: str, what: str) -> list[str]:
     return items
 
 
+MAX_SEEDS = 1000  # a typo like "1-100000" should be an error, not a grid of a hundred thousand rows
+
+
 def parse_seeds(text: str) -> list[int]:
-    """Seeds separated by commas or spaces: "42, 7 1234"; duplicates dropped, order kept.
+    """Seeds separated by commas or spaces, with ranges: "42, 7", "1-4", "1, 2, .., 10" or "0, 5, .., 20".
+
+    "a-b" is every seed from a to b; "x, y, .., z" continues the step y - x up to z. Duplicates are
+    dropped, order kept.
 
     Raises:
-        ValueError: a seed that is not a whole number 0..2**64-1, with the value received.
+        ValueError: a seed that is not a whole number 0..2**64-1, a range that goes nowhere, or more
+            than 1000 seeds, with the value received.
     """
     seeds: list[int] = []
-    for item in _numbers(text, "seed"):
-        try:
-            seed = int(item)
-        except ValueError:
-            raise ValueError(f"seeds should be whole numbers separated by commas, got {item!r}") from None
-        if not 0 <= seed < 2**64:
-            raise ValueError(f"a seed should be between 0 and 2**64-1, got {seed}")
-        if seed not in seeds:
-            seeds.append(seed)
-    return seeds
+    items = _numbers(text, "seed")
+    i = 0
+    while i < len(items):
+        item = items[i]
+        if item in ("..", "..."):
+            if len(seeds) < 2 or i + 1 >= len(items):
+                raise ValueError(f'".." continues a step: write it as "1, 2, .., 10", got {text.strip()!r}')
+            first, second, end = seeds[-2], seeds[-1], _seed(items[i + 1])
+            step = second - first
+            if step == 0 or (end - second) * step < 0:
+                raise ValueError(f"{first}, {second}, .., {end} does not reach {end} by steps of {step}")
+            more = range(second + step, end + (1 if step > 0 else -1), step)
+            _check_count(len(seeds) + len(more), text)
+            seeds += more
+            i += 2
+        elif re.fullmatch(r"\d+-\d+", item):
+            low, high = (_seed(x) for x in item.split("-"))
+            if high < low:
+                raise ValueError(f"a seed range goes up: write {high}-{low}, got {item}")
+            _check_count(len(seeds) + high - low + 1, text)
+            seeds += range(low, high + 1)
+            i += 1
+        else:
+            seeds.append(_seed(item))
+            i += 1
+        _check_count(len(seeds), text)
+    return list(dict.fromkeys(seeds))
+
+
+def _check_count(count: int, text: str) -> None:
+    if count > MAX_SEEDS:
+        raise ValueError(f"at most {MAX_SEEDS} seeds (each is a row of the grid), got {count:,} from {text.strip()!r}")
+
+
+def _seed(item: str) -> int:
+    try:
+        seed = int(item)
+    except ValueError:
+        raise ValueError(f"seeds should be whole numbers separated by commas, got {item!r}") from None
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"a seed should be between 0 and 2**64-1, got {seed}")
+    return seed
 
 
 def parse_scales(text: str) -> list[float]:
