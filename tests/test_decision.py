@@ -129,7 +129,8 @@ def test_ranking_orders_a_consistent_vote_set(tmp_path):
     assert [by_name[n]["rank"] for n in "ABC"] == [1, 2, 3]
     assert by_name["A"]["score"] > by_name["B"]["score"] > by_name["C"]["score"] > 0
     assert (by_name["A"]["wins"], by_name["A"]["losses"]) == (6, 1)
-    assert by_name["D"] == {"name": "D", "wins": 0, "losses": 0, "score": None, "rank": None}
+    assert by_name["D"] == {"name": "D", "wins": 0, "losses": 0, "score": None, "low": None, "high": None, "rank": None}
+    assert by_name["A"]["low"] < by_name["A"]["score"] < by_name["A"]["high"]  # a 95% interval
 
 
 def test_ranking_keeps_undefeated_and_winless_finite(tmp_path):
@@ -228,3 +229,36 @@ def test_a_replaced_file_makes_its_rating_stale(tmp_path):
     assert store.load().stale(new.name, new.hash)
     assert not store.load().stale("never-rated", new.hash)
     assert not store.set_rating(new.name, 4, hash=new.hash).stale(new.name, new.hash)
+
+
+def test_vote_summary_says_when_the_leader_is_clear():
+    from zbench import vote_summary
+
+    names = ["A", "B", "C"]
+    assert vote_summary(names, [])["leader"] is None
+    close = [vote("A", "B"), vote("B", "A"), vote("A", "B"), vote("A", "C"), vote("B", "C")]
+    summary = vote_summary(names, close)
+    assert summary["leader"] == "A" and not summary["settled"] and summary["more"] > 0 and summary["votes"] == 5
+    clear = [vote("A", "B")] * 25 + [vote("B", "C")] * 25 + [vote("A", "C")] * 25
+    summary = vote_summary(names, clear)
+    assert summary["leader"] == "A" and summary["settled"] and summary["more"] is None
+    level = [vote("A", "B"), vote("B", "A")]
+    assert vote_summary(["A", "B"], level)["more"] is None  # level: no number of votes can be named
+
+
+def test_informative_pair_asks_about_the_uncertain_top():
+    from zbench import informative_pair
+
+    rng = random.Random(0)
+    # Every checkpoint has votes; A and B both beat everyone else but never met: that match is the question.
+    votes = []
+    for strong in "AB":
+        for weak in "CDE":
+            votes += [vote(strong, weak)] * 4
+    votes += [vote("C", "D"), vote("D", "E")]
+    for _ in range(10):
+        assert set(informative_pair(list("ABCDE"), votes, rng)) == {"A", "B"}
+    # Before every checkpoint has a vote, the least compared pairs come first (E has none).
+    first = {frozenset(informative_pair(list("ABCDE"), votes[:4], rng)) for _ in range(20)}
+    assert all(pair != frozenset("AC") for pair in first)
+    assert informative_pair(["A"], [], rng) is None

@@ -11,6 +11,7 @@ from .engine.names import parse_name
 from .engine.pipeline import Base, BaseModelError, get_base, load_base, resolve_device, resolve_dtype
 from .engine.plan import Cell, CellResult, RenderSettings, Row, plan_grid
 from .engine.render import RenderError, measure_grid, render_cells, render_image
+from .engine.runs import describe_folder, find_runs
 from .review.decision import DecisionStore, default_user
 from .review.export import PRESETS, export_sheet, file_sizes, write_grid
 from .review.grid import (
@@ -23,7 +24,8 @@ from .review.grid import (
     weight_metrics,
 )
 from .review.metrics import image_distance, lora_delta_norm, lora_weight_change
-from .review.ranking import next_blind_pair
+from .review.page_state import load_page_state, save_page_state
+from .review.ranking import informative_pair, next_blind_pair, vote_summary
 from .review.records import DecisionError, Review, Vote
 from .review.sheet import SheetInfo, compose_pages, compose_sheet
 from .review.timeline import row_timeline, webp_bytes
@@ -61,16 +63,20 @@ __all__ = [
     "default_cache_dir",
     "default_config_path",
     "default_user",
+    "describe_folder",
     "draw_boxes",
     "export_sheet",
     "file_sizes",
+    "find_runs",
     "get_base",
     "get_image_cache",
     "get_swapper",
     "image_distance",
     "image_metrics",
+    "informative_pair",
     "load_base",
     "load_config",
+    "load_page_state",
     "lora_delta_norm",
     "lora_weight_change",
     "measure_grid",
@@ -86,8 +92,10 @@ __all__ = [
     "resolve_device",
     "resolve_dtype",
     "row_timeline",
+    "save_page_state",
     "scan_run",
     "spearman",
+    "vote_summary",
     "webp_bytes",
     "weight_metrics",
     "write_grid",

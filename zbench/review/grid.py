@@ -253,12 +253,15 @@ def checkpoint_table(
                 "checkpoint": ck.name,
                 "epoch": ck.epoch,
                 "step": ck.step,
-                "rank": ck.rank,
+                "LoRA rank": ck.rank,
                 "rating": ratings.get(ck.name),
                 "note": notes.get(ck.name, ""),
                 "wins": vote.get("wins", 0),
                 "losses": vote.get("losses", 0),
                 "vote rank": vote.get("rank"),
+                "vote score": vote.get("score"),
+                "vote low": vote.get("low"),  # the score's 95% interval: overlapping ones are not yet told apart
+                "vote high": vote.get("high"),
                 "delta norm": w.get("delta_norm"),
                 "weight change": w.get("weight_change"),
                 "from base": im.get("from_base"),
@@ -267,4 +270,8 @@ def checkpoint_table(
                 "error": ck.error or "",
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    # Whole numbers stay whole numbers with gaps (an unrated checkpoint is blank, not NaN as a float).
+    for column in ("epoch", "step", "LoRA rank", "rating", "vote rank"):
+        table[column] = table[column].astype("Int64")
+    return table

@@ -1,0 +1,82 @@
+"""The bench page's settings for one run, kept beside the run so a reload or a restart finds them again.
+
+``<run>/.zbench/page.json`` holds what the user asked the grid to show (prompts, negative, seeds, scales,
+size, steps, guidance, the base column, the chosen checkpoints) and the kept zoom panels. It is written
+atomically when the user renders or changes a panel, and read when the run is opened. A field that is
+missing or of the wrong type is left out (the page's default stands in); nothing is ever fatal here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+from .records import read_json, write_atomic
+from .zoom import ZoomSpec
+
+__all__ = ["PAGE_FIELDS", "load_page_state", "save_page_state"]
+
+logger = logging.getLogger(__name__)
+
+FILE = Path(".zbench") / "page.json"
+# Each field and the type it must have; "zooms" are ZoomSpec dicts, "checkpoints" file names.
+PAGE_FIELDS: dict[str, type] = {
+    "prompts": str,
+    "negative": str,
+    "seeds": str,
+    "scales": str,
+    "steps": int,
+    "guidance": float,
+    "width": int,
+    "height": int,
+    "include_base": bool,
+    "checkpoints": list,
+    "zooms": list,
+}
+
+
+def load_page_state(run_dir: str | Path) -> dict:
+    """The saved settings of a run's page: only fields that are present and well typed."""
+    path = Path(run_dir).expanduser() / FILE
+    try:
+        data = read_json(path)
+    except Exception as err:  # unreadable or not JSON: start from the defaults, keep the file
+        logger.warning("ignoring %s: %s", path, err)
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    state = {}
+    for key, kind in PAGE_FIELDS.items():
+        value = data.get(key)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
+            state[key] = value
+    if "checkpoints" in state:
+        state["checkpoints"] = [n for n in state["checkpoints"] if isinstance(n, str)]
+    if "zooms" in state:
+        zooms = []
+        for z in state["zooms"]:
+            try:
+                zooms.append(ZoomSpec.from_json(z))
+            except (ValueError, TypeError, AttributeError):
+                continue
+        state["zooms"] = zooms
+    return state
+
+
+def save_page_state(run_dir: str | Path, state: Mapping[str, object]) -> bool:
+    """Write the page's settings of a run (zoom panels as dicts). Returns False when the folder
+    cannot be written (a read-only run still works; its settings just are not kept)."""
+    data = {k: v for k, v in state.items() if k in PAGE_FIELDS}
+    if "zooms" in data:
+        data["zooms"] = [z.to_json() if isinstance(z, ZoomSpec) else z for z in data["zooms"]]
+    path = Path(run_dir).expanduser() / FILE
+    try:
+        write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    except OSError as err:
+        logger.warning("could not save the page's settings to %s: %s", path, err)
+        return False
+    return True
