@@ -245,7 +245,7 @@ def _share(staging: _Staging, results, rows, info, zooms, share_format: str) -> 
     """The share image, the HTML viewer and the timelines; their manifest fields."""
     image = compose_share(results, rows, info, zooms=zooms)
     staging.write(f"share.{share_format}", encode_share(image, share_format))
-    staging.write("index.html", viewer_html(results, rows, info).encode("utf-8"))
+    staging.write("index.html", viewer_html(results, rows, info, zooms).encode("utf-8"))
     grid = GridCells(results, rows, info)
     ffmpeg = ffmpeg_path()
     timelines = []

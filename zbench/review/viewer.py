@@ -18,6 +18,7 @@ from ..engine.plan import CellResult, Row
 from .drawing import column_text
 from .gridcells import GridCells
 from .share import header_lines, share_title
+from .zoom import ZoomSpec
 
 __all__ = ["viewer_html"]
 
@@ -36,7 +37,7 @@ _PAGE = """<!doctype html>
 <div id="zbench"></div>
 <script type="application/json" id="zbench-data">{data}</script>
 <script>{js}</script>
-<script>zbenchGrid.init(document.getElementById("zbench"),
+<script>zbenchGrid(document.getElementById("zbench"),
   JSON.parse(document.getElementById("zbench-data").textContent));</script>
 </body>
 </html>
@@ -49,8 +50,8 @@ def _data_uri(image) -> str:
     return "data:image/webp;base64," + base64.b64encode(out.getvalue()).decode("ascii")
 
 
-def viewer_html(results: Sequence[CellResult], rows: Sequence[Row], info) -> str:
-    """The viewer page of a grid, every image embedded."""
+def viewer_html(results: Sequence[CellResult], rows: Sequence[Row], info, zooms: Sequence[ZoomSpec] = ()) -> str:
+    """The viewer page of a grid, every image embedded, its zoom panels under the grid."""
     grid = GridCells(results, rows, info)
     columns = []
     for col in grid.cols:
@@ -74,6 +75,7 @@ def viewer_html(results: Sequence[CellResult], rows: Sequence[Row], info) -> str
         "columns": columns,
         "rows": [grid.row_label(r) for r in range(len(grid.rows))],
         "cells": cells,
+        "panels": [z.box.to_json() for z in zooms],
         "aspect": h / w,
         "cellSize": max(96, min(256, w)),
     }

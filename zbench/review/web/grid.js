@@ -1,181 +1,425 @@
-// zbench grid viewer: the same grid as the bench page, in any browser, offline.
-// Synced zoom and pan over every cell (wheel or pinch to zoom, drag to pan, double-click to reset),
-// sticky labels, a cell-size control, transpose, and a large view with arrow keys to flip through epochs.
-(function () {
-  "use strict";
+// zbench grid: the same grid in the bench page (a Streamlit component) and in the exported viewer (index.html).
+// Fixed-size cells with sticky checkpoint and row labels, a cell-size control, transpose, synced zoom and pan
+// over every cell (wheel or pinch to zoom, drag to pan, double-click to reset), a large view with arrow keys to
+// flip through epochs, and zoom panels: the same region of every checkpoint under the grid, aligned with its
+// columns. On the page (``emit`` given) it also draws boxes that become panels, removes panels, and rates
+// checkpoints in the large view (keys 1-5 or the stars). An update that changes only stars, the release mark or
+// the panels touches only those: the images are never drawn again. Plain DOM code, no libraries, nothing
+// fetched but the images.
+"use strict";
 
-  function el(tag, cls, text) {
-    const node = document.createElement(tag);
-    if (cls) node.className = cls;
-    if (text !== undefined) node.textContent = text;
-    return node;
+function zbEl(tag, cls, text) {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined && text !== null) node.textContent = text;
+  return node;
+}
+
+// Mount or update the grid in ``root`` with ``data``; state (zoom, cell size, open view) survives updates.
+function zbenchGrid(root, data, emit) {
+  let z = root.__zb;
+  if (!z) {
+    z = root.__zb = zbSetup(root);
+    window.__zbenchGrid = z; // for tests and the curious: the live state of the last grid mounted
   }
+  z.data = data;
+  z.emit = emit || null;
+  zbRefresh(z);
+  return z;
+}
 
-  function init(root, data) {
-    const view = { s: 1, x: 0, y: 0 }; // zoom and offset, in fractions of the image: the same for every cell
-    const state = { size: data.cellSize || 192, transpose: false, open: null };
-    root.classList.add("zb");
-    root.append(el("h1", null, data.title));
-    root.append(el("div", "zb-header", data.header.join("\n")));
+function zbSetup(root) {
+  const z = {
+    root,
+    view: { s: 1, x: 0, y: 0 }, // zoom and offset in fractions of the image: the same for every cell
+    size: 0, // cell width in px; 0 until the first build picks one that fits ~8 columns
+    transpose: false,
+    boxMode: false,
+    open: null, // {r, c} of the large view
+    images: [], // the grid's <img> elements (not the panels')
+    labels: [], // per checkpoint: the element that shows its label, stars and release mark
+    strips: [], // the panel rows under the grid
+    builds: 0, // how many times the grid's cells were drawn (tests check an update did not redraw)
+    gridKey: null,
+    panelKey: null,
+  };
+  root.classList.add("zb");
+  z.head = zbEl("div", "zb-head");
+  z.controls = zbEl("div", "zb-controls");
+  z.sizeInput = zbEl("input");
+  Object.assign(z.sizeInput, { type: "range", min: 96, max: 512, step: 8 });
+  z.sizeInput.setAttribute("aria-label", "cell size");
+  const sizeLabel = zbEl("label", null, "cell size ");
+  sizeLabel.append(z.sizeInput);
+  z.flip = zbEl("input");
+  z.flip.type = "checkbox";
+  const flipLabel = zbEl("label");
+  flipLabel.append(z.flip, document.createTextNode(" checkpoints as rows"));
+  const reset = zbEl("button", null, "reset zoom");
+  z.boxButton = zbEl("button", "zb-box", "draw a box");
+  z.hint = zbEl("span", "zb-hint");
+  z.controls.append(sizeLabel, flipLabel, reset, z.boxButton, z.hint);
+  z.scroll = zbEl("div", "zb-scroll");
+  // A modal <dialog>: the browser's top layer, above the page whatever its layout (Streamlit's included).
+  z.box = zbEl("dialog", "zb-lightbox");
+  z.big = zbEl("img");
+  z.caption = zbEl("div", "zb-caption");
+  z.stars = zbEl("div", "zb-rate");
+  z.message = zbEl("div", "zb-message");
+  z.box.append(z.big, z.caption, z.stars, z.message);
+  root.append(z.head, z.controls, z.scroll, z.box);
 
-    const controls = el("div", "zb-controls");
-    const size = el("input");
-    Object.assign(size, { type: "range", min: 96, max: 512, step: 8, value: state.size });
-    const sizeLabel = el("label", null, "cell size ");
-    sizeLabel.append(size);
-    const flip = el("input");
-    flip.type = "checkbox";
-    const flipLabel = el("label");
-    flipLabel.append(flip, document.createTextNode(" checkpoints as rows"));
-    const reset = el("button", null, "reset zoom");
-    controls.append(sizeLabel, flipLabel, reset, el("span", null, "wheel: zoom all · drag: pan all · click: large view, ← → flip"));
-    root.append(controls);
+  z.sizeInput.addEventListener("input", () => { z.size = Number(z.sizeInput.value); zbRefresh(z); });
+  z.flip.addEventListener("change", () => { z.transpose = z.flip.checked; zbRefresh(z); });
+  reset.addEventListener("click", () => { z.view = { s: 1, x: 0, y: 0 }; zbApply(z); });
+  z.boxButton.addEventListener("click", () => { z.boxMode = !z.boxMode; zbMode(z); });
+  z.box.addEventListener("click", () => zbClose(z));
+  z.box.addEventListener("close", () => { z.open = null; }); // Escape closes a dialog by itself
+  z.stars.addEventListener("click", (e) => e.stopPropagation());
+  document.addEventListener("keydown", (e) => zbKey(z, e));
+  return z;
+}
 
-    const scroll = el("div", "zb-scroll");
-    root.append(scroll);
-    const box = el("div", "zb-lightbox");
-    const big = el("img");
-    const caption = el("div", "zb-caption");
-    const message = el("div", "zb-message");
-    box.append(big, caption, message);
-    root.append(box);
+// Draw what changed: the cells only when the images, labels, size or layout changed; else the panels and
+// the checkpoint labels (stars, release) in place.
+function zbRefresh(z) {
+  const data = z.data;
+  if (!z.size) {
+    const width = z.root.clientWidth || window.innerWidth;
+    const fit = Math.floor((width - 200) / Math.max(1, Math.min(8, data.columns.length))) - 8;
+    z.size = Math.max(96, Math.min(512, data.cellSize || fit));
+  }
+  z.sizeInput.value = z.size;
+  z.flip.checked = z.transpose;
+  z.head.replaceChildren();
+  if (data.title) z.head.append(zbEl("h1", null, data.title));
+  if (data.header) z.head.append(zbEl("div", "zb-header", data.header.join("\n")));
+  zbMode(z);
+  const panels = JSON.stringify(data.panels || []);
+  const gridKey = JSON.stringify([
+    data.columns.map((c) => [c.label, c.name, c.hash]), data.rows, data.cells, data.aspect, z.size, z.transpose,
+    z.transpose ? panels : null, // transposed, the panels are columns of the same table
+  ]);
+  if (gridKey !== z.gridKey) {
+    z.gridKey = gridKey;
+    z.panelKey = null;
+    zbBuild(z);
+  }
+  if (!z.transpose && panels !== z.panelKey) {
+    z.panelKey = panels;
+    zbStrips(z);
+  }
+  z.labels.forEach((el, c) => zbLabel(el, data.columns[c]));
+  zbApply(z);
+  if (z.open) zbOpen(z, z.open.r, z.open.c);
+}
 
-    const images = [];
-    function apply() {
-      for (const img of images) {
-        const w = img.parentElement.clientWidth;
-        const h = img.parentElement.clientHeight;
-        img.style.transform = `translate(${-view.x * w * view.s}px, ${-view.y * h * view.s}px) scale(${view.s})`;
-      }
-    }
+function zbMode(z) {
+  z.boxButton.style.display = z.emit ? "" : "none";
+  z.boxButton.classList.toggle("zb-on", z.boxMode);
+  z.root.classList.toggle("zb-drawing", z.boxMode);
+  z.hint.textContent = z.boxMode
+    ? "drag over any image: the region becomes a zoom panel"
+    : "wheel or pinch: zoom all · drag: pan all · click: large view, ← → flip" + (z.emit ? ", 1-5 rate" : "");
+}
 
-    function cellNode(r, c) {
-      const cell = data.cells[r][c];
-      const td = el("td");
-      const div = el("div", "zb-cell");
-      const h = Math.round(state.size * data.aspect);
-      div.style.width = state.size + "px";
-      div.style.height = h + "px";
-      if (cell.src) {
-        const img = el("img");
-        img.src = cell.src;
-        img.alt = `${data.columns[c].label} · ${data.rows[r]}`;
-        img.draggable = false;
-        div.append(img);
-        images.push(img);
-      } else {
-        div.className = "zb-cell zb-error";
-        div.title = cell.error || cell.status;
-        const badge = el("span", "zb-badge", cell.status);
-        div.append(badge, document.createTextNode((cell.error || "").slice(0, 60)));
-      }
-      attach(div, r, c);
-      td.append(div);
-      return td;
-    }
-
-    function header(c) {
-      const th = el("th");
-      const col = data.columns[c];
-      th.append(document.createTextNode(col.label), el("span", "zb-name", col.name), el("span", "zb-hash", col.hash));
-      th.style.maxWidth = state.size + "px";
-      return th;
-    }
-
-    function build() {
-      images.length = 0;
-      const table = el("table");
-      const head = el("tr");
-      head.append(el("th", "zb-corner"));
-      const nr = data.rows.length;
-      const nc = data.columns.length;
-      if (!state.transpose) {
-        for (let c = 0; c < nc; c++) head.append(header(c));
-        table.append(head);
-        for (let r = 0; r < nr; r++) {
-          const tr = el("tr");
-          tr.append(el("td", "zb-rowlabel", data.rows[r]));
-          for (let c = 0; c < nc; c++) tr.append(cellNode(r, c));
-          table.append(tr);
-        }
-      } else {
-        for (let r = 0; r < nr; r++) head.append(el("th", null, data.rows[r]));
-        table.append(head);
-        for (let c = 0; c < nc; c++) {
-          const tr = el("tr");
-          const label = el("td", "zb-rowlabel", data.columns[c].label);
-          label.append(el("div", "zb-name", data.columns[c].name));
-          tr.append(label);
-          for (let r = 0; r < nr; r++) tr.append(cellNode(r, c));
-          table.append(tr);
-        }
-      }
-      scroll.replaceChildren(table);
-      apply();
-    }
-
-    function attach(div, r, c) {
-      let drag = null;
-      div.addEventListener("pointerdown", (e) => {
-        drag = { x: e.clientX, y: e.clientY, vx: view.x, vy: view.y, moved: false };
-        div.setPointerCapture(e.pointerId);
-      });
-      div.addEventListener("pointermove", (e) => {
-        if (!drag) return;
-        const dx = (e.clientX - drag.x) / div.clientWidth / view.s;
-        const dy = (e.clientY - drag.y) / div.clientHeight / view.s;
-        if (Math.abs(e.clientX - drag.x) + Math.abs(e.clientY - drag.y) > 3) drag.moved = true;
-        view.x = clamp(drag.vx - dx);
-        view.y = clamp(drag.vy - dy);
-        apply();
-      });
-      div.addEventListener("pointerup", () => {
-        if (drag && !drag.moved) open(r, c);
-        drag = null;
-      });
-      div.addEventListener("wheel", (e) => {
-        e.preventDefault();
-        const rect = div.getBoundingClientRect();
-        const fx = view.x + (e.clientX - rect.left) / rect.width / view.s; // the image point under the cursor
-        const fy = view.y + (e.clientY - rect.top) / rect.height / view.s;
-        view.s = Math.min(16, Math.max(1, view.s * Math.exp(-e.deltaY / 300)));
-        view.x = clamp(fx - (e.clientX - rect.left) / rect.width / view.s);
-        view.y = clamp(fy - (e.clientY - rect.top) / rect.height / view.s);
-        apply();
-      }, { passive: false });
-      div.addEventListener("dblclick", () => { view.s = 1; view.x = view.y = 0; apply(); });
-    }
-
-    function clamp(v) { return Math.min(Math.max(v, 0), 1 - 1 / view.s); }
-
-    function open(r, c) {
-      state.open = { r, c };
-      const cell = data.cells[r][c];
-      const col = data.columns[c];
-      big.style.display = cell.src ? "" : "none";
-      if (cell.src) big.src = cell.src;
-      caption.textContent = `${col.label} · ${col.name} · ${data.rows[r]} (${c + 1}/${data.columns.length})`;
-      message.textContent = cell.src ? "" : `${cell.status}: ${cell.error || ""}`;
-      box.classList.add("zb-open");
-    }
-
-    box.addEventListener("click", () => { box.classList.remove("zb-open"); state.open = null; });
-    document.addEventListener("keydown", (e) => {
-      if (!state.open) return;
-      if (e.key === "Escape") { box.classList.remove("zb-open"); state.open = null; }
-      const step = e.key === "ArrowRight" ? 1 : e.key === "ArrowLeft" ? -1 : 0;
-      if (step) {
-        e.preventDefault();
-        const c = (state.open.c + step + data.columns.length) % data.columns.length;
-        open(state.open.r, c);
-      }
+function zbBuild(z) {
+  const data = z.data;
+  z.builds += 1;
+  z.images = [];
+  z.labels = [];
+  z.strips = [];
+  z.table = zbEl("table");
+  const head = zbEl("tr");
+  head.append(zbEl("th", "zb-corner"));
+  z.table.append(head);
+  if (!z.transpose) {
+    data.columns.forEach((_, c) => head.append(zbColumnHead(z, c)));
+    data.rows.forEach((label, r) => {
+      const tr = zbEl("tr");
+      tr.append(zbEl("td", "zb-rowlabel", label));
+      data.columns.forEach((_, c) => tr.append(zbCell(z, r, c)));
+      z.table.append(tr);
     });
-    size.addEventListener("input", () => { state.size = Number(size.value); build(); });
-    flip.addEventListener("change", () => { state.transpose = flip.checked; build(); });
-    reset.addEventListener("click", () => { view.s = 1; view.x = view.y = 0; apply(); });
-    build();
-    return { view, state, rebuild: build };
+  } else {
+    const panels = data.panels || [];
+    data.rows.forEach((label) => head.append(zbEl("th", "zb-rowhead", label)));
+    panels.forEach((panel, p) => data.rows.forEach((label, r) => {
+      const th = zbEl("th", "zb-rowhead zb-panel", `${panel.name} · ${label}`);
+      if (r === 0) zbRemoveButton(z, th, panel, p);
+      head.append(th);
+    }));
+    data.columns.forEach((_, c) => {
+      const tr = zbEl("tr");
+      const label = zbEl("td", "zb-rowlabel zb-ck");
+      z.labels[c] = label;
+      tr.append(label);
+      data.rows.forEach((_, r) => tr.append(zbCell(z, r, c)));
+      panels.forEach((panel) => data.rows.forEach((_, r) => tr.append(zbCrop(z, r, c, panel, true))));
+      z.table.append(tr);
+    });
   }
+  z.scroll.replaceChildren(z.table);
+}
 
-  window.zbenchGrid = { init };
-})();
+// The panels under the grid: for each panel, one strip per grid row, aligned with the columns.
+function zbStrips(z) {
+  for (const tr of z.strips) tr.remove();
+  z.strips = [];
+  (z.data.panels || []).forEach((panel, p) => {
+    z.data.rows.forEach((label, r) => {
+      const tr = zbEl("tr", "zb-strip");
+      const cell = zbEl("td", "zb-rowlabel zb-panel", `${panel.name} · ${label}`);
+      if (r === 0) zbRemoveButton(z, cell, panel, p);
+      tr.append(cell);
+      z.data.columns.forEach((_, c) => tr.append(zbCrop(z, r, c, panel, false)));
+      z.table.append(tr);
+      z.strips.push(tr);
+    });
+  });
+}
+
+function zbRemoveButton(z, parent, panel, p) {
+  if (!z.emit) return;
+  const remove = zbEl("button", "zb-remove", "×");
+  remove.title = `remove the panel ${panel.name}`;
+  remove.setAttribute("aria-label", `remove the panel ${panel.name}`);
+  remove.addEventListener("click", () => z.emit({ type: "remove_panel", index: p, name: panel.name }));
+  parent.append(remove);
+}
+
+function zbColumnHead(z, c) {
+  const th = zbEl("th", "zb-ck");
+  th.style.width = z.size + "px";
+  th.style.maxWidth = z.size + "px";
+  z.labels[c] = th;
+  return th;
+}
+
+// A checkpoint's label: the short label, its stars and release mark, the file name and hash.
+function zbLabel(el, col) {
+  const key = JSON.stringify([col.label, col.name, col.hash, col.stars, col.release]);
+  if (el.__zbKey === key) return;
+  el.__zbKey = key;
+  el.replaceChildren(zbEl("span", "zb-label", col.label));
+  if (col.stars) el.append(zbEl("span", "zb-stars", "★".repeat(col.stars) + "☆".repeat(5 - col.stars)));
+  if (col.release) el.append(zbEl("span", "zb-release", "release"));
+  el.append(zbEl("span", "zb-name", col.name));
+  if (col.hash) el.append(zbEl("span", "zb-hash", col.hash));
+  el.title = [col.label, col.name, col.hash].filter(Boolean).join("\n");
+}
+
+function zbCell(z, r, c) {
+  const cell = z.data.cells[r][c];
+  const td = zbEl("td");
+  const div = zbEl("div", "zb-cell");
+  div.style.width = z.size + "px";
+  div.style.height = Math.round(z.size * z.data.aspect) + "px";
+  if (cell.src) {
+    const img = zbEl("img");
+    img.src = cell.src;
+    img.alt = `${z.data.columns[c].label} · ${z.data.rows[r]}`;
+    img.draggable = false;
+    div.append(img);
+    z.images.push(img);
+  } else {
+    div.classList.add(cell.status === "error" ? "zb-error" : "zb-pending");
+    div.title = cell.error || cell.status;
+    div.append(zbEl("span", "zb-badge", cell.status === "pending" ? "not rendered yet" : cell.status));
+    if (cell.error) div.append(zbEl("span", "zb-short", cell.error.length > 70 ? cell.error.slice(0, 69) + "…" : cell.error));
+  }
+  zbPointer(z, div, r, c);
+  td.append(div);
+  return td;
+}
+
+function zbCrop(z, r, c, panel, transposed) {
+  // The panel's region of this cell's image (a CSS crop of the same image: no new file). Under the grid a
+  // strip is as wide as its column; transposed, as tall as the checkpoint's row.
+  const cell = z.data.cells[r][c];
+  const td = zbEl("td");
+  const a = z.data.aspect;
+  let w = z.size;
+  let h = Math.max(8, Math.round((w * a * panel.h) / panel.w));
+  if (transposed) {
+    h = Math.round(z.size * a);
+    w = Math.max(8, Math.round((h * panel.w) / (panel.h * a)));
+  }
+  const k = w / panel.w; // px per image width
+  const div = zbEl("div", "zb-cropcell");
+  div.style.width = w + "px";
+  div.style.height = h + "px";
+  div.dataset.panel = panel.name;
+  if (cell.src) {
+    const img = zbEl("img");
+    img.src = cell.src;
+    img.draggable = false;
+    img.alt = `${panel.name} · ${z.data.columns[c].label} · ${z.data.rows[r]}`;
+    Object.assign(img.style, {
+      width: k + "px", height: k * a + "px", left: -panel.x * k + "px", top: -panel.y * k * a + "px",
+    });
+    div.append(img);
+  } else {
+    div.classList.add("zb-pending");
+  }
+  td.append(div);
+  return td;
+}
+
+function zbApply(z) {
+  const w = z.size;
+  const h = Math.round(z.size * z.data.aspect);
+  const transform = `translate(${-z.view.x * w * z.view.s}px, ${-z.view.y * h * z.view.s}px) scale(${z.view.s})`;
+  for (const img of z.images) img.style.transform = transform;
+}
+
+function zbClamp(z, v) { return Math.min(Math.max(v, 0), 1 - 1 / z.view.s); }
+
+function zbFraction(z, div, x, y) {
+  // The image point (fractions 0..1) under the client point (x, y), through the current zoom.
+  const rect = div.getBoundingClientRect();
+  const fx = z.view.x + (x - rect.left) / rect.width / z.view.s;
+  const fy = z.view.y + (y - rect.top) / rect.height / z.view.s;
+  return [Math.min(Math.max(fx, 0), 1), Math.min(Math.max(fy, 0), 1)];
+}
+
+// Zoom every cell to ``scale`` keeping the image point under (x, y) of ``div`` where it is.
+function zbZoomAt(z, div, x, y, scale) {
+  const rect = div.getBoundingClientRect();
+  const [fx, fy] = zbFraction(z, div, x, y);
+  z.view.s = Math.min(16, Math.max(1, scale));
+  z.view.x = zbClamp(z, fx - (x - rect.left) / rect.width / z.view.s);
+  z.view.y = zbClamp(z, fy - (y - rect.top) / rect.height / z.view.s);
+  zbApply(z);
+}
+
+function zbPointer(z, div, r, c) {
+  let drag = null;
+  let pinch = null;
+  const points = new Map(); // pointerId -> {x, y}: two of them on a cell pinch-zoom
+  const spread = () => {
+    const [a, b] = [...points.values()];
+    return { d: Math.hypot(a.x - b.x, a.y - b.y) || 1, x: (a.x + b.x) / 2, y: (a.y + b.y) / 2 };
+  };
+  div.addEventListener("pointerdown", (e) => {
+    points.set(e.pointerId, { x: e.clientX, y: e.clientY });
+    div.setPointerCapture(e.pointerId);
+    if (points.size === 2 && !z.boxMode) {
+      if (drag && drag.rect) drag.rect.remove();
+      drag = null;
+      pinch = { start: spread(), s: z.view.s };
+      return;
+    }
+    drag = { x: e.clientX, y: e.clientY, vx: z.view.x, vy: z.view.y, moved: false };
+    drag.start = zbFraction(z, div, e.clientX, e.clientY);
+    if (z.boxMode) {
+      drag.rect = zbEl("div", "zb-drawn");
+      div.append(drag.rect);
+    }
+  });
+  div.addEventListener("pointermove", (e) => {
+    if (points.has(e.pointerId)) points.set(e.pointerId, { x: e.clientX, y: e.clientY });
+    if (pinch && points.size === 2) {
+      const now = spread();
+      zbZoomAt(z, div, now.x, now.y, (pinch.s * now.d) / pinch.start.d);
+      return;
+    }
+    if (!drag) return;
+    if (Math.abs(e.clientX - drag.x) + Math.abs(e.clientY - drag.y) > 3) drag.moved = true;
+    if (drag.rect) {
+      const rect = div.getBoundingClientRect();
+      const x0 = Math.min(drag.x, e.clientX) - rect.left;
+      const y0 = Math.min(drag.y, e.clientY) - rect.top;
+      Object.assign(drag.rect.style, {
+        left: x0 + "px", top: y0 + "px",
+        width: Math.abs(e.clientX - drag.x) + "px", height: Math.abs(e.clientY - drag.y) + "px",
+      });
+      return;
+    }
+    z.view.x = zbClamp(z, drag.vx - (e.clientX - drag.x) / div.clientWidth / z.view.s);
+    z.view.y = zbClamp(z, drag.vy - (e.clientY - drag.y) / div.clientHeight / z.view.s);
+    zbApply(z);
+  });
+  const end = (e) => {
+    points.delete(e.pointerId);
+    if (pinch) {
+      if (points.size < 2) pinch = null;
+      return;
+    }
+    if (!drag) return;
+    const done = drag;
+    drag = null;
+    if (e.type === "pointercancel") {
+      if (done.rect) done.rect.remove();
+      return;
+    }
+    if (done.rect) {
+      done.rect.remove();
+      const [x1, y1] = zbFraction(z, div, e.clientX, e.clientY);
+      const [x0, y0] = done.start;
+      const box = { x: Math.min(x0, x1), y: Math.min(y0, y1), w: Math.abs(x1 - x0), h: Math.abs(y1 - y0) };
+      z.boxMode = false;
+      zbMode(z);
+      if (box.w > 0.005 && box.h > 0.005 && z.emit) z.emit({ type: "box", row: r, col: c, ...box });
+    } else if (!done.moved) {
+      zbOpen(z, r, c);
+    }
+  };
+  div.addEventListener("pointerup", end);
+  div.addEventListener("pointercancel", end);
+  div.addEventListener("wheel", (e) => {
+    if (Math.abs(e.deltaX) > Math.abs(e.deltaY)) return; // a sideways swipe scrolls the grid
+    e.preventDefault();
+    zbZoomAt(z, div, e.clientX, e.clientY, z.view.s * Math.exp(-e.deltaY / 300));
+  }, { passive: false });
+  div.addEventListener("dblclick", () => { z.view = { s: 1, x: 0, y: 0 }; zbApply(z); });
+}
+
+function zbOpen(z, r, c) {
+  z.open = { r, c };
+  const cell = z.data.cells[r][c];
+  const col = z.data.columns[c];
+  z.big.style.display = cell.src ? "" : "none";
+  if (cell.src && z.big.getAttribute("src") !== cell.src) z.big.src = cell.src;
+  const stars = col.stars ? " · " + "★".repeat(col.stars) : "";
+  const release = col.release ? " · release" : "";
+  z.caption.textContent =
+    `${col.label} · ${col.name} · ${z.data.rows[r]}${stars}${release} (${c + 1}/${z.data.columns.length})`;
+  z.message.textContent = cell.src ? "" : `${cell.status}: ${cell.error || ""}`;
+  z.stars.replaceChildren();
+  if (z.emit && col.rateable) {
+    for (let n = 1; n <= 5; n += 1) {
+      const star = zbEl("button", "zb-star" + (col.stars >= n ? " zb-lit" : ""), "★");
+      star.title = `rate ${col.label} ${n} of 5 (key ${n})`;
+      star.addEventListener("click", () => zbRate(z, c, col.stars === n ? 0 : n));
+      z.stars.append(star);
+    }
+    z.stars.append(zbEl("span", "zb-hint", "1-5 to rate, 0 to clear"));
+  }
+  if (!z.box.open) z.box.showModal();
+}
+
+function zbRate(z, c, stars) {
+  const col = z.data.columns[c];
+  // The event names the checkpoint shown, so a rating can only land on the image being looked at.
+  z.emit({ type: "rate", col: c, checkpoint: col.checkpoint, stars });
+}
+
+function zbClose(z) {
+  z.open = null;
+  if (z.box.open) z.box.close();
+}
+
+function zbKey(z, e) {
+  if (!z.open || !z.root.isConnected) return;
+  if (e.key === "Escape") zbClose(z);
+  const step = e.key === "ArrowRight" ? 1 : e.key === "ArrowLeft" ? -1 : 0;
+  if (step) {
+    e.preventDefault();
+    e.stopImmediatePropagation();
+    const n = z.data.columns.length;
+    zbOpen(z, z.open.r, (z.open.c + step + n) % n);
+  } else if (z.emit && /^[0-5]$/.test(e.key) && z.data.columns[z.open.c].rateable) {
+    zbRate(z, z.open.c, Number(e.key));
+  }
+}
