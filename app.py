@@ -10,34 +10,28 @@ from __future__ import annotations
 import streamlit as st
 
 from ui.export import export_sheet
-from ui.grid import controls, draw_grid
+from ui.grid import controls, grid_section
 from ui.pick import pick_release
-from ui.request import choose_grid
+from ui.request import choose_grid, panels
 from ui.run import open_run
 from ui.timeline import timeline_tab
-from ui.zoom import zoom_panels
 
 st.set_page_config(page_title="zbench", layout="wide")
 
-# 1. Which base and run, and what to render (sidebar); stops with a message when something is missing.
+# 1. Which base and run (sidebar), and what to render (the sidebar's form, committed by Render).
 opened = open_run()
 plan = choose_grid(opened)
-cache_only, progress_slot = controls(plan.request)
-tab_grid, tab_zoom, tab_timeline, tab_export, tab_pick = st.tabs(
-    ["Grid", "Zoom", "Timeline", "Export", "Pick a release"]
-)
+cache_only = controls(plan.request)
+tab_grid, tab_timeline, tab_export, tab_pick = st.tabs(["Grid", "Timeline", "Export", "Pick a release"])
 
-# 2. The grid: placeholders first, filled as cells finish.
+# 2. The grid: the first row across every checkpoint first; zoom panels drawn on it sit under it.
 with tab_grid:
-    results = draw_grid(opened, plan, cache_only=cache_only, progress_slot=progress_slot)
-st.session_state["grid"] = (plan.request, results)
+    results = grid_section(opened, plan, cache_only)
 
-# 3. Crop-zoom panels, 4. the timeline, 5. comparison sheets, 6. pick a release.
-with tab_zoom:
-    zooms = zoom_panels(results, plan.rows)
+# 3. The timeline, 4. comparison sheets, 5. pick a release.
 with tab_timeline:
-    timeline_tab(plan, results, zooms)
+    timeline_tab(plan, results, panels(opened))
 with tab_export:
-    export_sheet(opened, plan, results, zooms)
+    export_sheet(opened, plan, results, panels(opened))
 with tab_pick:
-    pick_release(opened, plan, results, zooms)
+    pick_release(opened, plan, results)

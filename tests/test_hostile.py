@@ -724,7 +724,13 @@ def test_hostile_page_shows_names_from_files_literally(tmp_path, tiny_model, tar
     text = "\n".join(shown)
     assert "evil" in text  # the names are on the page...
     assert "](" not in text and "![" not in text and ":smile:" not in text  # ...and nothing in them is Markdown
-    assert r"\[link\]\(https\:evil" in text and r"\*\*bold\*\*" in text
+    assert r"\[cfg\]\(https\:evil\.example\)" in text
+    # The grid component gets the names as data and draws them as text (DOM textContent), never as markup.
+    grid = next(e for e in at.get("bidi_component") if e.proto.component_name == "zbench.grid")
+    names = [c["name"] for c in json.loads(grid.proto.json)["columns"]]
+    assert MARKDOWN_NAME in names and MARKDOWN_NAME.replace("_1", "_2") in names
+    js = (Path(__file__).resolve().parent.parent / "zbench" / "review" / "web" / "grid.js").read_text()
+    assert "innerHTML" not in js and "insertAdjacentHTML" not in js
 
 
 # -- smaller ----------------------------------------------------------------------------------

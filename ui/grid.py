@@ -1,113 +1,181 @@
-"""The grid: Render and Stop, a placeholder per cell filled as cells finish, and a summary line."""
+"""The Grid tab: Stop, the grid component filled as cells finish, the zoom panels and a summary line.
+
+The grid lives in a fragment: drawing a box, removing or renaming a panel and rating from the large
+view rerun only this part, from the image cache (nothing renders again). Events from the component
+are applied in its callback, before the fragment reruns, so the rerun already shows them.
+"""
 
 from __future__ import annotations
 
+import functools
 import time
 
 import streamlit as st
 
 import zbench
 
-from .request import GridPlan
+from .gridview import grid_data, show_grid
+from .request import GridPlan, panels, save_settings
 from .resources import image_cache
 from .run import OpenRun
 from .text import literal
 
-
-def column_title(ck: zbench.Checkpoint | None) -> str:
-    return "base (LoRA off)" if ck is None else ck.label
-
-
-def show_cell(slot, result: zbench.CellResult) -> None:
-    """Draw one grid cell (image, or its error) into a placeholder."""
-    with slot.container():
-        if result.image is not None:
-            st.image(result.image, width="stretch")
-            how = "from cache" if result.swap_path == "cache" else f"render {result.render_ms or 0:.0f} ms"
-            if result.swap_ms is not None:
-                how = f"swap {result.swap_ms:.1f} ms · {how}"
-            st.caption(how)
-        elif result.status == "error":
-            st.error(literal(result.error))
-        else:
-            st.info(literal(result.error or result.status))
+GRID_KEY = "grid_view"  # the component's key; st.session_state["grid"] holds (request, results)
+REDRAW_S = 1.5  # while cells render, the grid is redrawn at most this often (and when the first row is done)
+REUSE = "grid_reuse"  # set by an event that changes no cell: the next grid run sends the same cells again
 
 
-def controls(request: zbench.GridRequest):
-    """Render and Stop buttons, and the slot beside them for progress.
-
-    Returns:
-        (cache_only, progress slot): cache_only is True after Stop, until Render is pressed
-        (the page then shows what is drawn and draws nothing).
-    """
-    b1, b2, b3 = st.columns([1, 1, 6])
-    render_clicked = b1.button("Render", type="primary")
-    stop_clicked = b2.button("Stop")
-    if stop_clicked:
+def controls(request: zbench.GridRequest) -> bool:
+    """The Stop button (Render is the sidebar's). Returns True when the grid should show only what is drawn."""
+    if st.button("Stop", help="keep what is drawn; Render in the sidebar finishes the grid"):
         st.session_state["stopped"] = request
-    if render_clicked:
-        st.session_state.pop("stopped", None)
-    return st.session_state.get("stopped") == request, b3.empty()
-
-
-def draw_grid(opened: OpenRun, plan: GridPlan, *, cache_only: bool, progress_slot) -> list[zbench.CellResult]:
-    """Lay out the grid's placeholders, render (or take from the cache) every cell into them, then sum up.
-
-    Returns:
-        One result per cell of ``plan``.
-    """
-    request, rows, cells = plan.request, plan.rows, plan.cells
-    columns_of = {c.col: c.checkpoint for c in cells if c.row == 0}
-    slots = {}
-    header = st.columns([1] + [3] * len(columns_of))
-    for col, ck in columns_of.items():
-        header[col + 1].markdown(f"**{literal(column_title(ck))}**  \n{literal('base' if ck is None else ck.name)}")
-    for r, row in enumerate(rows):
-        line = st.columns([1] + [3] * len(columns_of))
-        line[0].caption(
-            literal(row.label(prompts=len(request.prompts), seeds=len(request.seeds), scales=len(request.scales)))
-        )
-        for col in columns_of:
-            slots[(r, col)] = line[col + 1].empty()
-
-    started = time.perf_counter()
-    finished = [0]  # cells done, for the per-step progress line
-
-    def on_cell(done: int, total: int, result: zbench.CellResult) -> None:
-        finished[0] = done
-        show_cell(slots[(result.cell.row, result.cell.col)], result)
-        if result.swap_path != "cache":
-            progress_slot.progress(done / total, text=f"rendered {done} of {total}")
-
-    def on_step(cell: zbench.Cell, step: int, steps: int) -> None:
-        # A page element written every step: Streamlit interrupts a run at its next element write,
-        # so Stop (or any widget) takes effect within one denoising step, not after the cell.
-        what = f"{literal(cell.name)}: step {step} of {steps}" if step else "waiting for another session's render"
-        progress_slot.progress(finished[0] / len(cells), text=f"rendered {finished[0]} of {len(cells)} · {what}")
-
-    with zbench.measure_grid(opened.base) as stats:
-        results = zbench.render_cells(
-            opened.base,
-            cells,
-            request.settings,
-            target_rank=target_rank(opened.run),
-            progress=on_cell,
-            on_step=on_step,
-            cache=image_cache(),
-            cache_only=cache_only,
-        )
-    st.session_state["grid_stats"] = stats  # how this grid was drawn, for the exported manifest
-    progress_slot.empty()
-    pending = sum(r.status == "pending" for r in results)
-    errors = sum(r.status == "error" for r in results)
-    drawn = sum(r.image is not None and r.swap_path != "cache" for r in results)
-    if pending:
-        st.info(f"Stopped: {pending} cells not rendered. Press Render to finish the grid.")
-    summary = f"{len(results)} cells · {drawn} rendered now in {time.perf_counter() - started:.1f} s"
-    st.caption(summary + (f" · {errors} with errors" if errors else ""))
-    return results
+    return st.session_state.get("stopped") == request
 
 
 def target_rank(run: list[zbench.Checkpoint]) -> int:
     """The largest rank of the run's usable checkpoints: adapter layers are injected once at it."""
     return max([c.rank or 0 for c in run if c.error is None] or [0])
+
+
+@st.fragment
+def grid_section(opened: OpenRun, plan: GridPlan, cache_only: bool) -> list[zbench.CellResult]:
+    """Render the plan's cells (or take them from the cache) into the grid; the panels and a summary below.
+
+    Returns:
+        One result per cell of ``plan`` (also kept in ``st.session_state["grid"]``).
+    """
+    request, cells = plan.request, plan.cells
+    store = zbench.DecisionStore(opened.run_dir)
+    try:
+        ratings, record = store.load().ratings, store.release()
+    except zbench.DecisionError:
+        ratings, record = {}, None  # the Pick a release tab says what is wrong
+    release = record["checkpoint"] if record else None
+    zooms = panels(opened)
+    slot, progress_slot = st.empty(), st.empty()
+    started = time.perf_counter()
+    shown, done_cells = [0.0], {}
+    first_row = sum(1 for c in cells if c.row == 0)
+
+    def draw(results: list[zbench.CellResult], *, final: bool) -> object:
+        data = grid_data(results, plan, ratings=ratings, release=release, zooms=zooms)
+        with slot:
+            if final:  # the interactive grid; its events are applied before the next rerun
+                return show_grid(data, key=GRID_KEY, on_event=functools.partial(handle_grid_event, opened))
+            return show_grid(data, key=None)
+
+    def on_cell(done: int, total: int, result: zbench.CellResult) -> None:
+        done_cells[(result.cell.row, result.cell.col)] = result
+        if result.swap_path == "cache":
+            return
+        progress_slot.progress(done / total, text=f"rendered {done} of {total}")
+        now = time.perf_counter()
+        if done == first_row or now - shown[0] > REDRAW_S:  # the whole first row, then now and then
+            shown[0] = now
+            draw(_partial(cells, done_cells), final=False)
+
+    def on_step(cell: zbench.Cell, step: int, steps: int) -> None:
+        # A page element written every step: Streamlit stops a run at its next element write, so Stop
+        # (or any widget) takes effect within one denoising step, not after the cell.
+        what = f"{literal(cell.name)}: step {step} of {steps}" if step else "waiting for another session's render"
+        progress_slot.progress(
+            len(done_cells) / len(cells), text=f"rendered {len(done_cells)} of {len(cells)} · {what}"
+        )
+
+    shown_grid = st.session_state.get("grid")
+    if st.session_state.pop(REUSE, False) and shown_grid is not None and shown_grid[0] == request:
+        # A panel or rating event: the cells are the ones on screen; only labels and panels change.
+        results = shown_grid[1]
+    else:
+        with zbench.measure_grid(opened.base) as stats:
+            results = zbench.render_cells(
+                opened.base,
+                cells,
+                request.settings,
+                target_rank=target_rank(opened.run),
+                progress=on_cell,
+                on_step=on_step,
+                cache=image_cache(),
+                cache_only=cache_only,
+            )
+        progress_slot.empty()
+        st.session_state["grid_stats"] = stats  # how this grid was drawn, for the exported manifest
+        st.session_state["grid"] = (request, results)
+    draw(results, final=True)
+    if st.session_state.get("grid_event_error"):
+        st.error(literal(st.session_state.pop("grid_event_error")))
+    _summary(results, time.perf_counter() - started)
+    _panel_names(opened, zooms)
+    return results
+
+
+def _partial(cells: list[zbench.Cell], done: dict) -> list[zbench.CellResult]:
+    return [done.get((c.row, c.col)) or zbench.CellResult(c, None, "pending", "rendering…") for c in cells]
+
+
+def _summary(results: list[zbench.CellResult], seconds: float) -> None:
+    pending = sum(r.status == "pending" for r in results)
+    errors = sum(r.status == "error" for r in results)
+    drawn = sum(r.image is not None and r.swap_path != "cache" for r in results)
+    if pending:
+        st.info(f"Stopped: {pending} cells not rendered. Press Render to finish the grid.")
+    summary = f"{len(results)} cells · {drawn} rendered now in {seconds:.1f} s"
+    st.caption(summary + (f" · {errors} with errors" if errors else ""))
+
+
+def _panel_names(opened: OpenRun, zooms: list[zbench.ZoomSpec]) -> None:
+    """The kept panels by name: rename them here; draw new ones with "draw a box" on the grid."""
+    if not zooms:
+        st.caption('Zoom panels: press "draw a box" on the grid and drag over any image.')
+        return
+    st.markdown("**Zoom panels** (under the grid, in exports)")
+    for i, zoom in enumerate(zooms):
+        name = st.text_input(f"panel {i + 1}", zoom.box.name, key=f"panel_name:{i}:{zoom.box.name}")
+        if name.strip() and name.strip() != zoom.box.name:
+            box = zoom.box
+            zooms[i] = zbench.ZoomSpec(
+                zbench.ZoomBox(name.strip(), box.x, box.y, box.w, box.h), zoom.factor, zoom.method
+            )
+            save_settings(opened)
+            st.session_state[REUSE] = True
+            st.rerun(scope="fragment")
+
+
+def handle_grid_event(opened: OpenRun) -> None:
+    """The component's callback: apply a drawn box, a removed panel or a rating before the fragment reruns."""
+    state = st.session_state.get(GRID_KEY)
+    event = state.get("event") if hasattr(state, "get") else None
+    if not isinstance(event, dict):
+        return
+    st.session_state[REUSE] = True
+    zooms = panels(opened)
+    kind = event.get("type")
+    try:
+        if kind == "box":
+            names = {z.box.name for z in zooms}
+            n = len(zooms) + 1
+            while f"region {n}" in names:
+                n += 1
+            box = zbench.ZoomBox(f"region {n}", event["x"], event["y"], event["w"], event["h"])
+            zooms.append(zbench.ZoomSpec(box))
+            save_settings(opened)
+        elif kind == "remove_panel":
+            index = int(event["index"])
+            if 0 <= index < len(zooms) and zooms[index].box.name == event.get("name", zooms[index].box.name):
+                zooms.pop(index)
+                save_settings(opened)
+        elif kind == "rate":
+            _rate(opened, event)
+    except (KeyError, TypeError, ValueError, zbench.DecisionError) as err:
+        st.session_state["grid_event_error"] = f"could not apply that: {err}"
+
+
+def _rate(opened: OpenRun, event: dict) -> None:
+    """A rating from the large view, for the checkpoint the event names (the one on screen)."""
+    ck = opened.by_name.get(str(event.get("checkpoint")))
+    if ck is None or ck.error is not None:
+        raise ValueError(f"{event.get('checkpoint')} is not a usable checkpoint of this run")
+    stars = int(event["stars"])
+    if not 0 <= stars <= 5:
+        raise ValueError(f"a rating is 1 to 5 stars (0 clears it), not {stars}")
+    zbench.DecisionStore(opened.run_dir).set_rating(ck.name, stars or None, hash=ck.hash_read)

@@ -32,6 +32,11 @@ class OpenRun:
     def names(self) -> list[str]:
         return [c.name for c in self.run]
 
+    @property
+    def run_dir(self) -> Path:
+        """The run's folder, where its decisions and page settings are kept."""
+        return Path(self.lora_dir)
+
 
 def open_run() -> OpenRun:
     """Sidebar: base config and LoRA folder; then scan the run and load the base (once per server).
@@ -67,33 +72,39 @@ def open_run() -> OpenRun:
     try:
         run = scan(lora_dir)
     except OSError as err:
-        st.info(f"{literal(err)}. Type the folder that holds your run's .safetensors files in the sidebar.")
+        where = zbench.describe_folder(lora_dir)
+        st.info(f"{literal(err)}. {literal(where)}. Type the folder that holds your run's .safetensors files.")
         st.stop()
     if not run:
-        st.info(f"No LoRA checkpoints (.safetensors) in {literal(lora_dir)}. Point the sidebar at a run folder.")
-        st.stop()
+        lora_dir, run = _pick_run(lora_dir)
     try:
         base = base_for(config)
     except zbench.BaseModelError as err:
         st.info(literal(err))
         st.stop()
     opened = OpenRun(config_path, config, lora_dir, run, base)
-    _follow_new_checkpoints(opened)
+    _watch_run(lora_dir, tuple(opened.names))
     return opened
 
 
-def _follow_new_checkpoints(opened: OpenRun) -> None:
-    """Checkpoints saved while the page is open (a run still training) join the selection."""
-    lora_dir, names = opened.lora_dir, opened.names
-    known = st.session_state.setdefault(f"known:{lora_dir}", list(names))
-    fresh = [n for n in names if n not in known]
-    if fresh:
-        st.session_state[f"known:{lora_dir}"] = list(names)
-        chosen_key = f"chosen:{lora_dir}"
-        if st.session_state.get("follow", True) and chosen_key in st.session_state:
-            st.session_state[chosen_key] = [n for n in names if n in st.session_state[chosen_key] or n in fresh]
-        st.toast(f"new checkpoint{'s' if len(fresh) > 1 else ''}: {literal(', '.join(fresh))}")
-    _watch_run(lora_dir, tuple(names))
+def _pick_run(folder: str) -> tuple[str, list[zbench.Checkpoint]]:
+    """A folder with no checkpoints: offer the runs in its subfolders, or say what it holds."""
+    runs = zbench.find_runs(folder)
+    if not runs:
+        where = zbench.describe_folder(folder)
+        st.info(
+            f"No LoRA checkpoints (.safetensors) in {literal(folder)}: {literal(where)}. "
+            "Point the sidebar at a run folder."
+        )
+        st.stop()
+    with st.sidebar:
+        picked = st.selectbox(
+            f"Runs in {Path(folder).name or folder}",
+            [str(r) for r in runs],
+            format_func=lambda r: str(Path(r).relative_to(folder)),
+            key=f"run_in:{folder}",
+        )
+    return picked, scan(picked)
 
 
 @st.fragment(run_every=max(SCAN_TTL, 2.0))
