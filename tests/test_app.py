@@ -365,6 +365,7 @@ def test_unrated_cells_are_blank_and_the_chart_has_points(app_config, run_dir):
     at = _page().run()
     table = at.dataframe[0].value.set_index("checkpoint")
     assert table["rating"].isna()["style_5.safetensors"] and table.loc["style_10.safetensors", "rating"] == 5
+    assert at.dataframe[0].proto.placeholder == ""  # shown as blank cells, not "None"
     at.selectbox(key="chart_metric").set_value("rating").run()
     chart = json.loads(at.get("vega_lite_chart")[0].proto.spec)
     assert any(layer["mark"].get("type") == "point" for layer in chart["layer"] if isinstance(layer["mark"], dict))

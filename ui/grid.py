@@ -23,6 +23,8 @@ from .text import literal
 GRID_KEY = "grid_view"  # the component's key; st.session_state["grid"] holds (request, results)
 REDRAW_S = 1.5  # while cells render, the grid is redrawn at most this often (and when the first row is done)
 REUSE = "grid_reuse"  # set by an event that changes no cell: the next grid run sends the same cells again
+APPLIED = "grid_applied"  # ids of the component's events already applied (sent back so it stops resending)
+APPLIED_KEPT = 200
 
 
 def controls(request: zbench.GridRequest) -> bool:
@@ -59,6 +61,7 @@ def grid_section(opened: OpenRun, plan: GridPlan, cache_only: bool) -> list[zben
 
     def draw(results: list[zbench.CellResult], *, final: bool) -> object:
         data = grid_data(results, plan, ratings=ratings, release=release, zooms=zooms)
+        data["applied"] = list(st.session_state.get(APPLIED, []))
         with slot:
             if final:  # the interactive grid; its events are applied before the next rerun
                 return show_grid(data, key=GRID_KEY, on_event=functools.partial(handle_grid_event, opened))
@@ -86,6 +89,7 @@ def grid_section(opened: OpenRun, plan: GridPlan, cache_only: bool) -> list[zben
     if st.session_state.pop(REUSE, False) and shown_grid is not None and shown_grid[0] == request:
         # A panel or rating event: the cells are the ones on screen; only labels and panels change.
         results = shown_grid[1]
+        started -= st.session_state.get("grid_seconds", 0.0)  # the summary still tells how it was drawn
     else:
         with zbench.measure_grid(opened.base) as stats:
             results = zbench.render_cells(
@@ -104,7 +108,8 @@ def grid_section(opened: OpenRun, plan: GridPlan, cache_only: bool) -> list[zben
     draw(results, final=True)
     if st.session_state.get("grid_event_error"):
         st.error(literal(st.session_state.pop("grid_event_error")))
-    _summary(results, time.perf_counter() - started)
+    st.session_state["grid_seconds"] = time.perf_counter() - started
+    _summary(results, st.session_state["grid_seconds"])
     _panel_names(opened, zooms)
     return results
 
@@ -142,32 +147,47 @@ def _panel_names(opened: OpenRun, zooms: list[zbench.ZoomSpec]) -> None:
 
 
 def handle_grid_event(opened: OpenRun) -> None:
-    """The component's callback: apply a drawn box, a removed panel or a rating before the fragment reruns."""
+    """The component's callback: apply drawn boxes, removed panels and ratings before the fragment reruns.
+
+    The component sends every event it has not seen confirmed (two quick key presses can arrive as one
+    message); each is applied once, in order, and confirmed back through the grid's data (``applied``).
+    """
     state = st.session_state.get(GRID_KEY)
-    event = state.get("event") if hasattr(state, "get") else None
-    if not isinstance(event, dict):
+    payload = state.get("event") if hasattr(state, "get") else None
+    events = payload.get("events") if isinstance(payload, dict) else None
+    if not isinstance(events, list):
         return
     st.session_state[REUSE] = True
+    applied: list[str] = st.session_state.setdefault(APPLIED, [])
+    for event in events:
+        if not isinstance(event, dict) or event.get("id") in applied:
+            continue
+        applied.append(str(event.get("id")))
+        try:
+            _apply(opened, event)
+        except (KeyError, TypeError, ValueError, zbench.DecisionError) as err:
+            st.session_state["grid_event_error"] = f"could not apply that: {err}"
+    del applied[:-APPLIED_KEPT]
+
+
+def _apply(opened: OpenRun, event: dict) -> None:
     zooms = panels(opened)
     kind = event.get("type")
-    try:
-        if kind == "box":
-            names = {z.box.name for z in zooms}
-            n = len(zooms) + 1
-            while f"region {n}" in names:
-                n += 1
-            box = zbench.ZoomBox(f"region {n}", event["x"], event["y"], event["w"], event["h"])
-            zooms.append(zbench.ZoomSpec(box))
+    if kind == "box":
+        names = {z.box.name for z in zooms}
+        n = len(zooms) + 1
+        while f"region {n}" in names:
+            n += 1
+        box = zbench.ZoomBox(f"region {n}", event["x"], event["y"], event["w"], event["h"])
+        zooms.append(zbench.ZoomSpec(box))
+        save_settings(opened)
+    elif kind == "remove_panel":
+        index = int(event["index"])
+        if 0 <= index < len(zooms) and zooms[index].box.name == event.get("name", zooms[index].box.name):
+            zooms.pop(index)
             save_settings(opened)
-        elif kind == "remove_panel":
-            index = int(event["index"])
-            if 0 <= index < len(zooms) and zooms[index].box.name == event.get("name", zooms[index].box.name):
-                zooms.pop(index)
-                save_settings(opened)
-        elif kind == "rate":
-            _rate(opened, event)
-    except (KeyError, TypeError, ValueError, zbench.DecisionError) as err:
-        st.session_state["grid_event_error"] = f"could not apply that: {err}"
+    elif kind == "rate":
+        _rate(opened, event)
 
 
 def _rate(opened: OpenRun, event: dict) -> None:

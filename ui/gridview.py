@@ -127,6 +127,7 @@ def grid_data(
         "rows": rows,
         "cells": cells,
         "aspect": h / w,
+        "imageWidth": w,
         "panels": [{"name": z.box.name, **{k: getattr(z.box, k) for k in "xywh"}} for z in zooms],
     }
 

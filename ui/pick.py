@@ -91,7 +91,7 @@ def _table_and_chart(opened: OpenRun, results: list[zbench.CellResult]) -> None:
             + (f", from sheet {literal(record['sheet'])}" if record.get("sheet") else "")
         )
     # Missing values show as blank cells, not "None".
-    st.dataframe(table.style.format(na_rep="", precision=4), hide_index=True, width="stretch")
+    st.dataframe(table.style.format(precision=4), hide_index=True, width="stretch", placeholder="")
     x = "epoch" if table["epoch"].notna().any() else ("step" if table["step"].notna().any() else None)
     metric = st.selectbox("Chart", CHART_METRICS, key="chart_metric")
     points = table.dropna(subset=[metric] + ([x] if x else []))

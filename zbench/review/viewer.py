@@ -77,6 +77,7 @@ def viewer_html(results: Sequence[CellResult], rows: Sequence[Row], info, zooms:
         "cells": cells,
         "panels": [z.box.to_json() for z in zooms],
         "aspect": h / w,
+        "imageWidth": w,
         "cellSize": max(96, min(256, w)),
     }
     # "</" would end the script element early; JSON allows "<\/" for it.

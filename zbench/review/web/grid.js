@@ -18,12 +18,12 @@ function zbEl(tag, cls, text) {
 // Mount or update the grid in ``root`` with ``data``; state (zoom, cell size, open view) survives updates.
 function zbenchGrid(root, data, emit) {
   let z = root.__zb;
-  if (!z) {
-    z = root.__zb = zbSetup(root);
-    window.__zbenchGrid = z; // for tests and the curious: the live state of the last grid mounted
-  }
+  if (!z) z = root.__zb = zbSetup(root);
+  window.__zbenchGrid = z; // for tests and the curious: the live state of the grid drawn last
   z.data = data;
-  z.emit = emit || null;
+  z.emit = emit ? (event) => zbSend(z, event, emit) : null;
+  const applied = new Set(data.applied || []);
+  z.pending = z.pending.filter((e) => !applied.has(e.id));
   zbRefresh(z);
   return z;
 }
@@ -40,6 +40,11 @@ function zbSetup(root) {
     labels: [], // per checkpoint: the element that shows its label, stars and release mark
     strips: [], // the panel rows under the grid
     builds: 0, // how many times the grid's cells were drawn (tests check an update did not redraw)
+    // Events not yet confirmed by the page. Each send carries all of them: two quick events (4, then 2 on
+    // the next epoch) may reach the server as one message, and neither may be lost.
+    pending: [],
+    token: Math.random().toString(36).slice(2),
+    sent: 0,
     gridKey: null,
     panelKey: null,
   };
@@ -78,6 +83,12 @@ function zbSetup(root) {
   z.stars.addEventListener("click", (e) => e.stopPropagation());
   document.addEventListener("keydown", (e) => zbKey(z, e));
   return z;
+}
+
+function zbSend(z, event, emit) {
+  z.sent += 1;
+  z.pending.push({ ...event, id: `${z.token}:${z.sent}` });
+  emit({ events: z.pending.slice() });
 }
 
 // Draw what changed: the cells only when the images, labels, size or layout changed; else the panels and
@@ -271,6 +282,9 @@ function zbApply(z) {
   const h = Math.round(z.size * z.data.aspect);
   const transform = `translate(${-z.view.x * w * z.view.s}px, ${-z.view.y * h * z.view.s}px) scale(${z.view.s})`;
   for (const img of z.images) img.style.transform = transform;
+  // Enlarged, each image pixel stays a sharp square (no blur over the detail being judged); shrunk, the
+  // browser's smooth filter (nearest-neighbour shrinking would alias).
+  z.root.classList.toggle("zb-shrunk", z.size * z.view.s < (z.data.imageWidth || 0));
 }
 
 function zbClamp(z, v) { return Math.min(Math.max(v, 0), 1 - 1 / z.view.s); }
@@ -381,6 +395,8 @@ function zbOpen(z, r, c) {
   const col = z.data.columns[c];
   z.big.style.display = cell.src ? "" : "none";
   if (cell.src && z.big.getAttribute("src") !== cell.src) z.big.src = cell.src;
+  const side = Math.min(window.innerHeight * 0.8, window.innerWidth * 0.92);
+  z.big.style.imageRendering = side < (z.data.imageWidth || 0) ? "auto" : "pixelated";
   const stars = col.stars ? " · " + "★".repeat(col.stars) : "";
   const release = col.release ? " · release" : "";
   z.caption.textContent =
