@@ -1,134 +1,202 @@
-"""End to end in a real headless browser: open the page on the demo, render, zoom, export.
+"""End to end in a real headless browser, at the size of a real run, on the embedded demo's base.
 
-Drives Debian's chromium with Playwright (both installed by .ci/run). Screenshots go to
+Drives Debian's chromium with Playwright (both installed by .ci/run) at 1280x800. Screenshots go to
 ``$ZBENCH_SCREENSHOTS`` when set (to look at them), else to the test's temporary folder.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import textwrap
-import time
-import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from zbench import load_config
+from zbench import DecisionStore, load_config
+from zbench.demo.bigrun import blend_run
+from zbench.demo.serve import demo_config, serve_page
 
-ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-playwright = pytest.importorskip("playwright.sync_api", reason="pip install -r requirements-dev.txt")
+playwright = pytest.importorskip("playwright.sync_api", reason="pip install -r requirements.txt")
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)"),
 ]
+EPOCHS = 25  # a real run: 25 kohya-named checkpoints
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _demo_model(tmp_path) -> tuple[Path, Path]:
+    """The demo base and its LoRA run (the quick build of the same demo where a checkout lacks the weights)."""
+    demo = load_config()
+    if demo.model_path.exists():
+        return demo.model_path, demo.lora_dir
+    from zbench.demo.build import QUICK, build_demo
+
+    return build_demo(tmp_path / "zbench-demo", tmp_path / "dreamy-built", plan=QUICK, quiet=True)
 
 
 @pytest.fixture()
 def server(tmp_path):
-    """The app on the embedded demo's base, with a copy of its LoRA run (exports land in the copy)."""
-    demo = load_config()
-    model, run = demo.model_path, tmp_path / "dreamy"
-    if model.exists():
-        shutil.copytree(demo.lora_dir, run, ignore=shutil.ignore_patterns(".zbench", "zbench-sheets"))
-    else:  # a checkout without the demo weights: the quick build of the same demo (about 20 s)
-        from zbench.demo.build import QUICK, build_demo
+    """The app on the demo's base with a 25-checkpoint run (exports and decisions land in the copy)."""
+    model, source = _demo_model(tmp_path)
+    run = tmp_path / "dreamy"
+    blend_run(source, run, EPOCHS)
+    config = demo_config(tmp_path / "demo.toml", model, run)
+    with serve_page(config, tmp_path / "cache", tmp_path / "streamlit.log") as served:
+        yield served.url, run
 
-        model, _ = build_demo(tmp_path / "zbench-demo", run, plan=QUICK, quiet=True)
-    config = tmp_path / "demo.toml"
-    config.write_text(
-        textwrap.dedent(f"""
-        name = "{demo.name}"
-        [model]
-        path = "{model}"
-        pipeline = "{demo.pipeline}"
-        [loras]
-        dir = "{run}"
-        [render]
-        prompt = "{demo.prompt}"
-        seed = {demo.seed}
-        steps = {demo.steps}
-        guidance = {demo.guidance}
-        width = {demo.width}
-        height = {demo.height}
-    """)
+
+def _grid(page, expr: str):
+    """Evaluate ``expr`` with ``z``, the live state of the grid component (see grid.js)."""
+    return page.evaluate(f"(() => {{ const z = window.__zbenchGrid; return {expr}; }})()")
+
+
+def _image_of(page, locator) -> Image.Image:
+    """The image an <img> shows, fetched by the page itself (the media URL the grid uses)."""
+    data = locator.evaluate(
+        """async (img) => {
+          const bytes = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
+          let s = ""; for (const b of bytes) s += String.fromCharCode(b); return btoa(s);
+        }"""
     )
-    port = _free_port()
-    env = {**os.environ, "ZBENCH_CONFIG": str(config), "ZBENCH_CACHE_DIR": str(tmp_path / "cache")}
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true"]
-    cmd += ["--server.port", str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
-    log = (tmp_path / "streamlit.log").open("w")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    return Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB")
+
+
+def _wait_grid(page, cells: int, shots: Path, log: Path) -> None:
     try:
-        for _ in range(120):
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("streamlit did not start")
-        yield url, run
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        page.get_by_text(f"{cells} cells ·").wait_for(timeout=240_000)
+        page.wait_for_function(f"window.__zbenchGrid && window.__zbenchGrid.images.length === {cells}")
+    except playwright.TimeoutError:
+        page.screenshot(path=str(shots / "timeout.png"), full_page=True)
+        print(page.inner_text("body"), log.read_text())
+        raise
 
 
-def test_browser_renders_the_demo_grid_zooms_and_exports(server, tmp_path):
+def test_browser_real_run_grid_panels_ratings_votes_and_reload(server, tmp_path):
     url, run = server
     shots = Path(os.environ.get("ZBENCH_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
-    checkpoints = len(list(run.glob("*.safetensors")))
+    log = tmp_path / "streamlit.log"
+    errors: list[str] = []
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.on("pageerror", lambda err: errors.append(str(err)))
         page.goto(url)
-        page.on("pageerror", lambda err: print("page error:", err))
-        # 1. the first grid renders without any input: base + every checkpoint
-        try:
-            page.get_by_text(f"{checkpoints + 1} cells ·").wait_for(timeout=180_000)
-        except playwright.TimeoutError:
-            page.screenshot(path=str(shots / "0-timeout.png"), full_page=True)
-            print(page.inner_text("body"), (tmp_path / "streamlit.log").read_text())
-            raise
-        grid_images = page.locator('[data-testid="stImage"]')
-        assert grid_images.count() >= checkpoints + 1
-        assert page.get_by_text("base (LoRA off)").count() >= 1
-        page.screenshot(path=str(shots / "1-grid.png"), full_page=True)
 
-        # 2. a zoom panel: the same region of every checkpoint, enlarged
-        page.get_by_role("tab", name="Zoom").click()
-        page.get_by_role("button", name="Keep this panel").click()
-        page.get_by_text("panel region 1").wait_for(timeout=60_000)
-        page.screenshot(path=str(shots / "2-zoom.png"), full_page=True)
+        # 1. The first grid without any input; at 1280x800 every image is >= 96 px and the header reads.
+        _wait_grid(page, EPOCHS + 1, shots, log)
+        page.screenshot(path=str(shots / "1-grid.png"))
+        widths = _grid(page, "z.images.map((img) => img.getBoundingClientRect().width)")
+        assert len(widths) == EPOCHS + 1 and min(widths) >= 96
+        heads = _grid(
+            page,
+            """z.labels.map((th) => { const l = th.querySelector('.zb-label');
+                 return [l.textContent, l.getBoundingClientRect().height, l.scrollWidth <= l.clientWidth]; })""",
+        )
+        assert [h[0] for h in heads] == ["base", *(f"epoch {e}" for e in range(1, EPOCHS + 1))]
+        assert all(h[1] < 24 and h[2] for h in heads), heads  # one line each, not cut: no per-letter wrap
+        first = page.evaluate("window.__first = window.__zbenchGrid.images[0], true")
+        assert first and _grid(page, "z.builds") == 1
 
-        # 3. export the sheet and check the files it wrote
+        # 2. Rate from the grid: open a cell, 4; flip right with the arrow key, 2. The images stay.
+        cells = page.locator(".zb-cell")
+        cells.nth(3).click()
+        page.keyboard.press("4")
+        page.keyboard.press("ArrowRight")
+        page.wait_for_timeout(300)
+        page.keyboard.press("2")
+        page.screenshot(path=str(shots / "2-large-view.png"))
+        page.keyboard.press("Escape")
+        page.wait_for_function("window.__zbenchGrid.data.columns[4].stars === 2", timeout=30_000)
+        ratings = DecisionStore(run).load().ratings
+        assert ratings == {"dreamy-000003.safetensors": 4, "dreamy-000004.safetensors": 2}
+        assert _grid(page, "z.data.columns[3].stars") == 4
+
+        # 3. Draw a box on one cell: a panel of that region under every column, the strip showing that region.
+        page.get_by_role("button", name="draw a box").click()
+        box = cells.nth(2).bounding_box()
+        x0, y0 = box["x"] + 0.30 * box["width"], box["y"] + 0.20 * box["height"]
+        page.mouse.move(x0, y0)
+        page.mouse.down()
+        page.mouse.move(x0 + 0.30 * box["width"], y0 + 0.30 * box["height"], steps=6)
+        page.mouse.up()
+        page.wait_for_function("window.__zbenchGrid.data.panels.length === 1", timeout=30_000)
+        panel = _grid(page, "z.data.panels[0]")
+        assert panel["name"] == "region 1"
+        assert np.allclose([panel[k] for k in "xywh"], [0.30, 0.20, 0.30, 0.30], atol=0.02)
+        page.screenshot(path=str(shots / "3-panel.png"))
+        strip = page.locator(".zb-strip .zb-cropcell").nth(2)
+        shown = Image.open(io.BytesIO(strip.screenshot())).convert("RGB")
+        source = _image_of(page, cells.nth(2).locator("img"))
+        w, h = source.size
+
+        def region(x: float, y: float) -> np.ndarray:
+            crop = source.crop((round(x * w), round(y * h), round((x + panel["w"]) * w), round((y + panel["h"]) * h)))
+            return np.asarray(crop.resize(shown.size, Image.Resampling.NEAREST), dtype=float)
+
+        right = np.abs(np.asarray(shown, dtype=float) - region(panel["x"], panel["y"])).mean()
+        wrong = np.abs(np.asarray(shown, dtype=float) - region(0.0, 0.0)).mean()
+        assert right < 12 and right < wrong / 3, (right, wrong)
+        assert json.loads((run / ".zbench" / "page.json").read_text())["zooms"][0]["name"] == "region 1"
+
+        # 4. Blind votes (a button and the → key) rerun their own part only: the grid is not drawn again.
+        summary = page.get_by_text(f"{EPOCHS + 1} cells ·").inner_text()
+        page.get_by_role("tab", name="Pick a release").click()
+        page.get_by_role("button", name="Left is better").click()
+        page.get_by_text("1 votes:").wait_for(timeout=30_000)
+        page.locator("body").press("ArrowRight")
+        page.get_by_text("2 votes:").wait_for(timeout=30_000)
+        page.screenshot(path=str(shots / "4-pick.png"), full_page=True)
+        page.get_by_role("tab", name="Grid").click()
+        page.get_by_role("heading", name="dreamy").click()  # away from the tab list (arrows there switch tabs)
+        page.keyboard.press("ArrowLeft")  # off its tab the arrow keys do not vote
+        page.wait_for_timeout(1000)
+        assert len(DecisionStore(run).load().votes) == 2
+        assert _grid(page, "z.builds") == 1 and page.evaluate("window.__first === window.__zbenchGrid.images[0]")
+        assert page.get_by_text(f"{EPOCHS + 1} cells ·").inner_text() == summary  # the grid's part did not rerun
+
+        # 5. Settings are committed by Render, kept beside the run, and back after a reload.
+        seeds = page.get_by_role("textbox", name="Seeds")
+        seeds.fill("42, 7")
+        page.get_by_role("button", name="Render").click()
+        _wait_grid(page, 2 * (EPOCHS + 1), shots, log)
+        page.reload()
+        _wait_grid(page, 2 * (EPOCHS + 1), shots, log)
+        assert page.get_by_role("textbox", name="Seeds").input_value() == "42, 7"
+        assert _grid(page, "z.data.rows") == ["seed 42", "seed 7"]
+        assert _grid(page, "z.data.panels.map((p) => p.name)") == ["region 1"]
+        assert _grid(page, "z.strips.length") == 2 and _grid(page, "z.data.columns[3].stars") == 4
+        page.screenshot(path=str(shots / "5-reloaded.png"), full_page=True)
+        browser.close()
+    assert not errors, errors
+
+
+def test_browser_exports_the_grid_with_its_panel(server, tmp_path):
+    url, run = server
+    shots = Path(os.environ.get("ZBENCH_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    from zbench import ZoomBox, ZoomSpec, save_page_state
+
+    save_page_state(run, {"zooms": [ZoomSpec(ZoomBox("hand", 0.5, 0.5, 0.25, 0.25))]})
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(url)
+        _wait_grid(page, EPOCHS + 1, shots, tmp_path / "streamlit.log")
         page.get_by_role("tab", name="Export").click()
         page.get_by_role("button", name="Export", exact=True).click()
         page.get_by_text("Exported to").wait_for(timeout=120_000)
-        page.screenshot(path=str(shots / "3-export.png"), full_page=True)
+        page.screenshot(path=str(shots / "6-export.png"), full_page=True)
         browser.close()
-
     (out,) = list((run / "zbench-sheets").iterdir())
     manifest = json.loads((out / "manifest.json").read_text())
-    assert len(manifest["cells"]) == checkpoints + 1 and all(c["status"] == "ok" for c in manifest["cells"])
-    assert manifest["zooms"][0]["name"] == "region 1"
+    assert len(manifest["cells"]) == EPOCHS + 1 and all(c["status"] == "ok" for c in manifest["cells"])
+    assert manifest["zooms"][0]["name"] == "hand"
     assert (out / manifest["pdf"]).read_bytes().startswith(b"%PDF")
-    from PIL import Image
-
-    with Image.open(out / manifest["pages"][0]) as sheet:
-        assert sheet.width > 128 * (checkpoints + 1)
     assert (out / manifest["zip"]).stat().st_size > 0
