@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui.export import export_sheet
-from ui.grid import controls, grid_section
+from ui.grid import controls, grid_section, keep_grid
 from ui.pick import pick_release
 from ui.request import choose_grid, panels
 from ui.run import open_run
@@ -22,7 +22,11 @@ st.set_page_config(page_title="zbench", layout="wide")
 opened = open_run()
 plan = choose_grid(opened)
 cache_only = controls(plan.request)
-tab_grid, tab_timeline, tab_export, tab_pick = st.tabs(["Grid", "Timeline", "Export", "Pick a release"])
+# Opening a tab reruns the page so it shows what was done on the others (a rating on the grid is in the
+# Pick a release table); the grid keeps its cells.
+tab_grid, tab_timeline, tab_export, tab_pick = st.tabs(
+    ["Grid", "Timeline", "Export", "Pick a release"], key="tab", on_change=keep_grid
+)
 
 # 2. The grid: the first row across every checkpoint first; zoom panels drawn on it sit under it.
 with tab_grid:

@@ -111,6 +111,15 @@ def _render(at: AppTest) -> AppTest:
     return _button(at, "Render").click().run()
 
 
+def _rating(at: AppTest, checkpoint: str):
+    """The Pick tab's rating slider for a checkpoint (its key also carries the stored rating)."""
+    return next(s for s in at.select_slider if str(s.key).startswith(f"rating:{checkpoint}:"))
+
+
+def _note(at: AppTest, checkpoint: str):
+    return next(t for t in at.text_area if str(t.key).startswith(f"note:{checkpoint}:"))
+
+
 def test_opens_on_the_run_and_renders_a_first_grid_without_input(app_config, media):
     at = _page().run()
     assert not at.exception and not at.error
@@ -302,8 +311,8 @@ def test_export_writes_sheet_pdf_manifest_and_zip(app_config, run_dir):
 def test_ratings_votes_and_release_survive_a_restart(app_config, run_dir):
     at = _page().run()
     at.selectbox(key="rate_target").set_value("style_10.safetensors").run()
-    at.select_slider(key="rating:style_10.safetensors").set_value(4)
-    at.text_area(key="note:style_10.safetensors").set_value("best hands")
+    _rating(at, "style_10.safetensors").set_value(4)
+    _note(at, "style_10.safetensors").set_value("best hands")
     _button(at, "Save rating and note").click().run()
     _button(at, "Left is better").click().run()
     at.run()  # (AppTest keeps only the voting fragment's elements after its own rerun)
@@ -330,11 +339,28 @@ def test_the_rating_shown_is_the_checkpoint_shown(app_config, run_dir):
     store = zbench.DecisionStore(run_dir)
     store.set_rating("style_5.safetensors", 2)
     at = _page().run()
-    assert at.select_slider(key="rating:style_5.safetensors").value == 2
+    assert _rating(at, "style_5.safetensors").value == 2
     at.selectbox(key="rate_target").set_value("style_10.safetensors").run()
-    assert at.select_slider(key="rating:style_10.safetensors").value == "–"  # not the previous one's 2
+    assert _rating(at, "style_10.safetensors").value == "–"  # not the previous one's 2
     _button(at, "Save rating and note").click().run()
     assert zbench.DecisionStore(run_dir).load().ratings == {"style_5.safetensors": 2}
+
+
+def test_a_rating_given_on_the_grid_shows_in_the_pick_tab(app_config, run_dir):
+    at = _page().run()
+    at.selectbox(key="rate_target").set_value("style_10.safetensors").run()
+    assert _rating(at, "style_10.safetensors").value == "–"
+    # Rated with a key in the grid's large view (the component's callback writes the store), then the
+    # Pick a release tab is opened, which reruns the page.
+    zbench.DecisionStore(run_dir).set_rating("style_10.safetensors", 5)
+    at.run()
+    assert _rating(at, "style_10.safetensors").value == 5  # not the stale widget's "–"
+    assert at.dataframe[0].value.set_index("checkpoint").loc["style_10.safetensors", "rating"] == 5
+    _note(at, "style_10.safetensors").set_value("crisp")
+    _button(at, "Save rating and note").click().run()
+    review = zbench.DecisionStore(run_dir).load()
+    assert review.ratings["style_10.safetensors"] == 5 and review.notes["style_10.safetensors"] == "crisp"
+    assert at.dataframe[0].value.set_index("checkpoint").loc["style_10.safetensors", "note"] == "crisp"
 
 
 def test_pick_defaults_to_the_best_ranked_and_warns_about_a_weak_choice(app_config, run_dir, make_lora):

@@ -148,6 +148,10 @@ def test_browser_real_run_grid_panels_ratings_votes_and_reload(server, tmp_path)
         # 4. Blind votes (a button and the → key) rerun their own part only: the grid is not drawn again.
         summary = page.get_by_text(f"{EPOCHS + 1} cells ·").inner_text()
         page.get_by_role("tab", name="Pick a release").click()
+        # Opening the tab shows the ratings given on the grid: the release pick defaults to the best rated.
+        release = page.get_by_role("combobox", name="Checkpoint to release")
+        playwright.expect(release).to_have_value("dreamy-000003.safetensors", timeout=30_000)
+        playwright.expect(page.get_by_text("No rating values yet")).to_have_count(0)
         page.get_by_role("button", name="Left is better").click()
         page.get_by_text("1 votes:").wait_for(timeout=30_000)
         page.locator("body").press("ArrowRight")

@@ -34,6 +34,20 @@ def controls(request: zbench.GridRequest) -> bool:
     return st.session_state.get("stopped") == request
 
 
+def keep_grid() -> None:
+    """A callback for changes that touch no cell (another tab opened): the next run sends the same cells."""
+    st.session_state[REUSE] = True
+
+
+def rerun_part() -> None:
+    """Rerun the fragment this code runs in; in a full run of the page, the page, with the grid's cells kept."""
+    try:
+        st.rerun(scope="fragment")
+    except st.errors.StreamlitAPIException:  # not a fragment rerun (e.g. a test driving the whole page)
+        keep_grid()
+        st.rerun()
+
+
 def target_rank(run: list[zbench.Checkpoint]) -> int:
     """The largest rank of the run's usable checkpoints: adapter layers are injected once at it."""
     return max([c.rank or 0 for c in run if c.error is None] or [0])

@@ -1,19 +1,21 @@
 """Pick a release: the per-checkpoint table and chart, ratings and notes, blind votes, and the release record.
 
-Each part is a fragment: rating, noting, voting and marking rerun only their own part, never the grid.
+The tab is one fragment: rating, noting, voting and marking rerun the tab (so the table, the chart, the
+next pair and the release default all show the new vote or rating), never the grid.
 """
 
 from __future__ import annotations
 
 import random
 import time
+import zlib
 from pathlib import Path
 
 import streamlit as st
 
 import zbench
 
-from .grid import target_rank
+from .grid import keep_grid, rerun_part, target_rank
 from .request import GridPlan, panels
 from .resources import image_cache
 from .run import OpenRun
@@ -44,6 +46,7 @@ KEYS = st.components.v2.component("zbench.keys", js=_KEYS_JS)
 CHART_METRICS = ["rating", "delta norm", "weight change", "from base", "image change", "vote score"]
 
 
+@st.fragment
 def pick_release(opened: OpenRun, plan: GridPlan, results: list[zbench.CellResult]) -> None:
     """The Pick a release tab. Everything it records lives in ``<run>/.zbench/`` (see zbench.DecisionStore)."""
     usable_run = [c for c in opened.run if c.error is None]
@@ -68,7 +71,6 @@ def _load(opened: OpenRun):
         return store, None, None
 
 
-@st.fragment
 def _table_and_chart(opened: OpenRun, results: list[zbench.CellResult]) -> None:
     store, review, record = _load(opened)
     if review is None:
@@ -113,7 +115,13 @@ def _table_and_chart(opened: OpenRun, results: list[zbench.CellResult]) -> None:
             {
                 "layer": layers,
                 "encoding": {
-                    "x": {"field": x, "type": "quantitative"},
+                    # Whole epochs or steps, over the whole run (a rated pair is seen in place).
+                    "x": {
+                        "field": x,
+                        "type": "quantitative",
+                        "axis": {"format": "d", "tickMinStep": 1},
+                        "scale": {"domain": [float(table[x].min()), float(table[x].max())]},
+                    },
                     "y": {"field": metric, "type": "quantitative"},
                     "tooltip": [{"field": "checkpoint"}, {"field": metric}],
                 },
@@ -125,30 +133,31 @@ def _table_and_chart(opened: OpenRun, results: list[zbench.CellResult]) -> None:
         st.caption(f"No {metric} values yet to chart.")
 
 
-@st.fragment
 def _rate_and_note(opened: OpenRun) -> None:
     store, review, _ = _load(opened)
     if review is None:
         return
     usable = [c for c in opened.run if c.error is None]
     st.markdown("**Rate and note** (or open a cell of the grid and press 1-5)")
+    if saved := st.session_state.pop("pick_saved", None):
+        st.toast(f"saved for {literal(saved)}")
     target = st.selectbox("Checkpoint", [c.name for c in usable], key="rate_target")
     checkpoint = opened.by_name[target]
     # One widget per checkpoint: the value shown is always the rating of the checkpoint shown.
-    stars = st.select_slider(
-        "Rating", options=["–", 1, 2, 3, 4, 5], value=review.ratings.get(target, "–"), key=f"rating:{target}"
-    )
-    note = st.text_area("Note", review.notes.get(target, ""), key=f"note:{target}")
+    # The stored values are part of the keys: a rating given on the grid shows here, not a stale widget's.
+    rating, noted = review.ratings.get(target, "–"), review.notes.get(target, "")
+    stars = st.select_slider("Rating", options=["–", 1, 2, 3, 4, 5], value=rating, key=f"rating:{target}:{rating}")
+    note = st.text_area("Note", noted, key=f"note:{target}:{zlib.crc32(noted.encode())}")
     if st.button("Save rating and note"):
         try:
             store.set_rating(target, None if stars == "–" else int(stars), hash=checkpoint.hash)
             store.set_note(target, note, hash=checkpoint.hash)
-            st.toast(f"saved for {literal(target)}")
+            st.session_state["pick_saved"] = target
+            rerun_part()  # the table and the release warnings show the new rating
         except zbench.DecisionError as err:
             st.error(literal(err))
 
 
-@st.fragment
 def _blind_vote(opened: OpenRun, plan: GridPlan) -> None:
     store, review, _ = _load(opened)
     if review is None:
@@ -198,7 +207,7 @@ def _blind_vote(opened: OpenRun, plan: GridPlan) -> None:
             return
     if vote is not None or skip.button("Skip"):
         st.session_state.pop("blind_pair", None)
-        st.rerun(scope="fragment")
+        rerun_part()
     summary = zbench.vote_summary(candidates, review.votes)
     if summary["leader"] is None:
         st.caption("No votes yet.")
@@ -223,7 +232,6 @@ def _best(opened: OpenRun, store, review) -> str:
     return usable[-1]
 
 
-@st.fragment
 def _mark_release(opened: OpenRun, plan: GridPlan, results: list[zbench.CellResult]) -> None:
     store, review, record = _load(opened)
     if review is None:
@@ -265,6 +273,7 @@ def _mark_release(opened: OpenRun, plan: GridPlan, results: list[zbench.CellResu
                     "steps": plan.request.settings.steps,
                 },
             )
+            keep_grid()  # the grid shows the release badge; its cells stay
             st.rerun()
         except (zbench.DecisionError, OSError) as err:
             st.error(literal(err))
