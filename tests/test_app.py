@@ -397,13 +397,23 @@ def test_unrated_cells_are_blank_and_the_chart_has_points(app_config, run_dir):
     assert any(layer["mark"].get("type") == "point" for layer in chart["layer"] if isinstance(layer["mark"], dict))
 
 
-def test_two_sessions_rendering_at_once_get_correct_images(app_config, base, tiny_config, run_dir):
+def test_two_sessions_rendering_at_once_get_correct_images(app_config, base, tiny_config, run_dir, monkeypatch):
     """Both sessions share one pipeline; swap+render is atomic per cell, so each sees its own LoRA."""
     from streamlit import config as st_config
+    from streamlit.runtime import Runtime
 
-    # AppTest turns the global option "global.appTest" on for each run and back off at its end; two
-    # AppTests running at once would switch it off under each other (not a page concern: a server runs
-    # each browser session's script with its own context).
+    # AppTest turns the global option "global.appTest" on for each run and back off at its end, and sets
+    # the global Runtime instance to a mock for each run and to None at its end; two AppTests running at
+    # once would switch both off under each other (not a page concern: a server has one runtime and runs
+    # each browser session's script with its own context). Keep the last mock runtime while both run.
+    last = {}
+
+    def instance(cls):
+        if cls._instance is not None:
+            last["runtime"] = cls._instance
+        return last["runtime"]
+
+    monkeypatch.setattr(Runtime, "instance", classmethod(instance))
     previous = st_config.get_option("global.appTest")
     st_config.set_option("global.appTest", True)
     try:

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from zbench import DecisionStore, load_config
+from zbench import DecisionStore
 from zbench.demo.bigrun import blend_run
-from zbench.demo.serve import demo_config, serve_page
+from zbench.demo.serve import demo_config, demo_model, serve_page
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install -r requirements.txt")
@@ -30,20 +30,10 @@ pytestmark = [
 EPOCHS = 25  # a real run: 25 kohya-named checkpoints
 
 
-def _demo_model(tmp_path) -> tuple[Path, Path]:
-    """The demo base and its LoRA run (the quick build of the same demo where a checkout lacks the weights)."""
-    demo = load_config()
-    if demo.model_path.exists():
-        return demo.model_path, demo.lora_dir
-    from zbench.demo.build import QUICK, build_demo
-
-    return build_demo(tmp_path / "zbench-demo", tmp_path / "dreamy-built", plan=QUICK, quiet=True)
-
-
 @pytest.fixture()
 def server(tmp_path):
     """The app on the demo's base with a 25-checkpoint run (exports and decisions land in the copy)."""
-    model, source = _demo_model(tmp_path)
+    model, source = demo_model(tmp_path)
     run = tmp_path / "dreamy"
     blend_run(source, run, EPOCHS)
     config = demo_config(tmp_path / "demo.toml", model, run)

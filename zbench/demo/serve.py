@@ -15,11 +15,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Served", "demo_config", "serve_page"]
+__all__ = ["Served", "demo_config", "demo_model", "serve_page"]
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -29,6 +29,19 @@ class Served:
     url: str
     pid: int
     log: Path
+
+
+def demo_model(scratch: str | Path) -> tuple[Path, Path]:
+    """The demo base and its LoRA run; where a checkout lacks the shipped weights, the quick build of the
+    same demo into ``scratch`` (about half a minute on 2 cores)."""
+    from ..engine.config import load_config
+    from .build import QUICK, build_demo
+
+    demo = load_config()
+    if demo.model_path.exists():
+        return demo.model_path, demo.lora_dir
+    scratch = Path(scratch)
+    return build_demo(scratch / "zbench-demo", scratch / "dreamy-built", plan=QUICK, quiet=True)
 
 
 def demo_config(path: str | Path, model: str | Path, run: str | Path) -> Path:
@@ -64,12 +77,17 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_page(config: str | Path, cache_dir: str | Path, log: str | Path, *, timeout: float = 60) -> Iterator[Served]:
-    """The app on ``config`` until the ``with`` block ends. Raises RuntimeError when it does not come up."""
+def serve_page(
+    config: str | Path, cache_dir: str | Path, log: str | Path, *, timeout: float = 60, options: Sequence[str] = ()
+) -> Iterator[Served]:
+    """The app on ``config`` until the ``with`` block ends. Raises RuntimeError when it does not come up.
+
+    ``options`` are more ``streamlit run`` flags (e.g. ``--server.fileWatcherType auto`` to compare).
+    """
     port = _free_port()
     env = {**os.environ, "ZBENCH_CONFIG": str(config), "ZBENCH_CACHE_DIR": str(cache_dir)}
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true"]
-    cmd += ["--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    cmd += ["--server.port", str(port), "--browser.gatherUsageStats", "false", *options]
     url = f"http://127.0.0.1:{port}"
     log = Path(log)
     with log.open("w") as out:

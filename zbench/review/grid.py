@@ -274,4 +274,6 @@ def checkpoint_table(
     # Whole numbers stay whole numbers with gaps (an unrated checkpoint is blank, not NaN as a float).
     for column in ("epoch", "step", "LoRA rank", "rating", "vote rank"):
         table[column] = table[column].astype("Int64")
+    for column in ("vote score", "vote low", "vote high", "delta norm", "weight change", "from base", "image change"):
+        table[column] = table[column].astype("Float64")  # numbers with gaps, whatever is missing
     return table
