@@ -153,7 +153,7 @@ def test_browser_real_run_grid_panels_ratings_votes_and_reload(server, tmp_path)
         page.wait_for_timeout(1000)
         assert len(DecisionStore(run).load().votes) == 2
         assert _grid(page, "z.builds") == 1 and page.evaluate("window.__first === window.__zbenchGrid.images[0]")
-        assert page.get_by_text(f"{EPOCHS + 1} cells ·").inner_text() == summary  # the grid's part did not rerun
+        assert page.get_by_text(f"{EPOCHS + 1} cells ·").inner_text() == summary  # no cell rendered again
 
         # 5. Settings are committed by Render, kept beside the run, and back after a reload.
         seeds = page.get_by_role("textbox", name="Seeds")

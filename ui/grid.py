@@ -103,7 +103,7 @@ def grid_section(opened: OpenRun, plan: GridPlan, cache_only: bool) -> list[zben
     if st.session_state.pop(REUSE, False) and shown_grid is not None and shown_grid[0] == request:
         # A panel or rating event: the cells are the ones on screen; only labels and panels change.
         results = shown_grid[1]
-        started -= st.session_state.get("grid_seconds", 0.0)  # the summary still tells how it was drawn
+        started = None  # the summary still tells how the grid was drawn
     else:
         with zbench.measure_grid(opened.base) as stats:
             results = zbench.render_cells(
@@ -122,8 +122,9 @@ def grid_section(opened: OpenRun, plan: GridPlan, cache_only: bool) -> list[zben
     draw(results, final=True)
     if st.session_state.get("grid_event_error"):
         st.error(literal(st.session_state.pop("grid_event_error")))
-    st.session_state["grid_seconds"] = time.perf_counter() - started
-    _summary(results, st.session_state["grid_seconds"])
+    if started is not None:
+        st.session_state["grid_seconds"] = time.perf_counter() - started
+    _summary(results, st.session_state.get("grid_seconds", 0.0))
     _panel_names(opened, zooms)
     return results
 
