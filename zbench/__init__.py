@@ -11,7 +11,7 @@ from .engine.names import parse_name
 from .engine.pipeline import Base, BaseModelError, get_base, load_base, resolve_device, resolve_dtype
 from .engine.plan import Cell, CellResult, RenderSettings, Row, plan_grid
 from .engine.render import RenderError, measure_grid, render_cells, render_image
-from .engine.runs import describe_folder, find_runs
+from .engine.runs import describe_folder, find_runs, select_checkpoints
 from .review.decision import DecisionStore, default_user
 from .review.export import PRESETS, export_sheet, file_sizes, write_grid
 from .review.grid import (
@@ -94,6 +94,7 @@ __all__ = [
     "row_timeline",
     "save_page_state",
     "scan_run",
+    "select_checkpoints",
     "spearman",
     "vote_summary",
     "webp_bytes",

@@ -24,6 +24,7 @@ from . import (
     plan_grid,
     render_cells,
     scan_run,
+    select_checkpoints,
 )
 from .arguments import argument, guidance, scale, seed, side, steps
 from .bench.cli import add_bench_commands
@@ -85,26 +86,6 @@ def _s(value) -> str:
     return "" if value is None else str(value)
 
 
-def select(cks: list[Checkpoint], tokens: list[str]) -> list[Checkpoint]:
-    """Pick checkpoints by epoch (or step when a file has no epoch), by "final", or by file name."""
-    chosen = []
-    for token in tokens:
-        if token.isdigit():
-            n = int(token)
-            hits = [c for c in cks if c.epoch == n] or [c for c in cks if c.epoch is None and c.step == n]
-        elif token == "final":
-            hits = [c for c in cks if c.pattern == "final"]
-        else:
-            hits = [c for c in cks if c.name == token or c.path.name == token or c.path.stem == token]
-        if not hits:
-            known = ", ".join(
-                str(c.epoch if c.epoch is not None else c.step if c.step is not None else c.name) for c in cks
-            )
-            raise UsageError(f"--epochs: no checkpoint matches {token!r}; this run has: {known}")
-        chosen += [c for c in hits if c not in chosen]
-    return sorted(chosen, key=cks.index)
-
-
 def _cmd_grid(args) -> int:
     from tqdm import tqdm
 
@@ -120,7 +101,10 @@ def _cmd_grid(args) -> int:
     except OSError as err:
         raise UsageError(f"--out {out} cannot be created ({err.strerror or err}); give a folder you can write") from err
     run = scan_run(lora_dir)
-    cks = select(run, [t for part in args.epochs for t in part.split(",") if t]) if args.epochs else run
+    try:
+        cks = select_checkpoints(run, [t for part in args.epochs for t in part.split(",") if t]) if args.epochs else run
+    except ValueError as err:
+        raise UsageError(f"--epochs: {err}") from err
     if not cks and args.no_base:
         raise UsageError(f"nothing to render: {lora_dir} has no checkpoints and --no-base was given")
     settings = RenderSettings(

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from natsort import natsorted
 
-from .checkpoints import _candidates
+from .checkpoints import Checkpoint, _candidates
 
-__all__ = ["describe_folder", "find_runs"]
+__all__ = ["describe_folder", "find_runs", "select_checkpoints"]
 
 MAX_DEPTH = 2  # output/<run>/ and output/<group>/<run>/
 
@@ -78,3 +78,39 @@ def _contents(path: Path) -> str:
         listed = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common(5))
         parts.append(f"{sum(kinds.values())} file{'s' if sum(kinds.values()) != 1 else ''} ({listed})")
     return " and ".join(parts) if parts else "nothing"
+
+
+def select_checkpoints(
+    cks: list[Checkpoint], tokens: list[str] = (), *, every: int = 1, last: int = 0
+) -> list[Checkpoint]:
+    """Pick checkpoints of a run, in run order.
+
+    Args:
+        tokens: epochs (or steps, for files without an epoch), "final", or file names; empty: all.
+        every: then every Nth, counted back from the last one (so the last is always kept).
+        last: then only the last N (0: no limit).
+
+    Raises:
+        ValueError: a token matches no checkpoint (the message lists what the run has), or every/last < 0.
+    """
+    if every < 1 or last < 0:
+        raise ValueError(f"every must be 1 or more and last 0 or more (got every={every}, last={last})")
+    chosen = []
+    for token in tokens:
+        token = str(token)
+        if token.isdigit():
+            n = int(token)
+            hits = [c for c in cks if c.epoch == n] or [c for c in cks if c.epoch is None and c.step == n]
+        elif token == "final":
+            hits = [c for c in cks if c.pattern == "final"]
+        else:
+            hits = [c for c in cks if c.name == token or c.path.name == token or c.path.stem == token]
+        if not hits:
+            known = ", ".join(
+                str(c.epoch if c.epoch is not None else c.step if c.step is not None else c.name) for c in cks
+            )
+            raise ValueError(f"no checkpoint matches {token!r}; this run has: {known}")
+        chosen += [c for c in hits if c not in chosen]
+    picked = sorted(chosen, key=cks.index) if tokens else list(cks)
+    picked = [c for i, c in enumerate(picked) if (len(picked) - 1 - i) % every == 0]
+    return picked[-last:] if last else picked
