@@ -30,6 +30,7 @@ from .review.records import DecisionError, Review, Vote
 from .review.sheet import SheetInfo, compose_pages, compose_sheet
 from .review.timeline import row_timeline, webp_bytes
 from .review.zoom import ZoomBox, ZoomSpec, crop_zoom, draw_boxes, zoom_strip
+from .sweep import SweepError, SweepSpec, SweepStore, SweepSummary, load_sweep, run_sweep
 
 __all__ = [
     "PRESETS",
@@ -51,6 +52,10 @@ __all__ = [
     "Review",
     "Row",
     "SheetInfo",
+    "SweepError",
+    "SweepSpec",
+    "SweepStore",
+    "SweepSummary",
     "Vote",
     "ZoomBox",
     "ZoomSpec",
@@ -77,6 +82,7 @@ __all__ = [
     "load_base",
     "load_config",
     "load_page_state",
+    "load_sweep",
     "lora_delta_norm",
     "lora_weight_change",
     "measure_grid",
@@ -92,6 +98,7 @@ __all__ = [
     "resolve_device",
     "resolve_dtype",
     "row_timeline",
+    "run_sweep",
     "save_page_state",
     "scan_run",
     "select_checkpoints",

@@ -29,6 +29,7 @@ from . import (
 from .arguments import argument, guidance, scale, seed, side, steps
 from .bench.cli import add_bench_commands
 from .demo.cli import add_demo_commands
+from .sweep.cli import add_sweep_command
 
 __all__ = ["main"]
 
@@ -221,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_grid)
 
+    add_sweep_command(sub)
     add_bench_commands(sub)
     add_demo_commands(sub)
     return parser

@@ -11,13 +11,31 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["BenchConfig", "ConfigError", "default_config_path", "load_config"]
+__all__ = ["BenchConfig", "ConfigError", "default_config_path", "load_config", "read_prompts"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # zbench/engine/config.py -> the repository
 
 
 class ConfigError(ValueError):
     """A config file is missing, malformed or names an unknown setting."""
+
+
+def read_prompts(path: Path, *, source: Path | None = None) -> list[str]:
+    """A prompt set: one prompt per line, blank lines and "#" comments skipped.
+
+    Raises:
+        ConfigError: the file is missing, unreadable or holds no prompt (the message names ``source``,
+            the file that names it).
+    """
+    where = f"{source}: prompts_file" if source is not None else "prompts file"
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{where} {path} cannot be read ({err})") from err
+    prompts = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not prompts:
+        raise ConfigError(f"{where} {path} holds no prompt (one per line)")
+    return prompts
 
 
 @dataclass(frozen=True)
@@ -67,14 +85,7 @@ class BenchConfig:
         """
         if self.prompts_file is None:
             return [self.prompt]
-        try:
-            lines = self.prompts_file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as err:
-            raise ConfigError(f"{self.source}: prompts_file {self.prompts_file} cannot be read ({err})") from err
-        prompts = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-        if not prompts:
-            raise ConfigError(f"{self.source}: prompts_file {self.prompts_file} holds no prompt (one per line)")
-        return prompts
+        return read_prompts(self.prompts_file, source=self.source)
 
     @property
     def model_id(self) -> str:

@@ -260,14 +260,14 @@ def wrap_pipeline(
     )
 
 
-def model_fingerprint(config: BenchConfig, pipeline: str, device: torch.device, dtype: torch.dtype) -> str:
+def model_fingerprint(config: BenchConfig, pipeline: str, device: torch.device | str, dtype: torch.dtype | str) -> str:
     """A short hash of the base's files (names, sizes, modification times), class, device and dtype.
 
     A rebuilt or replaced model gets a new fingerprint, so cached images of the old one are not shown.
     """
     import hashlib
 
-    parts = [config.model_id, pipeline, device.type, str(dtype), config.offload]
+    parts = [config.model_id, pipeline, getattr(device, "type", device), str(dtype), config.offload]
     path = config.model_path
     if path is not None and path.exists():
         # Weights and configs only: a README rewritten by `demo report` does not change the pixels.

@@ -1,0 +1,154 @@
+"""Sweeps over Ray: one actor per GPU (or CPU slot), each holding its own base and swapper.
+
+Ray is optional (``pip install -r requirements-ray.txt`` or ``pip install .[ray]``); a sweep in one
+process never imports it. Tasks (one checkpoint's cells, a few at a time) go to whichever worker is
+free, two in flight per worker so it never waits for the next; the driver writes each cell as it comes
+back. A worker that dies (killed, out of memory, a lost node) is replaced and its tasks are queued
+again, up to ``ATTEMPTS`` times; a checkpoint that fails to render is an error cell like anywhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from ..engine.plan import CellResult
+from .run import SweepWorker, Task
+from .spec import SweepSpec
+from .store import SweepCell, SweepError
+
+__all__ = ["ATTEMPTS", "run_on_ray"]
+
+logger = logging.getLogger("zbench")
+ATTEMPTS = 3  # tries per task before its cells become error cells
+IN_FLIGHT = 2  # tasks queued per worker
+ROOT = Path(__file__).resolve().parents[2]  # where the zbench package lives, for local workers
+
+
+def _start(address: str | None, workers: int, threads: int):
+    try:
+        import ray
+    except ImportError:
+        raise SweepError(
+            "--workers and --ray need Ray: pip install -r requirements-ray.txt (or run without them, in one process)"
+        ) from None
+    if ray.is_initialized():
+        return ray
+    env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}}
+    if address:
+        # A cluster: its nodes need zbench and the base model at the same paths (see the README).
+        ray.init(address=address, runtime_env=env, log_to_driver=False)
+    else:
+        # Local workers: just enough Ray for them (no dashboard, a small object store).
+        ray.init(
+            num_cpus=workers * threads,
+            include_dashboard=False,
+            object_store_memory=256 * 2**20,
+            runtime_env=env,
+            log_to_driver=False,
+        )
+    return ray
+
+
+def run_on_ray(
+    spec: SweepSpec,
+    tasks: list[Task],
+    stored: Callable[[SweepCell, CellResult, dict], None],
+    *,
+    target_rank: int,
+    workers: int,
+    address: str | None,
+    threads: int | None,
+) -> int:
+    """Render ``tasks`` on Ray workers, calling ``stored`` for each cell as it comes back. Returns the worker count."""
+    local_threads = threads or max(1, (os.cpu_count() or 1) // max(workers, 1))
+    ray = _start(address, max(workers, 1), local_threads)
+    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, WorkerCrashedError
+
+    lost = (RayActorError, ActorDiedError, ActorUnavailableError, WorkerCrashedError)
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    count = workers or gpus or 1
+    if gpus:
+        options = {"num_gpus": 1, "num_cpus": 1}
+    else:
+        options = {"num_cpus": local_threads}
+    actor_class = ray.remote(SweepWorker)
+
+    def start(slot: int):
+        name = f"zbench-sweep-{os.getpid()}-{slot}-{start.count}"
+        start.count += 1
+        return actor_class.options(name=name, **options).remote(
+            spec.config, spec.settings, target_rank, None if gpus else local_threads
+        )
+
+    start.count = 0
+    actors = [start(i) for i in range(count)]
+    about = [None] * count
+    queue: deque[Task] = deque(tasks)
+    in_flight: dict = {}  # object ref -> (slot, actor, task)
+    streak = 0  # workers lost since the last task that came back
+
+    def submit(slot: int) -> None:
+        if queue:
+            task = queue.popleft()
+            in_flight[actors[slot].render.remote(task)] = (slot, actors[slot], task)
+
+    for slot in range(count):
+        for _ in range(IN_FLIGHT):
+            submit(slot)
+    while in_flight:
+        [ref], _ = ray.wait(list(in_flight), num_returns=1)
+        slot, actor, task = in_flight.pop(ref)
+        try:
+            results = ray.get(ref)
+        except lost as err:
+            streak += 1
+            if actors[slot] is actor:  # replace it once, however many of its tasks come back lost
+                logger.warning("sweep worker %d was lost (%s); starting another", slot, type(err).__name__)
+                actors[slot], about[slot] = start(slot), None
+            if task.attempt + 1 < ATTEMPTS:
+                queue.appendleft(replace(task, attempt=task.attempt + 1))
+            else:
+                why = f"the worker rendering it was lost {ATTEMPTS} times (last: {_first_line(err)})"
+                for sweep_cell in task.cells:
+                    stored(sweep_cell, CellResult(sweep_cell.cell, None, "error", why), {"worker": "ray"})
+            if streak > ATTEMPTS * count:  # no worker gets anything done: a base that cannot load, say
+                for actor in actors:
+                    ray.kill(actor)
+                raise SweepError(f"sweep workers keep failing: {_cause(err)}") from err
+            submit(slot)
+            continue
+        except ray.exceptions.RayTaskError as err:
+            cause = err.cause if getattr(err, "cause", None) is not None else err
+            if not isinstance(cause, Exception) or "BaseModelError" in type(cause).__name__:
+                raise SweepError(f"a sweep worker could not start: {_first_line(cause)}") from err
+            why = f"the worker failed on this checkpoint: {_first_line(cause)}"
+            for sweep_cell in task.cells:
+                stored(sweep_cell, CellResult(sweep_cell.cell, None, "error", why), {"worker": "ray"})
+            submit(slot)
+            continue
+        streak = 0
+        if about[slot] is None:
+            about[slot] = {"worker": f"ray-{slot}", **ray.get(actors[slot].describe.remote())}
+        for sweep_cell, result in results:
+            stored(sweep_cell, result, about[slot])
+        submit(slot)
+    for actor in actors:
+        ray.kill(actor)
+    return count
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:300] if text else type(err).__name__
+
+
+def _cause(err: BaseException) -> str:
+    """The line of a lost actor's error that says why (its creation task's exception, when there is one)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    said = [line for line in lines if "Error:" in line and not line.startswith("ray.")]
+    return (said[-1] if said else lines[0] if lines else type(err).__name__)[:400]
