@@ -193,3 +193,58 @@ def test_cli_sweep_says_what_it_did(sweep_spec, tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "nope.toml"), "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["sweep", str(sweep_spec), "--out", str(out), "--workers", "-1"]) == 2
+
+
+def test_the_page_browses_a_sweep_without_rendering(sweep_spec, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    out = tmp_path / "sweep"
+    zbench.run_sweep(zbench.load_sweep(sweep_spec), out, threads=1, quiet=True)
+    config = tmp_path / "browse.toml"
+    config.write_text((tmp_path / "tiny.toml").read_text() + f"[loras]\ndir = {json.dumps(str(out))}\n")
+    monkeypatch.setenv("ZBENCH_CONFIG", str(config))
+    monkeypatch.setenv("ZBENCH_CACHE_DIR", str(tmp_path / "cache"))
+
+    def nothing_renders(*args, **kwargs):
+        raise AssertionError("browsing a sweep rendered or loaded a base")
+
+    monkeypatch.setattr(zbench, "render_cells", nothing_renders)
+    monkeypatch.setattr(zbench, "get_base", nothing_renders)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    assert not at.exception, at.exception
+
+    def grid() -> dict:
+        mounted = [e for e in at.get("bidi_component") if e.proto.component_name == "zbench.grid"]
+        return json.loads(mounted[-1].proto.json)
+
+    def statuses() -> list[list[str]]:
+        return [[c["status"] for c in line] for line in grid()["cells"]]
+
+    assert [c["label"] for c in grid()["columns"]] == ["base", "epoch 2", "epoch 4", "epoch 6", "epoch 8"]
+    assert statuses() == [["ok", "ok", "ok", "ok", "error"]]  # first prompt, first seed
+    # Another slice: the second prompt at both seeds.
+    multiselect = {m.label: m for m in at.multiselect}
+    multiselect["Prompts"].set_value(["a blue square"])
+    multiselect["Seeds"].set_value([1, 2])
+    next(b for b in at.button if b.label == "Show").click().run()
+    assert not at.exception, at.exception
+    assert statuses() == [["ok", "ok", "ok", "ok", "error"]] * 2
+    _, results = at.session_state["grid"]
+    shown = {(r.cell.name, r.cell.prompt, r.cell.seed): np.asarray(r.image) for r in results if r.image is not None}
+    for record in zbench.SweepStore(out).records().values():  # the stored images, not new ones
+        key = (record["checkpoint"], record["prompt"], record["seed"])
+        if key in shown:
+            assert np.array_equal(shown[key], np.asarray(Image.open(out / record["image"]).convert("RGB")))
+    assert len(shown) == 8
+
+    # Export and the release pick work on it; decisions land in the run the sweep rendered.
+    next(b for b in at.button if b.label == "Export").click().run()
+    assert not at.exception, at.exception
+    sheet = Path(at.session_state["export"][0])
+    assert sheet.parent == tmp_path / "run" / "zbench-sheets"
+    assert json.loads((sheet / "manifest.json").read_text())["prompts"] == ["a blue square"]
+    next(s for s in at.selectbox if s.label == "Checkpoint to release").set_value("style-000004.safetensors").run()
+    next(b for b in at.button if b.label == "Mark as release").click().run()
+    assert not at.exception, at.exception
+    record = json.loads((tmp_path / "run" / ".zbench" / "release.json").read_text())
+    assert record["checkpoint"] == "style-000004.safetensors"

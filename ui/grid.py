@@ -104,6 +104,12 @@ def grid_section(opened: OpenRun, plan: GridPlan, cache_only: bool) -> list[zben
         # A panel or rating event: the cells are the ones on screen; only labels and panels change.
         results = shown_grid[1]
         started = None  # the summary still tells how the grid was drawn
+    elif opened.stored is not None:  # a stored grid: its cells from their files, nothing renders
+        results = opened.stored.results(
+            [opened.by_name[n] for n in plan.chosen], plan.rows, base_column=request.include_base
+        )
+        st.session_state["grid_stats"] = {"browsed": str(opened.stored.folder)}
+        st.session_state["grid"] = (request, results)
     else:
         with zbench.measure_grid(opened.base) as stats:
             results = zbench.render_cells(

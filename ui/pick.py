@@ -169,7 +169,7 @@ def _blind_vote(opened: OpenRun, plan: GridPlan) -> None:
     candidates = [n for n in plan.chosen if n in by_name and by_name[n].error is None]
     st.markdown("**Blind comparison** (names hidden; ← or → to vote)")
     pair = st.session_state.get("blind_pair")
-    if pair is None or not set(pair[:2]) <= set(candidates):
+    if pair is None or not set(pair[:2]) <= set(candidates) or pair[2] >= len(plan.rows):
         chosen = zbench.informative_pair(candidates, review.votes, random.Random())
         # Any row of the grid: every prompt, seed and scale gets votes, not only the first.
         pair = None if chosen is None else (*chosen, random.randrange(len(plan.rows)))
@@ -186,9 +186,12 @@ def _blind_vote(opened: OpenRun, plan: GridPlan) -> None:
         scales=[row.scale],
         include_base=False,
     )
-    shown = zbench.render_cells(
-        opened.base, pair_cells, plan.request.settings, target_rank=target_rank(opened.run), cache=image_cache()
-    )
+    if opened.stored is not None:  # browsing: the pair's images are stored ones
+        shown = opened.stored.results([by_name[left_name], by_name[right_name]], [row], base_column=False)
+    else:
+        shown = zbench.render_cells(
+            opened.base, pair_cells, plan.request.settings, target_rank=target_rank(opened.run), cache=image_cache()
+        )
     a, b = st.columns(2)
     for side, result in zip((a, b), shown, strict=True):
         if result.image is not None:

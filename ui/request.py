@@ -76,6 +76,8 @@ def choose_grid(opened: OpenRun) -> GridPlan:
 
     Stops the page with a message when the committed values do not parse or nothing is chosen.
     """
+    if opened.stored is not None:
+        return _choose_slice(opened, opened.stored)
     state = _state(opened)
     committed = _defaults(opened, state)
     by_name, run = opened.by_name, opened.run_dir
@@ -114,6 +116,47 @@ def choose_grid(opened: OpenRun) -> GridPlan:
     return _plan(opened, committed)
 
 
+def _choose_slice(opened: OpenRun, stored: zbench.StoredGrid) -> GridPlan:
+    """A stored grid: which prompts, seeds, scales and checkpoints to show (from its cells; nothing renders)."""
+    key = f"slice:{stored.folder}"
+    chosen = st.session_state.setdefault(
+        key,
+        {
+            "prompts": list(stored.prompts[:1]),
+            "seeds": list(stored.seeds[:1]),
+            "scales": list(stored.scales),
+            "checkpoints": opened.names,
+            "include_base": stored.base_column,
+        },
+    )
+    with st.sidebar.form(f"show:{stored.folder}"):
+        prompts = st.multiselect("Prompts", list(stored.prompts), default=chosen["prompts"])
+        seeds = st.multiselect("Seeds", list(stored.seeds), default=chosen["seeds"])
+        scales = st.multiselect("LoRA scales", list(stored.scales), default=chosen["scales"])
+        include_base = st.checkbox(
+            "Base column (LoRA off)", value=chosen["include_base"], disabled=not stored.base_column
+        )
+        names = st.multiselect("Checkpoints (in training order)", opened.names, default=chosen["checkpoints"])
+        if st.form_submit_button("Show", type="primary", width="stretch"):
+            chosen.update(prompts=prompts, seeds=seeds, scales=scales, checkpoints=names, include_base=include_base)
+    if not (chosen["prompts"] and chosen["seeds"] and chosen["scales"]):
+        st.info("Pick at least one prompt, one seed and one scale in the sidebar.")
+        st.stop()
+    committed = {
+        "checkpoints": [n for n in opened.names if n in chosen["checkpoints"]],
+        "prompts": "\n".join(chosen["prompts"]),
+        "seeds": ", ".join(str(x) for x in chosen["seeds"]),
+        "scales": ", ".join(f"{x:g}" for x in chosen["scales"]),
+        "steps": stored.settings.steps,
+        "guidance": stored.settings.guidance,
+        "width": stored.settings.width,
+        "height": stored.settings.height,
+        "negative": stored.settings.negative,
+        "include_base": chosen["include_base"] and stored.base_column,
+    }
+    return _plan(opened, committed)
+
+
 def _plan(opened: OpenRun, committed: dict) -> GridPlan:
     try:
         request = zbench.GridRequest(
@@ -136,15 +179,16 @@ def _plan(opened: OpenRun, committed: dict) -> GridPlan:
     if not committed["checkpoints"] and not committed["include_base"]:
         st.info("Pick at least one checkpoint, or turn on the base column.")
         st.stop()
-    if request.settings.negative.strip() and request.settings.guidance == 0:
+    if request.settings.negative.strip() and request.settings.guidance == 0 and opened.stored is None:
         st.info(
             "The negative prompt is not used at guidance 0 (no classifier-free guidance, as Turbo models run): "
             "the images are the same without it. Raise guidance above 0 to use it."
         )
-    st.subheader(f"{literal(opened.config.name)} · {literal(opened.run_dir.name)}")
+    base_name = opened.stored.base if opened.stored is not None else opened.config.name
+    st.subheader(f"{literal(base_name)} · {literal(opened.run_dir.name)}")
     rows, cells = request.plan(opened.run)
     info = zbench.SheetInfo(
-        base=opened.config.name,
+        base=base_name,
         run=str(opened.run_dir),
         settings=request.settings,
         prompts=request.prompts,

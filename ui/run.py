@@ -16,13 +16,18 @@ from .text import literal
 
 @dataclass(frozen=True)
 class OpenRun:
-    """The base config, its loaded pipeline and the scanned run the page works on."""
+    """The base config, its loaded pipeline and the scanned run the page works on.
+
+    Browsing a stored grid (a sweep folder or the grid command's output), ``stored`` holds its cells, the
+    run is the one they were rendered from, and no base is loaded: nothing renders.
+    """
 
     config_path: str
     config: zbench.BenchConfig
     lora_dir: str
     run: list[zbench.Checkpoint]
-    base: zbench.Base
+    base: zbench.Base | None
+    stored: zbench.StoredGrid | None = None
 
     @property
     def by_name(self) -> dict[str, zbench.Checkpoint]:
@@ -63,12 +68,24 @@ def open_run() -> OpenRun:
         except zbench.ConfigError as err:
             st.error(literal(err))
             st.stop()
-        typed = st.text_input("LoRA folder", str(config.lora_dir or ""), key=f"folder:{config_path}")
+        typed = st.text_input(
+            "LoRA folder",
+            str(config.lora_dir or ""),
+            key=f"folder:{config_path}",
+            help="a run's folder, a folder of runs, or a sweep's (or `zbench grid`'s) output folder to browse",
+        )
         lora_dir = str(Path(typed.strip()).expanduser()) if typed.strip() else ""
 
     if not lora_dir:
         st.info("Type the folder that holds your run's .safetensors files in the sidebar.")
         st.stop()
+    try:
+        stored = zbench.open_stored(lora_dir)
+    except ValueError as err:
+        st.error(literal(err))
+        st.stop()
+    if stored is not None:
+        return _browse(config_path, config, stored)
     try:
         run = scan(lora_dir)
     except OSError as err:
@@ -84,6 +101,30 @@ def open_run() -> OpenRun:
         st.stop()
     opened = OpenRun(config_path, config, lora_dir, run, base)
     _watch_run(lora_dir, tuple(opened.names))
+    return opened
+
+
+def _browse(config_path: str, config: zbench.BenchConfig, stored: zbench.StoredGrid) -> OpenRun:
+    """A stored grid: its run's checkpoints that have cells, and no base (nothing renders)."""
+    what = "a sweep" if stored.kind == "sweep" else "a grid's output"
+    try:
+        run = scan(str(stored.run_dir))
+    except OSError:
+        run = []
+    kept = [c for c in run if c.name in stored.checkpoints]
+    if not kept and stored.checkpoints:
+        st.info(
+            f"{literal(stored.folder)} holds {what} of {literal(stored.run_dir)}, whose checkpoints are not there "
+            "any more: move the run back there to browse it (the labels and decisions come from the run)."
+        )
+        st.stop()
+    with st.sidebar:
+        st.caption(
+            f"Browsing {what}: {len(stored.records)} stored cells of {literal(stored.run_dir.name)} on "
+            f"{literal(stored.base)}. Nothing renders here."
+        )
+    opened = OpenRun(config_path, config, str(stored.run_dir), kept, None, stored)
+    _watch_run(str(stored.run_dir), tuple(c.name for c in run))
     return opened
 
 

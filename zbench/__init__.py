@@ -30,7 +30,7 @@ from .review.records import DecisionError, Review, Vote
 from .review.sheet import SheetInfo, compose_pages, compose_sheet
 from .review.timeline import row_timeline, webp_bytes
 from .review.zoom import ZoomBox, ZoomSpec, crop_zoom, draw_boxes, zoom_strip
-from .sweep import SweepError, SweepSpec, SweepStore, SweepSummary, load_sweep, run_sweep
+from .sweep import StoredGrid, SweepError, SweepSpec, SweepStore, SweepSummary, load_sweep, open_stored, run_sweep
 
 __all__ = [
     "PRESETS",
@@ -52,6 +52,7 @@ __all__ = [
     "Review",
     "Row",
     "SheetInfo",
+    "StoredGrid",
     "SweepError",
     "SweepSpec",
     "SweepStore",
@@ -87,6 +88,7 @@ __all__ = [
     "lora_weight_change",
     "measure_grid",
     "next_blind_pair",
+    "open_stored",
     "parse_name",
     "parse_prompts",
     "parse_scales",

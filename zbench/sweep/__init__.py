@@ -4,8 +4,19 @@
 ``SweepStore`` reads a sweep folder back (the page browses it without rendering).
 """
 
+from .browse import StoredGrid, open_stored
 from .run import SweepSummary, plan_sweep, run_sweep
 from .spec import SweepSpec, load_sweep
 from .store import SweepError, SweepStore
 
-__all__ = ["SweepError", "SweepSpec", "SweepStore", "SweepSummary", "load_sweep", "plan_sweep", "run_sweep"]
+__all__ = [
+    "StoredGrid",
+    "SweepError",
+    "SweepSpec",
+    "SweepStore",
+    "SweepSummary",
+    "load_sweep",
+    "open_stored",
+    "plan_sweep",
+    "run_sweep",
+]

@@ -85,7 +85,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
         raise fail("config", 'the base config to render with, e.g. config = "../demo.toml"')
     config = load_config(where / data["config"])
     loras = data.get("loras")
-    run_dir = (where / Path(loras).expanduser()) if isinstance(loras, str) else config.lora_dir
+    run_dir = (where / Path(loras).expanduser()).resolve() if isinstance(loras, str) else config.lora_dir
     if run_dir is None:
         raise fail("loras", f"no run folder: set loras here or [loras] dir in {config.source}")
 

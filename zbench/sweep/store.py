@@ -12,6 +12,7 @@ guidance, size), so a replaced checkpoint file or a changed setting is a new cel
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -205,33 +206,49 @@ class SweepStore:
         return record
 
     def results(self, checkpoints: list[Checkpoint], rows: list[Row], *, base_column: bool = True) -> list[CellResult]:
-        """The stored cells of ``rows`` across ``checkpoints`` as grid results (missing ones "pending").
+        """The stored cells of ``rows`` across ``checkpoints`` as grid results (see ``stored_results``)."""
+        return stored_results(self.folder, self.records().values(), checkpoints, rows, base_column=base_column)
 
-        Images are read from disk; nothing renders. Cells are matched by checkpoint name, prompt, seed
-        and scale, so any slice of the sweep (some rows, some checkpoints) can be shown.
-        """
-        by_cell = {}
-        for record in self.records().values():
-            # The base ignores the LoRA scale: one base image per prompt and seed serves every scale.
-            scale = None if record["checkpoint"] == "base" else float(record["scale"])
-            by_cell[(record["checkpoint"], record["prompt"], record["seed"], scale)] = record
-        columns: list[Checkpoint | None] = ([None] if base_column else []) + list(checkpoints)
-        out = []
-        for r, row in enumerate(rows):
-            for c, ck in enumerate(columns):
-                cell = Cell(r, c, ck, row.prompt, row.seed, row.scale)
-                record = by_cell.get((cell.name, row.prompt, row.seed, None if ck is None else float(row.scale)))
-                out.append(self._result(cell, record))
-        return out
 
-    def _result(self, cell: Cell, record: dict | None) -> CellResult:
-        if record is None:
-            return CellResult(cell, None, "pending", "not in this sweep yet")
-        if not record.get("image"):
-            return CellResult(cell, None, record.get("status", "error"), record.get("error"))
-        try:
-            with Image.open(self.folder / record["image"]) as im:
-                image = im.convert("RGB")
-        except (OSError, ValueError) as err:
-            return CellResult(cell, None, "error", f"stored image {record['image']} cannot be read ({err})")
-        return CellResult(cell, image, "ok", None, record.get("swap_ms"), record.get("render_ms"), "cache")
+def stored_results(
+    folder: Path, records, checkpoints: list[Checkpoint], rows: list[Row], *, base_column: bool = True
+) -> list[CellResult]:
+    """Stored cells (records with checkpoint, prompt, seed, scale, image) as grid results for ``rows``.
+
+    Images are read from disk (``image`` is relative to ``folder``); nothing renders. Cells are matched by
+    checkpoint name, prompt, seed and scale, so any slice (some rows, some checkpoints) can be shown; a
+    cell that is not stored comes back "pending".
+    """
+    by_cell = {}
+    for record in records:
+        # The base ignores the LoRA scale: one base image per prompt and seed serves every scale.
+        scale = None if record["checkpoint"] == "base" else float(record["scale"])
+        by_cell[(record["checkpoint"], record["prompt"], record["seed"], scale)] = record
+    columns: list[Checkpoint | None] = ([None] if base_column else []) + list(checkpoints)
+    out = []
+    for r, row in enumerate(rows):
+        for c, ck in enumerate(columns):
+            cell = Cell(r, c, ck, row.prompt, row.seed, row.scale)
+            record = by_cell.get((cell.name, row.prompt, row.seed, None if ck is None else float(row.scale)))
+            out.append(_result(folder, cell, record))
+    return out
+
+
+def _result(folder: Path, cell: Cell, record: dict | None) -> CellResult:
+    if record is None:
+        return CellResult(cell, None, "pending", "not stored in this folder")
+    if not record.get("image"):
+        return CellResult(cell, None, record.get("status") or "error", record.get("error"))
+    path = folder / record["image"]
+    try:
+        image = _read_image(str(path), path.stat().st_mtime_ns)
+    except (OSError, ValueError) as err:
+        return CellResult(cell, None, "error", f"stored image {record['image']} cannot be read ({err})")
+    return CellResult(cell, image, "ok", None, record.get("swap_ms"), record.get("render_ms"), "cache")
+
+
+@functools.lru_cache(maxsize=96)  # about 290 MiB of 1024 px images
+def _read_image(path: str, mtime_ns: int) -> Image.Image:
+    """A stored image, read once per file version (browsing reruns show the same cells again)."""
+    with Image.open(path) as im:
+        return im.convert("RGB")
