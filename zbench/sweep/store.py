@@ -17,6 +17,7 @@ import json
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,6 +186,7 @@ class SweepStore:
             "image": None,
             "swap_ms": result.swap_ms,
             "render_ms": result.render_ms,
+            "finished": round(time.time(), 3),
             **extra,
         }
         if result.image is not None:
