@@ -248,3 +248,25 @@ def test_the_page_browses_a_sweep_without_rendering(sweep_spec, tmp_path, monkey
     assert not at.exception, at.exception
     record = json.loads((tmp_path / "run" / ".zbench" / "release.json").read_text())
     assert record["checkpoint"] == "style-000004.safetensors"
+
+
+def test_a_wider_spec_adds_to_the_folder_and_a_grid_output_browses_too(sweep_spec, tmp_path, capsys):
+    from zbench.cli import main
+
+    out = tmp_path / "sweep"
+    zbench.run_sweep(zbench.load_sweep(sweep_spec), out, threads=1, quiet=True)
+    sweep_spec.write_text(sweep_spec.read_text().replace('seeds = "1-2"', 'seeds = "1-3"'))
+    more = zbench.run_sweep(zbench.load_sweep(sweep_spec), out, threads=1, quiet=True)
+    assert more.skipped == 20 and more.rendered == 10  # seed 3 only: 2 prompts × 5 columns
+    assert zbench.open_stored(out).seeds == (1, 2, 3)
+
+    grid = tmp_path / "grid"
+    args = ["grid", "--config", str(tmp_path / "tiny.toml"), "--loras", str(tmp_path / "run"), "--seed", "5"]
+    assert main([*args, "--out", str(grid), "--sheet", "archive", "--quiet"]) == 0
+    capsys.readouterr()
+    stored = zbench.open_stored(grid)
+    assert stored.kind == "grid" and stored.seeds == (5,) and stored.run_dir == tmp_path / "run"
+    run = [c for c in zbench.scan_run(tmp_path / "run") if c.name in stored.checkpoints]
+    results = stored.results(run, [zbench.Row("a red circle", 5, 1.0)])
+    assert [r.status for r in results] == ["ok", "ok", "ok", "ok", "error"]
+    assert zbench.open_stored(tmp_path) is None  # neither a sweep nor a grid's output
