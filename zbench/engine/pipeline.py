@@ -26,6 +26,7 @@ __all__ = [
     "BaseModelError",
     "get_base",
     "load_base",
+    "missing_model_message",
     "model_fingerprint",
     "resolve_device",
     "resolve_dtype",
@@ -213,11 +214,11 @@ def load_base(config: BenchConfig) -> Base:
         elif config.repo_id:
             pipe = cls.from_pretrained(config.repo_id, dtype=dtype)
         else:
-            raise BaseModelError(_missing_message(config))
+            raise BaseModelError(missing_model_message(config))
     except BaseModelError:
         raise
     except (OSError, ValueError) as err:
-        raise BaseModelError(f"{_missing_message(config)}\n(loader said: {err})") from err
+        raise BaseModelError(f"{missing_model_message(config)}\n(loader said: {err})") from err
 
     logger.info("loaded %s (%s) on %s as %s", config.model_id, type(pipe).__name__, device, dtype)
     return wrap_pipeline(
@@ -278,7 +279,7 @@ def model_fingerprint(config: BenchConfig, pipeline: str, device: torch.device |
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def _missing_message(config: BenchConfig) -> str:
+def missing_model_message(config: BenchConfig) -> str:
     where = f"looked for a diffusers folder at {config.model_path}"
     if config.repo_id:
         where += f" and then for {config.repo_id!r} on the Hugging Face hub (unreachable or not cached)"

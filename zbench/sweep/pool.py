@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from ..engine.pipeline import BaseModelError, missing_model_message
 from ..engine.plan import CellResult
 from .run import SweepWorker, Task
 from .spec import SweepSpec
@@ -41,7 +42,13 @@ def _start(address: str | None, workers: int, threads: int):
     env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}}
     if address:
         # A cluster: its nodes need zbench and the base model at the same paths (see the README).
-        ray.init(address=address, runtime_env=env, log_to_driver=False)
+        try:
+            ray.init(address=address, runtime_env=env, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            raise SweepError(
+                f"no Ray cluster at {address} ({str(err).splitlines()[0]}); start one with `ray start --head` "
+                "(and `ray start --address=HEAD:6379` on the other machines), or use --workers N for local workers"
+            ) from err
     else:
         # Local workers: just enough Ray for them (no dashboard, a small object store).
         ray.init(
@@ -65,6 +72,10 @@ def run_on_ray(
     threads: int | None,
 ) -> int:
     """Render ``tasks`` on Ray workers, calling ``stored`` for each cell as it comes back. Returns the worker count."""
+    config = spec.config
+    if not address and not config.repo_id and (config.model_path is None or not config.model_path.exists()):
+        # Local workers would each fail to load it: say so once, before starting Ray.
+        raise BaseModelError(missing_model_message(config))
     local_threads = threads or max(1, (os.cpu_count() or 1) // max(workers, 1))
     ray = _start(address, max(workers, 1), local_threads)
     from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, WorkerCrashedError
