@@ -26,7 +26,7 @@ from .lora_file import LoraError
 from .pipeline import Base
 from .plan import Cell, CellResult, RenderSettings, check_scale
 
-__all__ = ["RenderError", "RenderStopped", "measure_grid", "render_cells", "render_image"]
+__all__ = ["RenderError", "RenderStopped", "image_key", "measure_grid", "render_cells", "render_image"]
 
 logger = logging.getLogger(__name__)
 
@@ -171,9 +171,14 @@ def _key(base: Base, cell: Cell, settings: RenderSettings) -> str | None:
     ck = cell.checkpoint
     if ck is not None and (ck.error is not None or not ck.hash):
         return None  # nothing to key on; such cells are errors anyway
+    return image_key(base.fingerprint or base.config.model_id, None if ck is None else ck.hash, cell, settings)
+
+
+def image_key(base_id: str, lora_hash: str | None, cell: Cell, settings: RenderSettings) -> str:
+    """The image cache's key of a cell: the base, the LoRA's content hash (None: the base) and every setting."""
     return cell_key(
-        base.fingerprint or base.config.model_id,
-        None if ck is None else ck.hash,
+        base_id,
+        lora_hash,
         prompt=cell.prompt,
         negative=settings.negative,
         seed=cell.seed,

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from PIL import Image, PngImagePlugin
 
-from ..engine.cache import cell_key
 from ..engine.checkpoints import Checkpoint
 from ..engine.plan import Cell, CellResult, RenderSettings, Row
+from ..engine.render import image_key
 
 __all__ = ["SweepCell", "SweepError", "SweepStore", "cell_keys"]
 
@@ -51,19 +51,7 @@ def cell_keys(base_id: str, cells: list[Cell], settings: RenderSettings) -> list
     for cell in cells:
         ck = cell.checkpoint
         lora = None if ck is None else (ck.hash or f"unreadable:{ck.name}")
-        key = cell_key(
-            base_id,
-            lora,
-            prompt=cell.prompt,
-            negative=settings.negative,
-            seed=cell.seed,
-            scale=cell.scale,
-            steps=settings.steps,
-            guidance=settings.guidance,
-            width=settings.width,
-            height=settings.height,
-        )
-        out.append(SweepCell(key[:24], cell))
+        out.append(SweepCell(image_key(base_id, lora, cell, settings)[:24], cell))
     return out
 
 
