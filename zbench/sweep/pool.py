@@ -1,6 +1,6 @@
 """Sweeps over Ray: one actor per GPU (or CPU slot), each holding its own base and swapper.
 
-Ray is optional (``pip install -r requirements-ray.txt`` or ``pip install .[ray]``); a sweep in one
+Ray is optional (``pip install -r requirements-ray.txt``); a sweep in one
 process never imports it. Tasks (one checkpoint's cells, a few at a time) go to whichever worker is
 free, two in flight per worker so it never waits for the next; the driver writes each cell as it comes
 back. A worker that dies (killed, out of memory, a lost node) is replaced and its tasks are queued

@@ -180,6 +180,7 @@ def run_sweep(
     target_rank = max([c.rank or 0 for c in run if c.error is None] or [0])
     tasks = make_tasks(todo, chunk)
     started = time.perf_counter()
+    reported = set()  # (checkpoint, error) pairs said once, not once per cell
     with tqdm(total=len(keyed), initial=summary.skipped, desc="sweep", unit="cell", disable=quiet) as bar:
 
         def stored(sweep_cell: SweepCell, result: CellResult, worker: dict) -> None:
@@ -187,7 +188,8 @@ def run_sweep(
             summary.rendered += 1
             summary.errors += result.status == "error"
             bar.update(1)
-            if result.status == "error":
+            if result.status == "error" and (result.cell.name, result.error) not in reported:
+                reported.add((result.cell.name, result.error))
                 tqdm.write(f"error in {result.cell.name}: {result.error}", file=sys.stderr)
             if on_result is not None:
                 on_result(record)
