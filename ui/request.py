@@ -136,7 +136,11 @@ def _choose_slice(opened: OpenRun, stored: zbench.StoredGrid) -> GridPlan:
         include_base = st.checkbox(
             "Base column (LoRA off)", value=chosen["include_base"], disabled=not stored.base_column
         )
-        names = st.multiselect("Checkpoints (in training order)", opened.names, default=chosen["checkpoints"])
+        names = st.multiselect(
+            "Checkpoints (in training order)",
+            opened.names,
+            default=[n for n in chosen["checkpoints"] if n in opened.names],  # a file may have gone since
+        )
         if st.form_submit_button("Show", type="primary", width="stretch"):
             chosen.update(prompts=prompts, seeds=seeds, scales=scales, checkpoints=names, include_base=include_base)
     if not (chosen["prompts"] and chosen["seeds"] and chosen["scales"]):

@@ -98,7 +98,6 @@ def run_on_ray(
 
     start.count = 0
     actors = [start(i) for i in range(count)]
-    about = [None] * count
     queue: deque[Task] = deque(tasks)
     in_flight: dict = {}  # object ref -> (slot, actor, task)
     streak = 0  # workers lost since the last task that came back
@@ -106,7 +105,7 @@ def run_on_ray(
     def submit(slot: int) -> None:
         if queue:
             task = queue.popleft()
-            in_flight[actors[slot].render.remote(task)] = (slot, actors[slot], task)
+            in_flight[actors[slot].render_and_describe.remote(task)] = (slot, actors[slot], task)
 
     for slot in range(count):
         for _ in range(IN_FLIGHT):
@@ -115,12 +114,12 @@ def run_on_ray(
         [ref], _ = ray.wait(list(in_flight), num_returns=1)
         slot, actor, task = in_flight.pop(ref)
         try:
-            results = ray.get(ref)
+            about, results = ray.get(ref)
         except lost as err:
             streak += 1
             if actors[slot] is actor:  # replace it once, however many of its tasks come back lost
                 logger.warning("sweep worker %d was lost (%s); starting another", slot, type(err).__name__)
-                actors[slot], about[slot] = start(slot), None
+                actors[slot] = start(slot)
             if task.attempt + 1 < ATTEMPTS:
                 queue.appendleft(replace(task, attempt=task.attempt + 1))
             else:
@@ -143,10 +142,8 @@ def run_on_ray(
             submit(slot)
             continue
         streak = 0
-        if about[slot] is None:
-            about[slot] = {"worker": f"ray-{slot}", **ray.get(actors[slot].describe.remote())}
         for sweep_cell, result in results:
-            stored(sweep_cell, result, about[slot])
+            stored(sweep_cell, result, {"worker": f"ray-{slot}", **about})
         submit(slot)
     for actor in actors:
         ray.kill(actor)

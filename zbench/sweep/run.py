@@ -99,6 +99,10 @@ class SweepWorker:
         )
         return out
 
+    def render_and_describe(self, task: Task) -> tuple[dict, list[tuple[SweepCell, CellResult]]]:
+        """``render`` and who rendered it, in one answer (a worker may be gone by the time it is asked)."""
+        return self.describe(), self.render(task)
+
 
 def plan_sweep(spec: SweepSpec) -> tuple[dict, list[Checkpoint], list[SweepCell]]:
     """(the sweep's description for ``sweep.json``, the whole run, every cell with its key).
