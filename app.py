@@ -21,7 +21,7 @@ st.set_page_config(page_title="zbench", layout="wide")
 # 1. Which base and run (sidebar), and what to render (the sidebar's form, committed by Render).
 opened = open_run()
 plan = choose_grid(opened)
-cache_only = controls(plan.request)
+cache_only = controls(plan.request) if opened.stored is None else False  # a stored grid has nothing to stop
 # Opening a tab reruns the page so it shows what was done on the others (a rating on the grid is in the
 # Pick a release table); the grid keeps its cells.
 tab_grid, tab_timeline, tab_export, tab_pick = st.tabs(
