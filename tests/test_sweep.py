@@ -270,3 +270,19 @@ def test_a_wider_spec_adds_to_the_folder_and_a_grid_output_browses_too(sweep_spe
     results = stored.results(run, [zbench.Row("a red circle", 5, 1.0)])
     assert [r.status for r in results] == ["ok", "ok", "ok", "ok", "error"]
     assert zbench.open_stored(tmp_path) is None  # neither a sweep nor a grid's output
+
+
+def test_odd_records_in_a_stored_folder_never_break_browsing(sweep_spec, tmp_path):
+    out = tmp_path / "sweep"
+    zbench.run_sweep(zbench.load_sweep(sweep_spec), out, threads=1, quiet=True)
+    outside = tmp_path / "private.png"
+    Image.new("RGB", (64, 64)).save(outside)
+    with (out / "cells.jsonl").open("a") as f:
+        f.write(json.dumps({"key": "x1", "prompt": "a red circle"}) + "\n")  # no checkpoint
+        odd = {"key": "x2", "checkpoint": "base", "prompt": "a green star", "seed": 1, "scale": 1.0}
+        f.write(json.dumps({**odd, "image": "../private.png", "status": "ok"}) + "\n")
+        f.write("[1, 2]\n")
+    store = zbench.SweepStore(out)
+    results = store.results([], [zbench.Row("a red circle", 1, 1.0), zbench.Row("a green star", 1, 1.0)])
+    assert [r.status for r in results] == ["ok", "error"]
+    assert "outside" in results[1].error

@@ -211,9 +211,12 @@ def stored_results(
     """
     by_cell = {}
     for record in records:
-        # The base ignores the LoRA scale: one base image per prompt and seed serves every scale.
-        scale = None if record["checkpoint"] == "base" else float(record["scale"])
-        by_cell[(record["checkpoint"], record["prompt"], record["seed"], scale)] = record
+        try:
+            # The base ignores the LoRA scale: one base image per prompt and seed serves every scale.
+            scale = None if record["checkpoint"] == "base" else float(record["scale"])
+            by_cell[(record["checkpoint"], record["prompt"], record["seed"], scale)] = record
+        except (KeyError, TypeError, ValueError):
+            continue  # a record written by something else: its cell shows as not stored
     columns: list[Checkpoint | None] = ([None] if base_column else []) + list(checkpoints)
     out = []
     for r, row in enumerate(rows):
@@ -229,7 +232,9 @@ def _result(folder: Path, cell: Cell, record: dict | None) -> CellResult:
         return CellResult(cell, None, "pending", "not stored in this folder")
     if not record.get("image"):
         return CellResult(cell, None, record.get("status") or "error", record.get("error"))
-    path = folder / record["image"]
+    path = (folder / str(record["image"])).resolve()
+    if not path.is_relative_to(folder.resolve()):  # a record pointing outside its folder is not shown
+        return CellResult(cell, None, "error", f"stored image {record['image']} is outside {folder}")
     try:
         image = _read_image(str(path), path.stat().st_mtime_ns)
     except (OSError, ValueError) as err:
