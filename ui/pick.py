@@ -179,16 +179,13 @@ def _blind_vote(opened: OpenRun, plan: GridPlan) -> None:
         return
     left_name, right_name, row_index = pair
     row = plan.rows[row_index]
-    _, pair_cells = zbench.plan_grid(
-        [by_name[left_name], by_name[right_name]],
-        prompts=[row.prompt],
-        seeds=[row.seed],
-        scales=[row.scale],
-        include_base=False,
-    )
+    pair_run = [by_name[left_name], by_name[right_name]]
     if opened.stored is not None:  # browsing: the pair's images are stored ones
-        shown = opened.stored.results([by_name[left_name], by_name[right_name]], [row], base_column=False)
+        shown = opened.stored.results(pair_run, [row], base_column=False)
     else:
+        _, pair_cells = zbench.plan_grid(
+            pair_run, prompts=[row.prompt], seeds=[row.seed], scales=[row.scale], include_base=False
+        )
         shown = zbench.render_cells(
             opened.base, pair_cells, plan.request.settings, target_rank=target_rank(opened.run), cache=image_cache()
         )

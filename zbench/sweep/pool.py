@@ -9,6 +9,7 @@ again, up to ``ATTEMPTS`` times; a checkpoint that fails to render is an error c
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections import deque
@@ -89,14 +90,14 @@ def run_on_ray(
         options = {"num_cpus": local_threads}
     actor_class = ray.remote(SweepWorker)
 
+    started = itertools.count()  # actors started, replacements included: each gets its own name
+
     def start(slot: int):
-        name = f"zbench-sweep-{os.getpid()}-{slot}-{start.count}"
-        start.count += 1
+        name = f"zbench-sweep-{os.getpid()}-{slot}-{next(started)}"
         return actor_class.options(name=name, **options).remote(
             spec.config, spec.settings, target_rank, None if gpus else local_threads
         )
 
-    start.count = 0
     actors = [start(i) for i in range(count)]
     queue: deque[Task] = deque(tasks)
     in_flight: dict = {}  # object ref -> (slot, actor, task)
