@@ -129,7 +129,9 @@ def test_ranking_orders_a_consistent_vote_set(tmp_path):
     assert [by_name[n]["rank"] for n in "ABC"] == [1, 2, 3]
     assert by_name["A"]["score"] > by_name["B"]["score"] > by_name["C"]["score"] > 0
     assert (by_name["A"]["wins"], by_name["A"]["losses"]) == (6, 1)
-    assert by_name["D"] == {"name": "D", "wins": 0, "losses": 0, "score": None, "low": None, "high": None, "rank": None}
+    assert by_name["D"] == {
+        "name": "D", "wins": 0, "losses": 0, "score": None, "low": None, "high": None, "rank": None, "p_best": None
+    }  # fmt: skip
     assert by_name["A"]["low"] < by_name["A"]["score"] < by_name["A"]["high"]  # a 95% interval
 
 
@@ -243,7 +245,27 @@ def test_vote_summary_says_when_the_leader_is_clear():
     summary = vote_summary(names, clear)
     assert summary["leader"] == "A" and summary["settled"] and summary["more"] is None
     level = [vote("A", "B"), vote("B", "A")]
-    assert vote_summary(["A", "B"], level)["more"] is None  # level: no number of votes can be named
+    assert 1 <= vote_summary(["A", "B"], level)["more"] <= 30  # bounded, never hundreds for a level start
+    even = vote_summary(["A", "B"], level * 5)  # 10 votes, 5 each: a person cannot tell them apart
+    assert even["even"] and even["more"] is None and not even["settled"]
+
+
+def test_ratings_and_votes_combine():
+    from zbench.review.ranking import rank_votes, vote_summary
+
+    names = ["e10", "e14", "e20", "e28"]
+    # Ratings alone rank, with wide intervals; no vote makes them certain.
+    rows = {r["name"]: r for r in rank_votes(names, [], {"e14": 5, "e20": 5, "e28": 3})}
+    assert rows["e10"]["score"] is None and rows["e14"]["rank"] == 1 and rows["e28"]["rank"] == 3
+    assert rows["e14"]["p_best"] == pytest.approx(rows["e20"]["p_best"], abs=0.05)
+    # A 5-star rating against a few lost votes: the votes move it, but one lost vote does not bury it.
+    one = rank_votes(["e14", "e28"], [vote("e28", "e14")], {"e14": 5, "e28": 3})
+    assert one[0]["rank"] == 1
+    many = rank_votes(["e14", "e28"], [vote("e28", "e14")] * 8, {"e14": 5, "e28": 3})
+    assert many[1]["rank"] == 1
+    summary = vote_summary(names, [vote("e14", "e20")] * 6, {"e14": 5, "e20": 5, "e28": 3})
+    assert summary["leader"] == "e14" and summary["unseen"] == ["e10"] and not summary["settled"]
+    assert sum(r["p_best"] for r in rank_votes(names[1:], [], {"e14": 5, "e20": 4, "e28": 1})) == pytest.approx(1)
 
 
 def test_informative_pair_asks_about_the_uncertain_top():

@@ -175,7 +175,9 @@ def _build_lora_run(pipe, loras_dir: Path, plan: DemoPlan, quiet: bool) -> None:
     vae = pipe.vae
     shift, scale = vae.config.shift_factor, vae.config.scaling_factor
     style = [s for s in STYLE_SCENES for _ in range(plan.lora_images_per_scene)]
-    style_latents = (T.encode_latents(vae, [draw(s, rng, style=1.0) for s in style]) - shift) * scale
+    images = [draw(s, rng, style=1.0) for s in style]
+    style_latents = (T.encode_latents(vae, images) - shift) * scale
+    write_dataset(loras_dir / "dataset", style, images)
     loras_dir.mkdir(parents=True, exist_ok=True)
     for old in loras_dir.glob("dreamy_*.safetensors"):
         old.unlink()
@@ -213,6 +215,18 @@ def _build_lora_run(pipe, loras_dir: Path, plan: DemoPlan, quiet: bool) -> None:
         f"saved at epochs {', '.join(map(str, plan.lora_save_at))}. Built by `python -m zbench demo build`; "
         "measured by `python -m zbench demo report` (see models/zbench-demo/README.md).\n"
     )
+
+
+def write_dataset(folder: Path, scenes: list[Scene], images: list) -> None:
+    """The LoRA run's training images, as a trainer keeps them beside a run (``[signals] dataset`` in
+    configs/demo.toml points here, for the likeness signal): ``NN_<prompt>.png`` and the prompt in ``NN_<...>.txt``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*"):
+        old.unlink()
+    for i, (scene, image) in enumerate(zip(scenes, images, strict=True)):
+        stem = f"{i:02d}_{scene.prompt.replace(' ', '_')}"
+        image.save(folder / f"{stem}.png", optimize=True)
+        (folder / f"{stem}.txt").write_text(scene.prompt + "\n", encoding="utf-8")
 
 
 def eval_scenes(count_seen: int = 16) -> tuple[list[Scene], list[Scene]]:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from .shapes import parse_prompt, read_scene
 
-__all__ = ["adherence", "spearman"]
+__all__ = ["adherence", "scene_score", "spearman"]
 
 
 def adherence(image: Image.Image, prompt: str) -> dict[str, bool] | None:
@@ -36,6 +36,24 @@ def adherence(image: Image.Image, prompt: str) -> dict[str, bool] | None:
     }
     result["all"] = all(result.values())
     return result
+
+
+def scene_score(image: Image.Image, prompt: str) -> float | None:
+    """The demo's scene judge as a zbench scorer: the share of the prompt's shape color, shape and background
+    that the render shows (0, 1/3, 2/3 or 1); None for a prompt outside the demo grammar.
+
+    ``configs/demo.toml`` registers it under ``[signals] scorers``, the way a trainer registers a face-identity
+    or aesthetic model of their own.
+    """
+    result = adherence(image, prompt)
+    if result is None:
+        return None
+    return (result["color"] + result["shape"] + result["background"]) / 3
+
+
+scene_score.zbench_label = "scene"
+scene_score.zbench_good = "high"
+scene_score.zbench_means = "the demo's judge: share of the prompt's color, shape and background the render shows"
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:

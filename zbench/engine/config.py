@@ -75,6 +75,16 @@ class BenchConfig:
     height: int = 1024
     # Bytes of converted LoRA tensors kept in RAM so revisiting a checkpoint is a plain copy.
     swap_cache_mb: int = 2048
+    # [signals]: what zbench suggest (and the page) render and measure per checkpoint. Seeds as on the page
+    # ("1-4"): diversity across seeds needs two or more. Prompts: a prompt set file (default: the config's).
+    signal_seeds: str = "1-4"
+    signal_prompts_file: Path | None = None
+    signal_quality: bool = True  # BRISQUE no-reference quality
+    # A CLIP model for prompt adherence: a local folder, or a hub id already in the local cache (never downloaded).
+    signal_clip: str = ""
+    signal_dataset: Path | None = None  # the training images, for likeness
+    signal_scorers: tuple[str, ...] = ()  # "module:function" scorers of the user's own
+    shortlist_size: int = 6  # blind votes are drawn among at most this many checkpoints
     source: Path | None = field(default=None, compare=False)
 
     def prompts(self) -> list[str]:
@@ -119,6 +129,15 @@ _SECTIONS = {
         "height": "height",
     },
     "cache": {"swap_cache_mb": "swap_cache_mb"},
+    "signals": {
+        "seeds": "signal_seeds",
+        "prompts_file": "signal_prompts_file",
+        "quality": "signal_quality",
+        "clip": "signal_clip",
+        "dataset": "signal_dataset",
+        "scorers": "signal_scorers",
+        "shortlist": "shortlist_size",
+    },
 }
 _CHOICES = {
     "device": ("auto", "cpu", "cuda", "mps"),
@@ -169,7 +188,7 @@ def load_config(path: str | Path | None = None) -> BenchConfig:
             field_name = _SECTIONS[section][key]
             values[field_name] = _typed(path, f"{section}.{key}", value, _TYPES[field_name])
 
-    for key in ("model_path", "lora_dir", "prompts_file"):
+    for key in ("model_path", "lora_dir", "prompts_file", "signal_prompts_file", "signal_dataset"):
         if values.get(key) is not None:
             values[key] = (path.parent / Path(str(values[key])).expanduser()).resolve()
     for key, allowed in _CHOICES.items():
@@ -185,6 +204,11 @@ def load_config(path: str | Path | None = None) -> BenchConfig:
     for key in ("width", "height"):
         if key in values and (values[key] < 16 or values[key] % 16):
             raise ConfigError(f"{path}: render.{key} should be a positive multiple of 16, got {values[key]}")
+    clip = values.get("signal_clip")
+    if clip and (clip.startswith((".", "~")) or "/" in clip and (path.parent / clip).expanduser().exists()):
+        values["signal_clip"] = str((path.parent / Path(clip).expanduser()).resolve())  # a folder beside the config
+    if "shortlist_size" in values and not 2 <= values["shortlist_size"] <= 12:
+        raise ConfigError(f"{path}: signals.shortlist should be 2 to 12 checkpoints, got {values['shortlist_size']}")
     for key, low in (("steps", 1), ("seed", 0), ("swap_cache_mb", 0)):
         if key in values and values[key] < low:
             raise ConfigError(f"{path}: {key} should be at least {low}, got {values[key]}")
@@ -214,6 +238,13 @@ _TYPES = {
     "width": int,
     "height": int,
     "swap_cache_mb": int,
+    "signal_seeds": "seeds",
+    "signal_prompts_file": str,
+    "signal_quality": bool,
+    "signal_clip": str,
+    "signal_dataset": str,
+    "signal_scorers": "names",
+    "shortlist_size": int,
 }
 
 
@@ -222,10 +253,25 @@ def _typed(path: Path, key: str, value: object, kind: type | str) -> object:
     if kind == "number":
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         value = float(value) if ok else value
+    elif kind == "names":  # a list of texts
+        ok = isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value)
+        value = tuple(v.strip() for v in value) if ok else value
+    elif kind == "seeds":  # "1-4" as on the page, or a list of whole numbers
+        ok = isinstance(value, str) or (
+            isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        )
+        value = ", ".join(str(v) for v in value) if ok and isinstance(value, list) else value
     else:
         ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
     if not ok:
-        want = {"number": "a number", str: "text in quotes", bool: "true or false", int: "a whole number"}[kind]
+        want = {
+            "number": "a number",
+            str: "text in quotes",
+            bool: "true or false",
+            int: "a whole number",
+            "names": 'a list of texts, e.g. ["mypkg.faces:identity"]',
+            "seeds": 'seeds as text ("1-4") or a list of whole numbers',
+        }[kind]
         raise ConfigError(f"{path}: {key} should be {want}, got {value!r} ({type(value).__name__})")
     return value
 

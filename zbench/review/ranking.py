@@ -1,4 +1,19 @@
-"""Blind pairwise votes turned into a ranking (Bradley-Terry), and the next pair to show."""
+"""Ratings and blind votes turned into one ranking with its uncertainty, and the next pair worth a vote.
+
+The model (Bradley-Terry with a Gaussian prior, fitted by Newton's method):
+
+- each checkpoint has a strength θ on the log-odds scale: the probability that a person prefers i's image
+  over j's in a blind vote is σ(θ_i − θ_j);
+- before any evidence θ ~ N(0, PRIOR_SD²): strengths of one run spread about this much;
+- a star rating r is a noisy reading of θ: RATING_LOGIT · (r − 3) ± RATING_SD. One star is worth
+  RATING_LOGIT on the vote scale (a 4-star checkpoint is expected to win 69% of blind votes against a
+  3-star one), and a rating weighs about as much as RATING_VOTES blind votes against an equal opponent;
+- every blind vote is one Bernoulli observation of σ(θ_w − θ_l).
+
+The posterior mode gives the ranking; its Laplace approximation (the inverse Hessian) gives 95% intervals
+and, by drawing from it, the probability that each checkpoint is the best of those compared, which is how
+the page and ``zbench suggest`` say how sure the ranking is.
+"""
 
 from __future__ import annotations
 
@@ -6,153 +21,236 @@ import itertools
 import math
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from .records import Vote
 
-__all__ = ["informative_pair", "next_blind_pair", "rank_votes", "vote_summary"]
+__all__ = [
+    "RATING_LOGIT",
+    "RATING_SD",
+    "RATING_VOTES",
+    "Fit",
+    "fit_ranking",
+    "informative_pair",
+    "next_blind_pair",
+    "rank_votes",
+    "vote_summary",
+]
 
-PRIOR_GAMES = 1.0  # virtual games each checkpoint plays (and half wins) against a strength-1 reference
+PRIOR_SD = 1.5  # spread of strengths before any evidence, on the log-odds scale
+RATING_LOGIT = 0.8  # one star, on the vote scale: σ(0.8) = 0.69
+RATING_SD = 0.8  # how far a rating may be off, in the same units (about one star)
+RATING_VOTES = round(1 / (RATING_SD**2 * 0.25))  # a rating's weight in votes between equals: 1/(sd² · p(1−p))
 Z95 = 1.96  # a 95% interval, in standard errors
-MM_ITERATIONS = 200  # Bradley-Terry MM steps; each is O(pairs), so this is instant for any real run
+CLEAR = 0.9  # the leader is "clear" when it is the best with at least this probability
+EVEN_GAP = 0.5  # a gap in strength below this (a 62/38 preference) is "about even" for a person
+DRAWS = 4000  # posterior draws for the probability of being the best (seeded: the same answer every time)
 
 
-def _fit(names: Sequence[str], votes: Sequence[Vote]):
-    """Bradley-Terry strengths by minorisation-maximisation (Hunter 2004), with the vote counts."""
+@dataclass
+class Fit:
+    """The fitted model over ``names`` (those with evidence: a vote or a rating)."""
+
+    names: list[str]
+    theta: np.ndarray  # posterior mode of each strength
+    cov: np.ndarray  # Laplace covariance
+    wins: Counter
+    losses: Counter
+    games: Counter  # frozenset pair -> votes between them
+    counted: int  # votes among the names
+    rated: dict[str, int]
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
+    def p_best(self) -> dict[str, float]:
+        """The probability that each name is the best of ``names``, from seeded posterior draws."""
+        n = len(self.names)
+        if n == 0:
+            return {}
+        if n == 1:
+            return {self.names[0]: 1.0}
+        chol = np.linalg.cholesky(self.cov + 1e-12 * np.eye(n))
+        draws = self.theta + np.random.default_rng(0).standard_normal((DRAWS, n)) @ chol.T
+        best = np.bincount(draws.argmax(axis=1), minlength=n) / DRAWS
+        return dict(zip(self.names, best.tolist(), strict=True))
+
+    def diff_var(self, a: str, b: str) -> float:
+        i, j = self.index(a), self.index(b)
+        return float(max(self.cov[i, i] + self.cov[j, j] - 2 * self.cov[i, j], 1e-12))
+
+
+def fit_ranking(
+    names: Sequence[str], votes: Sequence[Vote], ratings: Mapping[str, int] | None = None
+) -> Fit:
+    """Fit the model to the votes among ``names`` and the ratings of ``names`` (others are ignored).
+
+    Names with neither a vote nor a rating are left out: nothing is known of them.
+    """
+    ratings = ratings or {}
     known = set(names)
     counted = [v for v in votes if v.winner in known and v.loser in known and v.winner != v.loser]
     wins = Counter(v.winner for v in counted)
     losses = Counter(v.loser for v in counted)
     games = Counter(frozenset((v.winner, v.loser)) for v in counted)
-    players = sorted(set(wins) | set(losses))
-    opponents: dict[str, list[tuple[str, int]]] = {p: [] for p in players}
-    for pair, n in games.items():
-        a, b = sorted(pair)
-        opponents[a].append((b, n))
-        opponents[b].append((a, n))
-    strength = dict.fromkeys(players, 1.0)
-    for _ in range(MM_ITERATIONS):
-        new = {}
-        for i in players:
-            s = strength[i]
-            denom = PRIOR_GAMES / (s + 1.0) + sum(n / (s + strength[j]) for j, n in opponents[i])
-            new[i] = (wins[i] + PRIOR_GAMES / 2) / denom
-        converged = all(abs(new[p] - strength[p]) <= 1e-12 * strength[p] for p in players)
-        strength = new
-        if converged:
-            break
-    return strength, wins, losses, games, players, len(counted)
-
-
-def _covariance(strength: dict[str, float], games: Counter, players: list[str]) -> np.ndarray:
-    """Covariance of the log-strengths: the inverse of the Fisher information (the virtual games against
-    the strength-1 reference included, which make it invertible)."""
+    rated = {n: int(ratings[n]) for n in dict.fromkeys(names) if n in ratings}
+    players = [n for n in dict.fromkeys(names) if n in wins or n in losses or n in rated]
+    n = len(players)
     index = {p: k for k, p in enumerate(players)}
-    info = np.zeros((len(players), len(players)))
-    for p in players:
-        q = strength[p] / (strength[p] + 1.0)
-        info[index[p], index[p]] += PRIOR_GAMES * q * (1 - q)
-    for pair, n in games.items():
-        a, b = sorted(pair)
-        q = strength[a] / (strength[a] + strength[b])
-        w = n * q * (1 - q)
-        i, j = index[a], index[b]
-        info[i, i] += w
-        info[j, j] += w
-        info[i, j] -= w
-        info[j, i] -= w
-    return np.linalg.inv(info)
+    won = np.zeros((n, n))  # won[i, j]: votes i won against j
+    for v in counted:
+        won[index[v.winner], index[v.loser]] += 1
+    met = won + won.T
+    # The prior and the ratings together: a Gaussian per strength (precision, and mean × precision).
+    precision = np.full(n, 1 / PRIOR_SD**2)
+    pulled = np.zeros(n)
+    for p, stars in rated.items():
+        precision[index[p]] += 1 / RATING_SD**2
+        pulled[index[p]] += RATING_LOGIT * (stars - 3) / RATING_SD**2
+    theta = pulled / precision if n else np.zeros(0)
+
+    def posterior(t: np.ndarray) -> float:
+        d = t[:, None] - t[None, :]
+        return float((won * -np.logaddexp(0, -d)).sum() - 0.5 * (precision * t * t).sum() + (pulled * t).sum())
+
+    hessian = -np.diag(precision)
+    for _ in range(50):  # Newton's method on a strictly concave function: a handful of steps
+        d = theta[:, None] - theta[None, :]
+        p = 1 / (1 + np.exp(-d))  # p[i, j]: i beats j
+        grad = (won - met * p).sum(axis=1) - precision * theta + pulled
+        w = met * p * (1 - p)
+        hessian = w - np.diag(w.sum(axis=1) + precision)
+        step = np.linalg.solve(hessian, -grad)
+        t, before = 1.0, posterior(theta)
+        while t > 1e-4 and posterior(theta + t * step) < before - 1e-12:
+            t /= 2
+        theta = theta + t * step
+        if np.abs(t * step).max(initial=0.0) < 1e-10:
+            break
+    d = theta[:, None] - theta[None, :]
+    p = 1 / (1 + np.exp(-d))
+    w = met * p * (1 - p)
+    cov = np.linalg.inv(np.diag(w.sum(axis=1) + precision) - w) if n else np.zeros((0, 0))
+    return Fit(players, theta, cov, wins, losses, games, len(counted), rated)
 
 
-def rank_votes(names: Sequence[str], votes: Sequence[Vote]) -> list[dict]:
-    """Rank checkpoints by their blind votes (Bradley-Terry), in the order of ``names``.
-
-    Each checkpoint also plays ``PRIOR_GAMES`` virtual games against a reference of strength 1,
-    winning half: this keeps an undefeated checkpoint finite and anchors the scale.
+def rank_votes(
+    names: Sequence[str], votes: Sequence[Vote], ratings: Mapping[str, int] | None = None
+) -> list[dict]:
+    """Rank checkpoints by their ratings and blind votes together, in the order of ``names``.
 
     Returns:
-        One dict per name: ``name``, ``wins``, ``losses``, ``score`` (strength; 1.0 = even odds against
-        the reference), ``low`` and ``high`` (its 95% interval) and ``rank`` (1 = best, ties share a
-        rank); the last four are None for a name without votes.
+        One dict per name: ``name``, ``wins``, ``losses``, ``score`` (strength: 1.0 = an average checkpoint,
+        2.0 = preferred 2:1 over it), ``low`` and ``high`` (its 95% interval), ``rank`` (1 = best; ties
+        share a rank) and ``p_best`` (the probability it is the best of ``names``); the last five are None
+        for a name with neither a vote nor a rating.
     """
-    strength, wins, losses, games, players, _ = _fit(names, votes)
-    se = {}
-    if players:
-        cov = _covariance(strength, games, players)
-        se = {p: math.sqrt(max(cov[k, k], 0.0)) for k, p in enumerate(players)}
-    ordered = sorted(strength.values(), reverse=True)
+    fit = fit_ranking(names, votes, ratings)
+    best = fit.p_best()
+    score = {p: math.exp(fit.theta[k]) for k, p in enumerate(fit.names)}
+    se = {p: math.sqrt(max(fit.cov[k, k], 0.0)) for k, p in enumerate(fit.names)}
+    ordered = sorted(score.values(), reverse=True)
     rows = []
     for name in names:
-        score = strength.get(name)
-        # Competition ranking: ties (within rounding) share the better rank.
-        rank = None if score is None else 1 + sum(s > score * (1 + 1e-9) for s in ordered)
-        low = None if score is None else score * math.exp(-Z95 * se[name])
-        high = None if score is None else score * math.exp(Z95 * se[name])
+        s = score.get(name)
         rows.append(
-            {"name": name, "wins": wins[name], "losses": losses[name], "score": score, "low": low, "high": high,
-             "rank": rank}
-        )  # fmt: skip
+            {
+                "name": name,
+                "wins": fit.wins[name],
+                "losses": fit.losses[name],
+                "score": s,
+                "low": None if s is None else s * math.exp(-Z95 * se[name]),
+                "high": None if s is None else s * math.exp(Z95 * se[name]),
+                # Competition ranking: ties (within rounding) share the better rank.
+                "rank": None if s is None else 1 + sum(o > s * (1 + 1e-9) for o in ordered),
+                "p_best": best.get(name),
+            }
+        )
     return rows
 
 
-def vote_summary(names: Sequence[str], votes: Sequence[Vote]) -> dict:
-    """Whether the blind votes have a clear leader yet, for the page to say.
+def vote_summary(names: Sequence[str], votes: Sequence[Vote], ratings: Mapping[str, int] | None = None) -> dict:
+    """How sure the ranking of ``names`` is, for the page and ``zbench suggest`` to say in words.
 
     Returns:
-        ``leader`` (the best-ranked name, or None without votes), ``settled`` (the leader is ahead of
-        the second by more than 1.96 standard errors of their difference), ``more`` (about how many more
-        votes would settle it at the current margin; None when settled, or when the two are level and no
-        number of votes can be named) and ``votes`` (counted votes).
+        ``leader`` (the most probably best name with evidence, or None), ``p_best`` (its probability),
+        ``runner_up`` and ``runner_p``, ``settled`` (p_best ≥ 0.9 and every name has been seen),
+        ``unseen`` (names with neither vote nor rating), ``even`` (leader and runner-up met in 6 or more votes
+        and are still within a 62/38 preference: either is fine), ``more`` (about how many more votes
+        would settle it; None when settled or even) and ``votes`` (votes among ``names``).
     """
-    strength, _, _, games, players, counted = _fit(names, votes)
-    if len(players) < 2:
-        leader = players[0] if players else None
-        return {"leader": leader, "settled": False, "more": None, "votes": counted}
-    cov = _covariance(strength, games, players)
-    index = {p: k for k, p in enumerate(players)}
-    first, second = sorted(players, key=lambda p: -strength[p])[:2]
-    i, j = index[first], index[second]
-    gap = math.log(strength[first]) - math.log(strength[second])
-    se = math.sqrt(max(cov[i, i] + cov[j, j] - 2 * cov[i, j], 1e-12))
-    settled = gap > Z95 * se
-    more = None
-    if not settled and gap > 1e-9:
-        # Standard errors shrink as 1/sqrt(votes): votes needed for this gap to reach 1.96 of them.
-        more = max(1, math.ceil(counted * ((Z95 * se / gap) ** 2 - 1)))
-    return {"leader": first, "settled": settled, "more": more, "votes": counted}
+    fit = fit_ranking(names, votes, ratings)
+    unique = list(dict.fromkeys(names))
+    unseen = [n for n in unique if n not in fit.names]
+    out = {"leader": None, "p_best": None, "runner_up": None, "runner_p": None, "settled": False,
+           "unseen": unseen, "even": False, "more": None, "votes": fit.counted}  # fmt: skip
+    if not fit.names:
+        out["more"] = 2 * math.ceil(len(unique) / 2) if len(unique) > 1 else None
+        return out
+    best = fit.p_best()
+    order = sorted(fit.names, key=lambda p: (-best[p], -fit.theta[fit.index(p)]))
+    out.update(leader=order[0], p_best=best[order[0]])
+    if len(order) > 1:
+        out.update(runner_up=order[1], runner_p=best[order[1]])
+    out["settled"] = best[order[0]] >= CLEAR and not unseen
+    if out["settled"] or len(order) < 2:
+        out["more"] = None if out["settled"] else len(unseen) or None
+        return out
+    a, b = order[0], order[1]
+    gap = abs(fit.theta[fit.index(a)] - fit.theta[fit.index(b)])
+    met = fit.games[frozenset((a, b))]
+    if met >= 6 and gap < EVEN_GAP:
+        out["even"] = True
+        return out
+    # Votes between the two for the gap to reach 1.28 standard errors (90% one-sided), if the gap is at least
+    # EVEN_GAP: each vote adds p(1 − p) to the precision of their difference. Bounded (about 25 at most), so the
+    # estimate does not jump to hundreds when two checkpoints happen to be level after a few votes.
+    g = max(gap, EVEN_GAP)
+    q = 1 / (1 + math.exp(-g))
+    needed = ((1.2816 / g) ** 2 - 1 / fit.diff_var(a, b)) / (q * (1 - q))
+    out["more"] = max(1, math.ceil(needed)) + len(unseen)
+    return out
 
 
-def informative_pair(names: Sequence[str], votes: Sequence[Vote], rng: random.Random) -> tuple[str, str] | None:
-    """The pair whose next vote tells the most about the top of the ranking, in random order.
+def informative_pair(
+    names: Sequence[str], votes: Sequence[Vote], rng: random.Random, ratings: Mapping[str, int] | None = None
+) -> tuple[str, str] | None:
+    """The pair whose next vote tells the most about which of ``names`` is best, in random order.
 
-    Until every checkpoint has a vote this is :func:`next_blind_pair` (cover everything first). Then,
-    among pairs with one of the three best, the one that maximises p(1-p) x Var(log s_a - log s_b):
-    a close match whose outcome is still uncertain.
+    Names never voted on come first (paired with each other, or with the current leader), so every
+    candidate is seen once. Then the pair that maximises (P(best of a) + P(best of b)) × p(1 − p) ×
+    Var(θ_a − θ_b): a close match, still uncertain, between checkpoints that may be the best.
     """
     unique = list(dict.fromkeys(names))
-    strength, _, _, games, players, _ = _fit(unique, votes)
-    if len(unique) < 2 or set(players) != set(unique):
-        return next_blind_pair(unique, votes, rng)
-    cov = _covariance(strength, games, players)
-    index = {p: k for k, p in enumerate(players)}
-    top = sorted(players, key=lambda p: -strength[p])[:3]
+    if len(unique) < 2:
+        return None
+    fit = fit_ranking(unique, votes, ratings)
+    voted = set(fit.wins) | set(fit.losses)
+    fresh = [n for n in unique if n not in voted]
+    best = fit.p_best()
+    if len(fresh) > 1:
+        pair = (fresh[0], fresh[1])
+    elif fresh:  # the last one never voted on meets the current leader
+        pair = (fresh[0], max((n for n in unique if n in voted), key=lambda p: best[p]))
+    else:
 
-    def value(pair: tuple[str, str]) -> float:
-        a, b = pair
-        q = strength[a] / (strength[a] + strength[b])
-        i, j = index[a], index[b]
-        return q * (1 - q) * (cov[i, i] + cov[j, j] - 2 * cov[i, j])
+        def value(pair: tuple[str, str]) -> float:
+            a, b = pair
+            q = 1 / (1 + math.exp(-(fit.theta[fit.index(a)] - fit.theta[fit.index(b)])))
+            return (best[a] + best[b]) * q * (1 - q) * fit.diff_var(a, b)
 
-    pairs = [p for p in itertools.combinations(unique, 2) if p[0] in top or p[1] in top]
-    best = max(value(p) for p in pairs)
-    left, right = rng.choice([p for p in pairs if value(p) >= best * (1 - 1e-9)])
+        pairs = list(itertools.combinations(unique, 2))
+        top = max(value(p) for p in pairs)
+        pair = rng.choice([p for p in pairs if value(p) >= top * (1 - 1e-9)])
+    left, right = pair
     return (left, right) if rng.random() < 0.5 else (right, left)
 
 
 def next_blind_pair(names: Sequence[str], votes: Sequence[Vote], rng: random.Random) -> tuple[str, str] | None:
-    """The next pair to show blind: one compared least so far, in random order.
+    """The next pair to show blind: one compared least so far, in random order (round robin).
 
     Every pair is shown once before any is shown twice. Ties are broken by ``rng``, and the
     order within the pair is random, so the left/right position reveals nothing.

@@ -1,0 +1,186 @@
+"""A shortlist suggested from the signals: the checkpoints worth a person's blind votes.
+
+A trainer's rule of thumb, made explicit:
+
+1. **Emerged**: the LoRA has learned something. Drift from the base has reached at least half of the run's
+   largest drift; earlier checkpoints barely differ from the base model.
+2. **Not collapsed**: the seeds still give different pictures. Diversity across seeds is at least 60% of the
+   base model's (or, without a base column, of the most diverse emerged checkpoint).
+3. **Not copying**: no render is a near copy of a training image (likeness below 0.97).
+4. **Healthiest**: of what is left, the ``size`` checkpoints whose quality signals are best, each signal
+   scaled over the candidates from 0 (worst) to 1 (best) and averaged; prompt adherence (CLIP) and the
+   user's own scorers count twice, diversity and BRISQUE once. Drift, change and likeness are not health.
+
+Every checkpoint gets one line saying why it is in or out. The user edits the result (keep/drop); votes are
+drawn among the edited list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .signals import BASE, SignalReport
+
+__all__ = ["COLLAPSE", "EMERGED", "Shortlist", "edited_shortlist", "suggest_shortlist"]
+
+EMERGED = 0.5  # of the run's largest drift
+PLATEAU = 0.8  # drift stays above this share of the largest from the plateau's start
+COLLAPSE = 0.6  # of the reference diversity
+COPYING = 0.97  # likeness to the closest training image
+HEALTH_WEIGHTS = {"diversity": 1.0, "quality": 1.0, "adherence": 2.0}  # and every "scorer:..." 2.0
+
+
+@dataclass
+class Shortlist:
+    """The suggested shortlist (run order), a reason per checkpoint, and what the drift curve says."""
+
+    names: list[str]
+    reasons: dict[str, str] = field(default_factory=dict)
+    plateau: str | None = None  # the checkpoint from which drift has levelled off
+    health: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"names": self.names, "reasons": self.reasons, "plateau": self.plateau, "health": self.health}
+
+
+def _label(report: SignalReport, name: str) -> str:
+    epoch = report.epochs.get(name)
+    return f"epoch {epoch}" if epoch is not None else name
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def suggest_shortlist(report: SignalReport, *, size: int = 6, usable: Sequence[str] | None = None) -> Shortlist:
+    """The checkpoints worth blind votes, from the signals alone (see the module's docstring).
+
+    Args:
+        report: signals of a grid that has the checkpoints as columns (and ideally the base and 2+ seeds).
+        size: at most this many.
+        usable: the checkpoints that may be chosen (default: every checkpoint column of the report).
+
+    Returns:
+        A :class:`Shortlist`; with no signal at all, the last ``size`` checkpoints, said so.
+    """
+    names = [n for n in report.names if n != BASE and (usable is None or n in usable)]
+    reasons: dict[str, str] = {}
+    if not names:
+        return Shortlist([], {}, None)
+    drift = {n: v for n, v in report.series("drift").items() if v is not None and n in names}
+    candidates = list(names)
+    plateau = None
+    if drift:
+        top = max(drift.values())
+        for n in names:
+            if n not in drift:
+                reasons[n] = "no renders to measure"
+                candidates.remove(n)
+            elif drift[n] < EMERGED * top:
+                reasons[n] = (
+                    f"barely changed from the base: drift {_fmt(drift[n])} is {drift[n] / top:.0%} of the run's "
+                    f"largest ({_fmt(top)})"
+                )
+                candidates.remove(n)
+        ordered = [n for n in names if n in drift]
+        for i, n in enumerate(ordered):
+            if all(drift[m] >= PLATEAU * top for m in ordered[i:]):
+                plateau = n
+                break
+    diversity = report.series("diversity")
+    reference = diversity.get(BASE)
+    if reference is None:
+        reference = max((diversity[n] for n in candidates if diversity.get(n) is not None), default=None)
+    if reference:
+        for n in list(candidates):
+            d = diversity.get(n)
+            if d is not None and d < COLLAPSE * reference:
+                reasons[n] = (
+                    f"seeds collapse: diversity {_fmt(d)}, {d / reference:.0%} of "
+                    + ("the base's" if diversity.get(BASE) is not None else "the most diverse checkpoint's")
+                    + " (the same picture whatever the seed: overfitting)"
+                )
+                candidates.remove(n)
+    likeness_keys = [s.key for s in report.signals if s.key.startswith("likeness")]
+    for key in likeness_keys:
+        for n in list(candidates):
+            v = report.values.get(n, {}).get(key)
+            if v is not None and v >= COPYING:
+                reasons[n] = f"may be copying a training image: likeness {_fmt(v)}"
+                candidates.remove(n)
+    health = _health(report, candidates)
+    chosen = sorted(candidates, key=lambda n: (-health.get(n, 0.0), names.index(n)))[:size]
+    weakest = min((health.get(n, 0.0) for n in chosen), default=0.0)
+    for n in candidates:
+        if n in chosen:
+            reasons[n] = "shortlisted: " + _why_in(report, n, drift, plateau)
+        else:
+            reasons[n] = f"weaker signals than the shortlist: {_weakest_signal(report, n, chosen)}" + (
+                f" (health {health.get(n, 0):.2f}, the shortlist's lowest {weakest:.2f})"
+            )
+    if not drift and not health:
+        chosen = names[-size:]
+        reasons = dict.fromkeys(chosen, "no signals yet: the last checkpoints of the run")
+    return Shortlist([n for n in names if n in chosen], reasons, plateau, health)
+
+
+def _health(report: SignalReport, candidates: list[str]) -> dict[str, float]:
+    weights: dict[str, float] = {}
+    for s in report.signals:
+        if s.key in HEALTH_WEIGHTS:
+            weights[s.key] = HEALTH_WEIGHTS[s.key]
+        elif s.key.startswith("scorer:"):
+            weights[s.key] = 2.0
+    total: dict[str, float] = dict.fromkeys(candidates, 0.0)
+    mass: dict[str, float] = dict.fromkeys(candidates, 0.0)
+    for key, weight in weights.items():
+        signal = report.signal(key)
+        values = {n: report.values.get(n, {}).get(key) for n in candidates}
+        values = {n: v for n, v in values.items() if v is not None}
+        if len(values) < 2 or signal is None:
+            continue
+        low, high = min(values.values()), max(values.values())
+        for n, v in values.items():
+            t = 0.5 if high - low <= 1e-12 else (v - low) / (high - low)
+            total[n] += weight * (t if signal.good == "high" else 1 - t)
+            mass[n] += weight
+    return {n: total[n] / mass[n] for n in candidates if mass[n] > 0}
+
+
+def _weakest_signal(report: SignalReport, name: str, chosen: list[str]) -> str:
+    """The health signal on which ``name`` falls furthest behind the shortlist, in words."""
+    worst, text = 0.0, "overall"
+    for s in report.signals:
+        if s.key not in HEALTH_WEIGHTS and not s.key.startswith("scorer:"):
+            continue
+        mine = report.values.get(name, {}).get(s.key)
+        theirs = [report.values.get(n, {}).get(s.key) for n in chosen]
+        theirs = [v for v in theirs if v is not None]
+        if mine is None or not theirs:
+            continue
+        edge = (min(theirs) - mine) if s.good == "high" else (mine - max(theirs))
+        scale = (max(theirs) - min(theirs)) or abs(min(theirs)) or 1.0
+        if edge / scale > worst:
+            bound = min(theirs) if s.good == "high" else max(theirs)
+            worst, text = edge / scale, f"{s.label} {_fmt(mine)} (shortlist {'≥' if s.good == 'high' else '≤'} {_fmt(bound)})"
+    return text
+
+
+def _why_in(report: SignalReport, name: str, drift: Mapping[str, float], plateau: str | None) -> str:
+    parts = []
+    if name in drift:
+        parts.append(f"drift {_fmt(drift[name])}")
+    for s in report.signals:
+        if s.key in ("drift", "change"):
+            continue
+        v = report.values.get(name, {}).get(s.key)
+        if v is not None:
+            parts.append(f"{s.label} {_fmt(v)}")
+    return ", ".join(parts) or "in the run"
+
+
+def edited_shortlist(suggested: Sequence[str], edits: Mapping[str, bool], order: Sequence[str]) -> list[str]:
+    """The shortlist after the user's edits: suggested ones not dropped, plus the kept ones, in run order."""
+    chosen = {n for n in suggested if edits.get(n, True)} | {n for n, keep in edits.items() if keep}
+    return [n for n in order if n in chosen]

@@ -1,0 +1,372 @@
+"""Signals: what each checkpoint's renders say without a person, computed from a grid's images.
+
+Built in (see ``scorers.py`` for the measures):
+
+- **drift**: distance from the base render of the same prompt and seed. It rises as the LoRA's style
+  emerges and should level off; a checkpoint that barely drifts has not learned yet.
+- **change**: distance from the previous checkpoint's render. Large while training moves, small once it settles.
+- **diversity**: distance between one checkpoint's images for different seeds (same prompt and scale). A drop
+  means the LoRA draws the same picture whatever the seed: overfitting.
+- **quality**: BRISQUE, a no-reference quality score (lower is better).
+- **adherence**: CLIP text-image score, when ``[signals] clip`` names a local CLIP model.
+- **likeness**: similarity to the closest training image, when ``[signals] dataset`` names the folder: how
+  well it learned the subject; near 1 it may be copying a training image.
+- one signal per ``[signals] scorers`` entry: a function of (image, prompt) of the user's own.
+
+Every value is cached by the pixels it was computed from (a digest of the image) in ``signals.sqlite`` beside
+the image cache, so a grid shown again, the page and ``zbench suggest`` never compute one twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import inspect
+import itertools
+import logging
+import math
+import sqlite3
+import statistics
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from PIL import Image
+
+from ..engine.plan import CellResult
+from .scorers import DatasetIndex, ScorerError, clip_scorer, load_scorer, quality_score, ssim_distance, thumbnail_feature
+
+__all__ = ["BUILTIN", "Signal", "SignalCache", "SignalReport", "NotKept", "Signals", "compute_signals", "image_digest"]
+
+logger = logging.getLogger(__name__)
+
+BASE = "base"  # the base column's name in a report
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One signal: its key, a short label for a strip, which direction is good, and what it measures."""
+
+    key: str
+    label: str
+    good: Literal["high", "low"]
+    means: str
+    version: str = ""  # part of the cache key: a scorer of your own that changes is asked again
+
+
+DRIFT = Signal("drift", "drift", "high", "how much the LoRA changes the base render (1 − SSIM); rises as the style "
+               "emerges, then should level off")  # fmt: skip
+CHANGE = Signal("change", "change", "low", "how much the render changed since the previous checkpoint (1 − SSIM); "
+                "small once training has settled")  # fmt: skip
+DIVERSITY = Signal("diversity", "diversity", "high", "how different the images for different seeds are (1 − SSIM); "
+                   "a drop means the same picture whatever the seed: overfitting")  # fmt: skip
+QUALITY = Signal("quality", "BRISQUE", "low", "no-reference image quality (BRISQUE, 0 best to ~100 worst): noise, "
+                 "blur and blocking", "brisque 0.2.0")  # fmt: skip
+ADHERENCE = Signal("adherence", "CLIP", "high", "prompt adherence: CLIP text-image score (100 × cosine)")
+LIKENESS = Signal("likeness", "likeness", "high", "similarity to the closest training image; near 1 it may be "
+                  "copying one")  # fmt: skip
+BUILTIN = (DRIFT, CHANGE, DIVERSITY, QUALITY, ADHERENCE, LIKENESS)
+
+
+def image_digest(image: Image.Image) -> str:
+    """A digest of an image's pixels (mode, size and bytes): the key its signals are cached under."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{image.mode}:{image.width}x{image.height}:".encode())
+    h.update(image.tobytes())
+    return h.hexdigest()
+
+
+class SignalCache:
+    """Signal values by key, in memory and, with a ``path``, in an SQLite file shared by processes. Thread-safe."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = None if path is None else Path(path)
+        self._memory: dict[str, float | None] = {}
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        if self.path is not None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
+                self._db.execute("CREATE TABLE IF NOT EXISTS signal (key TEXT PRIMARY KEY, value REAL)")
+                self._db.commit()
+            except sqlite3.Error as err:  # a read-only or broken cache folder: memory only
+                logger.warning("signal cache %s unusable (%s); keeping signals in memory", self.path, err)
+                self._db = None
+
+    def get(self, key: str) -> tuple[bool, float | None]:
+        """(found, value); a cached None is a value (the scorer had nothing to say)."""
+        with self._lock:
+            if key in self._memory:
+                return True, self._memory[key]
+            if self._db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    row = self._db.execute("SELECT value FROM signal WHERE key = ?", (key,)).fetchone()
+                    if row is not None:
+                        self._memory[key] = row[0]
+                        return True, row[0]
+        return False, None
+
+    def put(self, key: str, value: float | None) -> None:
+        with self._lock:
+            self._memory[key] = value
+            if self._db is not None:
+                try:
+                    self._db.execute("INSERT OR REPLACE INTO signal VALUES (?, ?)", (key, value))
+                    self._db.commit()
+                except sqlite3.Error as err:
+                    logger.warning("could not store a signal in %s: %s", self.path, err)
+
+    def value(self, key: str, compute: Callable[[], float | None]) -> float | None:
+        """The cached value, else ``compute()`` stored; a compute that raises :class:`NotKept` stores nothing."""
+        found, value = self.get(key)
+        if not found:
+            try:
+                value = compute()
+            except NotKept:
+                return None
+            if value is not None and not math.isfinite(value):
+                value = None
+            self.put(key, value)
+        return value
+
+
+class NotKept(Exception):
+    """A value that failed to compute: not cached, so a fixed scorer is asked again."""
+
+
+@dataclass
+class Signals:
+    """Which signals to compute, as a config asks for them (``[signals]``); see :meth:`from_config`."""
+
+    quality: bool = True
+    clip: str | None = None  # a local CLIP folder or a cached hub id
+    dataset: Path | None = None
+    scorers: tuple[str, ...] = ()
+    problems: list[str] = field(default_factory=list)  # what could not be set up, said once
+
+    @classmethod
+    def from_config(cls, config) -> Signals:
+        return cls(
+            quality=getattr(config, "signal_quality", True),
+            clip=getattr(config, "signal_clip", None) or None,
+            dataset=getattr(config, "signal_dataset", None),
+            scorers=tuple(getattr(config, "signal_scorers", ()) or ()),
+        )
+
+    def extra(self) -> list[tuple[Signal, Callable[[Image.Image, str], float | None]]]:
+        """The per-image signals beyond the built-in distances: (signal, scorer); problems are noted, not raised."""
+        out = []
+        if self.quality:
+            out.append((QUALITY, lambda image, prompt: quality_score(image)))  # noqa: ARG005
+        clip = None
+        if self.clip:
+            try:
+                clip = clip_scorer(self.clip)
+                out.append((dataclasses.replace(ADHERENCE, version=self.clip), clip.score))
+            except ScorerError as err:
+                self._note(str(err))
+        if self.dataset is not None:
+            try:
+                index = _dataset(str(self.dataset), self.clip if clip is not None else None)
+                if index.skipped:
+                    self._note(f"{len(index.skipped)} training images were skipped ({index.skipped[0]})")
+                out.append((_likeness(index), lambda image, prompt, index=index: index.likeness(image)))
+            except ScorerError as err:
+                self._note(str(err))
+        for spec in self.scorers:
+            try:
+                fn = load_scorer(spec)
+            except ScorerError as err:
+                self._note(str(err))
+                continue
+            label = str(getattr(fn, "zbench_label", spec.rpartition(":")[2]))
+            version = str(getattr(fn, "zbench_version", "") or _source_time(fn))
+            good = "low" if getattr(fn, "zbench_good", "high") == "low" else "high"
+            means = str(getattr(fn, "zbench_means", f"your scorer {spec}"))
+            out.append((Signal(f"scorer:{spec}", label, good, means, version), fn))
+        return out
+
+    def _note(self, problem: str) -> None:
+        if problem not in self.problems:
+            self.problems.append(problem)
+            logger.warning("signal left out: %s", problem)
+
+
+def _likeness(index: DatasetIndex) -> Signal:
+    how = "CLIP image embeddings" if index.kind != "thumbnail" else "24×24 thumbnails (layout and colour)"
+    return Signal(f"likeness:{index.kind}", LIKENESS.label, "high", f"{LIKENESS.means} ({how}, {index.count} images)")
+
+
+def _dataset(folder: str, clip: str | None) -> DatasetIndex:
+    key = (folder, clip)
+    with _DATASETS_LOCK:
+        if key in _DATASETS:
+            return _DATASETS[key]
+    if clip is not None:
+        index = DatasetIndex(folder, clip_scorer(clip).image_embedding, kind=f"clip {clip}")
+    else:
+        index = DatasetIndex(folder, thumbnail_feature, kind="thumbnail")
+    with _DATASETS_LOCK:
+        _DATASETS[key] = index
+    return index
+
+
+_DATASETS: dict[tuple[str, str | None], DatasetIndex] = {}
+_DATASETS_LOCK = threading.Lock()
+
+
+@dataclass
+class SignalReport:
+    """Signals per column of a grid: the base (as "base") and each checkpoint, in grid order."""
+
+    names: list[str]
+    signals: list[Signal]
+    values: dict[str, dict[str, float | None]]  # name -> signal key -> mean over its images (None: no value)
+    epochs: dict[str, int | None]
+    problems: list[str]
+    images: int  # images the report was computed from
+    seeds: int  # distinct seeds per (prompt, scale): diversity needs two
+
+    def series(self, key: str) -> dict[str, float | None]:
+        return {n: self.values.get(n, {}).get(key) for n in self.names}
+
+    def signal(self, key: str) -> Signal | None:
+        return next((s for s in self.signals if s.key == key), None)
+
+    def tones(self, key: str) -> dict[str, float | None]:
+        """Each checkpoint's value as 0 (worst of the run) to 1 (best), for a colour scale; None without one."""
+        signal = self.signal(key)
+        values = {n: v for n, v in self.series(key).items() if v is not None and n != BASE}
+        if signal is None or not values:
+            return dict.fromkeys(self.names)
+        low, high = min(values.values()), max(values.values())
+        span = high - low
+        out: dict[str, float | None] = {}
+        for n in self.names:
+            v = values.get(n)
+            if v is None:
+                out[n] = None
+            else:
+                t = 0.5 if span <= 1e-12 else (v - low) / span
+                out[n] = t if signal.good == "high" else 1 - t
+        return out
+
+    def to_json(self) -> dict:
+        return {
+            "signals": [{"key": s.key, "label": s.label, "good": s.good, "means": s.means} for s in self.signals],
+            "values": {n: self.values.get(n, {}) for n in self.names},
+            "problems": list(self.problems),
+            "images": self.images,
+            "seeds": self.seeds,
+        }
+
+
+def compute_signals(
+    results: Sequence[CellResult],
+    *,
+    signals: Signals | None = None,
+    cache: SignalCache | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SignalReport:
+    """Signals of each column of a rendered grid (see the module's docstring), as means over its rows.
+
+    Args:
+        results: a grid's cells (any rows: prompts × seeds × scales; error and pending cells are skipped).
+        signals: which per-image signals to add (default: quality only).
+        cache: where values are kept (default: memory, for this call).
+        progress: called with (done, total) as images are scored.
+
+    Returns:
+        A :class:`SignalReport`; values are None where a signal could not be computed (diversity with one
+        seed, drift without a base column), and ``problems`` says why in words.
+    """
+    signals = signals or Signals()
+    cache = cache or SignalCache()
+    ok = [r for r in results if r.image is not None and r.status == "ok"]
+    columns: dict[int, str] = {}
+    epochs: dict[str, int | None] = {}
+    for r in sorted(results, key=lambda r: r.cell.col):
+        columns.setdefault(r.cell.col, BASE if r.cell.checkpoint is None else r.cell.name)
+        epochs.setdefault(columns[r.cell.col], None if r.cell.checkpoint is None else r.cell.checkpoint.epoch)
+    names = [columns[c] for c in sorted(columns)]
+    digests = {id(r): image_digest(r.image) for r in ok}
+    by = {(columns[r.cell.col], r.cell.prompt, r.cell.seed, r.cell.scale): r for r in ok}
+    base = {(p, s): r for (n, p, s, _), r in by.items() if n == BASE}
+
+    def distance(x: CellResult, y: CellResult) -> float | None:
+        a, b = sorted((digests[id(x)], digests[id(y)]))
+        if a == b:
+            return 0.0
+        return cache.value(f"ssim1:{a}:{b}", lambda: ssim_distance(x.image, y.image))
+
+    extra = signals.extra()
+    total = len(ok) * (2 + len(extra))
+    done = 0
+    values: dict[str, dict[str, float | None]] = {n: {} for n in names}
+    previous: str | None = None
+    groups = sorted({(p, sc) for (_, p, _, sc) in by})
+    seeds_per = max((len({s for (_, p, s, sc) in by if (p, sc) == g}) for g in groups), default=0)
+    for name in names:
+        mine = {(p, s, sc): r for (n, p, s, sc), r in by.items() if n == name}
+        row: dict[str, float | None] = {}
+        if name != BASE:
+            row["drift"] = _mean(distance(r, base[(p, s)]) for (p, s, _), r in mine.items() if (p, s) in base)
+            if previous is not None:
+                theirs = {(p, s, sc): r for (n, p, s, sc), r in by.items() if n == previous}
+                row["change"] = _mean(distance(r, theirs[k]) for k, r in mine.items() if k in theirs)
+            else:
+                row["change"] = None
+            previous = name
+        spreads = []
+        for p, sc in groups:
+            same = [r for (pp, _, ss), r in mine.items() if (pp, ss) == (p, sc)]
+            spreads += [distance(x, y) for x, y in itertools.combinations(same, 2)]
+        row["diversity"] = _mean(spreads)
+        done += 2 * len(mine)
+        for signal, fn in extra:
+            row[signal.key] = _mean(_score(cache, signal, fn, r, digests[id(r)], signals) for r in mine.values())
+            done += len(mine)
+            if progress is not None:
+                progress(done, total)
+        values[name] = row
+    problems = list(signals.problems)
+    if not base:
+        problems.append("drift needs the base column (LoRA off): turn it on to see how far each checkpoint moves")
+    if seeds_per < 2:
+        problems.append("diversity needs two or more seeds per prompt: add seeds (e.g. 1-4) to see it")
+    shown = [DRIFT, CHANGE, DIVERSITY, *(s for s, _ in extra)]
+    return SignalReport(names, shown, values, epochs, problems, len(ok), seeds_per)
+
+
+def _score(cache: SignalCache, signal: Signal, fn, result: CellResult, digest: str, signals: Signals) -> float | None:
+    def compute() -> float | None:
+        try:
+            value = fn(result.image, result.cell.prompt)
+        except Exception as err:  # a scorer of the user's own may raise anything: a blank value, said once
+            signals._note(f"{signal.label} failed on {result.cell.name} ({type(err).__name__}: {err})")
+            raise NotKept from err
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            signals._note(f"{signal.label} returned {type(value).__name__}, not a number or None")
+            return None
+        return float(value)
+
+    return cache.value(f"{signal.key}:{signal.version}:{digest}", compute)
+
+
+def _source_time(fn) -> str:
+    """When the scorer's source file last changed (its cache version unless it sets ``zbench_version``)."""
+    try:
+        return str(Path(inspect.getfile(inspect.unwrap(fn))).stat().st_mtime_ns)
+    except (TypeError, OSError):
+        return ""
+
+
+def _mean(values) -> float | None:
+    kept = [v for v in values if v is not None and math.isfinite(v)]
+    return statistics.fmean(kept) if kept else None
