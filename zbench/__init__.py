@@ -25,9 +25,14 @@ from .review.grid import (
 )
 from .review.metrics import image_distance, lora_delta_norm, lora_weight_change
 from .review.page_state import load_page_state, save_page_state
-from .review.ranking import informative_pair, next_blind_pair, vote_summary
+from .review.ranking import informative_pair, next_blind_pair, rank_votes, vote_summary
+from .review.recommend import Recommendation, recommend
 from .review.records import DecisionError, Review, Vote
+from .review.scorers import ScorerError, load_scorer, quality_score, ssim_distance
 from .review.sheet import SheetInfo, compose_pages, compose_sheet
+from .review.shortlist import Shortlist, edited_shortlist, suggest_shortlist
+from .review.signals import Signal, SignalCache, SignalReport, Signals, compute_signals
+from .review.suggest import Decision, decide, short_label, signal_cache, signal_grid
 from .review.timeline import row_timeline, webp_bytes
 from .review.zoom import ZoomBox, ZoomSpec, crop_zoom, draw_boxes, zoom_strip
 from .sweep import StoredGrid, SweepError, SweepSpec, SweepStore, SweepSummary, load_sweep, open_stored, run_sweep
@@ -42,16 +47,24 @@ __all__ = [
     "CellResult",
     "Checkpoint",
     "ConfigError",
+    "Decision",
     "DecisionError",
     "DecisionStore",
     "GridRequest",
     "ImageCache",
     "LoraError",
+    "Recommendation",
     "RenderError",
     "RenderSettings",
     "Review",
     "Row",
+    "ScorerError",
     "SheetInfo",
+    "Shortlist",
+    "Signal",
+    "SignalCache",
+    "SignalReport",
+    "Signals",
     "StoredGrid",
     "SweepError",
     "SweepSpec",
@@ -65,12 +78,15 @@ __all__ = [
     "checkpoint_table",
     "compose_pages",
     "compose_sheet",
+    "compute_signals",
     "crop_zoom",
+    "decide",
     "default_cache_dir",
     "default_config_path",
     "default_user",
     "describe_folder",
     "draw_boxes",
+    "edited_shortlist",
     "export_sheet",
     "file_sizes",
     "find_runs",
@@ -83,6 +99,7 @@ __all__ = [
     "load_base",
     "load_config",
     "load_page_state",
+    "load_scorer",
     "load_sweep",
     "lora_delta_norm",
     "lora_weight_change",
@@ -94,7 +111,10 @@ __all__ = [
     "parse_scales",
     "parse_seeds",
     "plan_grid",
+    "quality_score",
+    "rank_votes",
     "read_header",
+    "recommend",
     "render_cells",
     "render_image",
     "resolve_device",
@@ -104,7 +124,12 @@ __all__ = [
     "save_page_state",
     "scan_run",
     "select_checkpoints",
+    "short_label",
+    "signal_cache",
+    "signal_grid",
     "spearman",
+    "ssim_distance",
+    "suggest_shortlist",
     "vote_summary",
     "webp_bytes",
     "weight_metrics",

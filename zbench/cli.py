@@ -29,6 +29,7 @@ from . import (
 from .arguments import argument, guidance, scale, seed, side, steps
 from .bench.cli import add_bench_commands
 from .demo.cli import add_demo_commands
+from .suggest_cli import add_suggest_command
 from .sweep.cli import add_sweep_command
 
 __all__ = ["main"]
@@ -222,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_grid)
 
+    add_suggest_command(sub)
     add_sweep_command(sub)
     add_bench_commands(sub)
     add_demo_commands(sub)

@@ -205,7 +205,7 @@ def load_config(path: str | Path | None = None) -> BenchConfig:
         if key in values and (values[key] < 16 or values[key] % 16):
             raise ConfigError(f"{path}: render.{key} should be a positive multiple of 16, got {values[key]}")
     clip = values.get("signal_clip")
-    if clip and (clip.startswith((".", "~")) or "/" in clip and (path.parent / clip).expanduser().exists()):
+    if clip and (clip.startswith((".", "~")) or ("/" in clip and (path.parent / clip).expanduser().exists())):
         values["signal_clip"] = str((path.parent / Path(clip).expanduser()).resolve())  # a folder beside the config
     if "shortlist_size" in values and not 2 <= values["shortlist_size"] <= 12:
         raise ConfigError(f"{path}: signals.shortlist should be 2 to 12 checkpoints, got {values['shortlist_size']}")

@@ -212,21 +212,38 @@ class DecisionStore:
         vote = Vote(winner=winner, loser=loser, prompt=prompt, seed=int(seed), when=_now())
         return self._update(lambda review: review.votes.append(vote))
 
-    def ranking(self, names: Sequence[str]) -> list[dict]:
-        """Rank checkpoints by their blind votes (Bradley-Terry), in the order of ``names``.
-
-        Votes naming a checkpoint not in ``names`` are ignored (a file since removed).
+    def set_shortlist(self, name: str, keep: bool | None) -> Review:
+        """Keep (True) or drop (False) a checkpoint on the shortlist, or go back to the suggestion (None).
 
         Returns:
-            One dict per name: ``name``, ``wins``, ``losses``, ``score`` (Bradley-Terry strength;
-            1.0 = even odds against a neutral reference, 2.0 = twice as likely to win) and
-            ``rank`` (1 = best, ties share a rank). ``score`` and ``rank`` are None for a name
-            without votes.
+            The review after the change.
 
         Raises:
             DecisionError: review.json exists but cannot be read.
         """
-        return rank_votes(names, self.load().votes)
+
+        def change(review: Review) -> None:
+            if keep is None:
+                review.shortlist.pop(name, None)
+            else:
+                review.shortlist[name] = bool(keep)
+
+        return self._update(change)
+
+    def ranking(self, names: Sequence[str]) -> list[dict]:
+        """Rank checkpoints by their blind votes (Bradley-Terry), in the order of ``names``.
+
+        Votes naming a checkpoint not in ``names`` are ignored (a file since removed); ratings count too
+        (see ``ranking.py`` for how).
+
+        Returns:
+            As :func:`zbench.review.ranking.rank_votes`.
+
+        Raises:
+            DecisionError: review.json exists but cannot be read.
+        """
+        review = self.load()
+        return rank_votes(names, review.votes, review.ratings)
 
     def mark_release(
         self,
@@ -236,6 +253,7 @@ class DecisionStore:
         sheet: str | Path | None = None,
         reason: str = "",
         settings: dict | None = None,
+        evidence: dict | None = None,
     ) -> dict:
         """Record ``checkpoint`` as the one to release: writes release.json, appends releases.jsonl.
 
@@ -245,6 +263,7 @@ class DecisionStore:
             sheet: path of the exported comparison sheet the decision was made on.
             reason: free text.
             settings: render settings of the comparison (prompt, seeds, steps...), stored as given.
+            evidence: what the choice rested on (signals, shortlist, recommendation), stored as given.
 
         Returns:
             The record: checkpoint name, path, hash, epoch, step, who, when (UTC ISO), reason,
@@ -282,10 +301,15 @@ class DecisionStore:
                 "ratings": review.ratings,
                 "notes": review.notes,
                 "hashes": review.hashes,
-                "ranking": sorted((r for r in rank_votes(names, review.votes) if r["rank"]), key=lambda r: r["rank"]),
+                "ranking": sorted(
+                    (r for r in rank_votes(names, review.votes, review.ratings) if r["rank"]), key=lambda r: r["rank"]
+                ),
                 "votes": len(review.votes),
+                "vote_list": [asdict(v) for v in review.votes],
+                "shortlist_edits": dict(review.shortlist),
                 "sheet": str(sheet) if sheet is not None else None,
                 "settings": settings or {},
+                "evidence": evidence or {},
             }
             write_atomic(self.release_path, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
             append_line(self.history_path, json.dumps(record, ensure_ascii=False))

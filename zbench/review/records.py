@@ -28,7 +28,8 @@ __all__ = [
     "write_atomic",
 ]
 
-VERSION = 1  # of review.json; a newer file is refused rather than rewritten without its new fields
+# Of review.json (2 added "shortlist"); a newer file is refused rather than rewritten without its new fields.
+VERSION = 2
 
 
 class DecisionError(ValueError):
@@ -55,6 +56,8 @@ class Review:
     # The file hash each rating/note was given for: a replaced file keeps its name, not its hash.
     hashes: dict[str, str] = field(default_factory=dict)
     votes: list[Vote] = field(default_factory=list)
+    # The user's edits of the suggested shortlist: True = kept (added), False = dropped.
+    shortlist: dict[str, bool] = field(default_factory=dict)
 
     def stale(self, name: str, hash: str) -> bool:
         """Whether the rating/note of ``name`` was given for another version of the file.
@@ -144,7 +147,7 @@ def parse_review(data: object, path: Path) -> Review:
     def table(key: str, kind: type, check: Callable[[object], bool] = lambda v: True) -> dict:
         value = data.get(key, {})
         good = isinstance(value, dict) and all(
-            isinstance(v, kind) and not isinstance(v, bool) and check(v) for v in value.values()
+            isinstance(v, kind) and (kind is bool or not isinstance(v, bool)) and check(v) for v in value.values()
         )
         if not good:
             raise DecisionError(corrupt(path, f"has a malformed {key!r} (expected name → {kind.__name__})"))
@@ -153,6 +156,7 @@ def parse_review(data: object, path: Path) -> Review:
     ratings = table("ratings", int, lambda v: 1 <= v <= 5)
     notes = table("notes", str)
     hashes = table("hashes", str)
+    shortlist = table("shortlist", bool) if "shortlist" in data else {}
     raw_votes = data.get("votes", [])
     try:
         if not isinstance(raw_votes, list):
@@ -162,4 +166,4 @@ def parse_review(data: object, path: Path) -> Review:
         ]
     except (TypeError, KeyError, ValueError) as err:
         raise DecisionError(corrupt(path, f"has malformed 'votes' ({type(err).__name__}: {err})")) from err
-    return Review(ratings=ratings, notes=notes, hashes=hashes, votes=votes)
+    return Review(ratings=ratings, notes=notes, hashes=hashes, votes=votes, shortlist=shortlist)

@@ -163,7 +163,8 @@ def _weakest_signal(report: SignalReport, name: str, chosen: list[str]) -> str:
         scale = (max(theirs) - min(theirs)) or abs(min(theirs)) or 1.0
         if edge / scale > worst:
             bound = min(theirs) if s.good == "high" else max(theirs)
-            worst, text = edge / scale, f"{s.label} {_fmt(mine)} (shortlist {'≥' if s.good == 'high' else '≤'} {_fmt(bound)})"
+            sign = "≥" if s.good == "high" else "≤"
+            worst, text = edge / scale, f"{s.label} {_fmt(mine)} (shortlist {sign} {_fmt(bound)})"
     return text
 
 

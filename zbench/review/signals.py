@@ -37,9 +37,17 @@ from typing import Literal
 from PIL import Image
 
 from ..engine.plan import CellResult
-from .scorers import DatasetIndex, ScorerError, clip_scorer, load_scorer, quality_score, ssim_distance, thumbnail_feature
+from .scorers import (
+    DatasetIndex,
+    ScorerError,
+    clip_scorer,
+    load_scorer,
+    quality_score,
+    ssim_distance,
+    thumbnail_feature,
+)
 
-__all__ = ["BUILTIN", "Signal", "SignalCache", "SignalReport", "NotKept", "Signals", "compute_signals", "image_digest"]
+__all__ = ["BUILTIN", "NotKept", "Signal", "SignalCache", "SignalReport", "Signals", "compute_signals", "image_digest"]
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +169,7 @@ class Signals:
         """The per-image signals beyond the built-in distances: (signal, scorer); problems are noted, not raised."""
         out = []
         if self.quality:
-            out.append((QUALITY, lambda image, prompt: quality_score(image)))  # noqa: ARG005
+            out.append((QUALITY, lambda image, prompt: quality_score(image)))
         clip = None
         if self.clip:
             try:
