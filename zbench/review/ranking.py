@@ -83,9 +83,7 @@ class Fit:
         return float(max(self.cov[i, i] + self.cov[j, j] - 2 * self.cov[i, j], 1e-12))
 
 
-def fit_ranking(
-    names: Sequence[str], votes: Sequence[Vote], ratings: Mapping[str, int] | None = None
-) -> Fit:
+def fit_ranking(names: Sequence[str], votes: Sequence[Vote], ratings: Mapping[str, int] | None = None) -> Fit:
     """Fit the model to the votes among ``names`` and the ratings of ``names`` (others are ignored).
 
     Names with neither a vote nor a rating are left out: nothing is known of them.
@@ -137,9 +135,7 @@ def fit_ranking(
     return Fit(players, theta, cov, wins, losses, games, len(counted), rated)
 
 
-def rank_votes(
-    names: Sequence[str], votes: Sequence[Vote], ratings: Mapping[str, int] | None = None
-) -> list[dict]:
+def rank_votes(names: Sequence[str], votes: Sequence[Vote], ratings: Mapping[str, int] | None = None) -> list[dict]:
     """Rank checkpoints by their ratings and blind votes together, in the order of ``names``.
 
     Returns:

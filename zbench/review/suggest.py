@@ -36,7 +36,7 @@ def signal_cache(root: str | Path | None = None) -> SignalCache:
 
 
 def short_label(ck: Checkpoint) -> str:
-    """"epoch 14" (or "step 500", or the file name) for sentences."""
+    """ "epoch 14" (or "step 500", or the file name) for sentences."""
     if ck.epoch is not None:
         return f"epoch {ck.epoch}"
     if ck.step is not None:
