@@ -332,7 +332,10 @@ def test_ratings_votes_and_release_survive_a_restart(app_config, run_dir):
     assert table["delta norm"].notna().all()
     record = json.loads((run_dir / ".zbench" / "release.json").read_text())
     assert record["checkpoint"] == "style_10.safetensors" and record["hash"]
-    assert Path(record["sheet"]).is_file()
+    # No hidden export: nothing was exported, so the record names no sheet; it keeps what the choice rested on.
+    assert record["sheet"] is None and not (run_dir / "zbench-sheets").exists()
+    assert record["evidence"]["shortlist"] and record["evidence"]["signals"]["values"]
+    assert record["ratings"] == {"style_10.safetensors": 4} and len(record["vote_list"]) == 1
     assert any("Release" in s.value for s in again.success)
     columns = {c["name"]: c for c in _grid_data(again)["columns"]}
     assert columns["style_10.safetensors"]["stars"] == 4 and columns["style_10.safetensors"]["release"]
@@ -386,7 +389,8 @@ def test_pick_defaults_to_the_best_ranked_and_warns_about_a_weak_choice(app_conf
         "step",
         "LoRA rank",
     ]
-    assert any("9 votes:" in c.value and literal("style_10.safetensors leads") in c.value for c in at.caption)
+    assert any("9 votes: epoch 10 is the best with" in c.value for c in at.caption)
+    assert any("Release epoch 10" in s.value for s in at.success)  # clear: proposed with its evidence
 
 
 def test_unrated_cells_are_blank_and_the_chart_has_points(app_config, run_dir):

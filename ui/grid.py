@@ -18,6 +18,8 @@ from .gridview import grid_data, show_grid
 from .request import GridPlan, panels, save_settings
 from .resources import image_cache
 from .run import OpenRun
+from .signals import decision
+from .signals import strip as signal_strip
 from .text import literal
 
 GRID_KEY = "grid_view"  # the component's key; st.session_state["grid"] holds (request, results)
@@ -74,7 +76,9 @@ def grid_section(opened: OpenRun, plan: GridPlan, cache_only: bool) -> list[zben
     first_row = sum(1 for c in cells if c.row == 0)
 
     def draw(results: list[zbench.CellResult], *, final: bool) -> object:
-        data = grid_data(results, plan, ratings=ratings, release=release, zooms=zooms)
+        # The signal strip under the column headers, once the grid is drawn.
+        strip = signal_strip(decision(opened, plan, results)) if final else None
+        data = grid_data(results, plan, ratings=ratings, release=release, zooms=zooms, signals=strip)
         data["applied"] = list(st.session_state.get(APPLIED, []))
         with slot:
             if final:  # the interactive grid; its events are applied before the next rerun
@@ -209,6 +213,11 @@ def _apply(opened: OpenRun, event: dict) -> None:
             save_settings(opened)
     elif kind == "rate":
         _rate(opened, event)
+    elif kind == "shortlist":
+        ck = opened.by_name.get(str(event.get("checkpoint")))
+        if ck is None or ck.error is not None:
+            raise ValueError(f"{event.get('checkpoint')} is not a usable checkpoint of this run")
+        zbench.DecisionStore(opened.run_dir).set_shortlist(ck.name, bool(event["keep"]))
 
 
 def _rate(opened: OpenRun, event: dict) -> None:

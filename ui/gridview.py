@@ -83,8 +83,10 @@ def grid_data(
     ratings: dict[str, int],
     release: str | None,
     zooms: list[zbench.ZoomSpec],
+    signals: dict | None = None,
 ) -> dict:
-    """What the component draws: columns (labels, stars), rows, cells (URL or status), panels."""
+    """What the component draws: columns (labels, stars, signal strip, shortlist mark), rows, cells (URL or
+    status), panels. ``signals`` is ``ui.signals.strip``'s output (None: no strip)."""
     request = plan.request
     columns: dict[int, zbench.Checkpoint | None] = {}
     for r in results:
@@ -107,9 +109,12 @@ def grid_data(
                 line.append({"src": None, "status": status, "error": None if result is None else result.error})
         cells.append(line)
     out_columns = []
+    strip = (signals or {}).get("values", {})
+    shortlist = set((signals or {}).get("shortlist", []))
     for col in cols:
         ck = columns[col]
         label, name = _labels(ck)
+        key = "base" if ck is None else ck.name
         out_columns.append(
             {
                 "label": label,
@@ -119,6 +124,8 @@ def grid_data(
                 "release": ck is not None and ck.name == release,
                 "rateable": ck is not None and ck.error is None,
                 "checkpoint": None if ck is None else ck.name,
+                "signals": strip.get(key),
+                "short": ck is not None and ck.name in shortlist,
             }
         )
     w, h = request.settings.width, request.settings.height
@@ -129,6 +136,7 @@ def grid_data(
         "aspect": h / w,
         "imageWidth": w,
         "panels": [{"name": z.box.name, **{k: getattr(z.box, k) for k in "xywh"}} for z in zooms],
+        "signals": (signals or {}).get("signals", []),
     }
 
 

@@ -6,8 +6,8 @@ next pair and the release default all show the new vote or rating), never the gr
 
 from __future__ import annotations
 
+import contextlib
 import random
-import time
 import zlib
 from pathlib import Path
 
@@ -16,34 +16,71 @@ import streamlit as st
 import zbench
 
 from .grid import keep_grid, rerun_part, target_rank
-from .request import GridPlan, panels
+from .request import GridPlan
 from .resources import image_cache
 from .run import OpenRun
+from .signals import decision, signal_set
 from .text import literal
 
-# Blind votes by key: ← prefers the left image, → the right one. Keys typed into a text field are left alone.
+# Blind votes by key: ← or A prefers the left image, → or B the right one, S skips. The listener runs in the
+# capture phase on the window, before the page's own handlers: right after the tab is clicked the tab button has
+# the focus, and the tab list would take the arrows to move between tabs. It stays quiet while a field has the
+# focus (typing), while the grid's large view is open (there the arrows flip epochs) and while the pair is not
+# on screen (another tab). A line under the buttons says which keys are live.
 _KEYS_JS = """
 export default function (component) {
   const { setTriggerValue, parentElement } = component;
-  if (parentElement.__zbKeys) return;
-  const onKey = (e) => {
-    const tag = (e.target && e.target.tagName) || "";
-    if (["INPUT", "TEXTAREA", "SELECT"].includes(tag) || e.target.isContentEditable) return;
-    // Only while the blind pair is on screen (not from another tab), and not while the grid's large view
-    // is open (there the arrows flip through epochs).
-    const host = parentElement.host || parentElement; // the shadow root's element, or the element itself
-    if (!host.isConnected || !host.getClientRects().length) return;
-    if (window.__zbenchGrid && window.__zbenchGrid.open) return;
-    if (e.key === "ArrowLeft") setTriggerValue("key", "left");
-    if (e.key === "ArrowRight") setTriggerValue("key", "right");
+  let legend = parentElement.querySelector(".zb-keys");
+  if (!legend) {
+    legend = document.createElement("div");
+    legend.className = "zb-keys";
+    legend.style.cssText = "font: 13px system-ui, sans-serif; color: #555; padding: 2px 0";
+    parentElement.appendChild(legend);
+  }
+  const host = () => parentElement.host || parentElement; // the shadow root's element, or the element itself
+  const typing = (el) => {
+    const tag = (el && el.tagName) || "";
+    return ["INPUT", "TEXTAREA", "SELECT"].includes(tag) || (el && el.isContentEditable);
   };
-  document.addEventListener("keydown", onKey);
-  parentElement.__zbKeys = true;
-  return () => { document.removeEventListener("keydown", onKey); parentElement.__zbKeys = false; };
+  const live = () => host().isConnected && host().getClientRects().length > 0 &&
+    !(window.__zbenchGrid && window.__zbenchGrid.open);
+  const show = () => {
+    const paused = typing(document.activeElement);
+    legend.textContent = paused
+      ? "Keys paused while you type in a field (click outside it to vote by key)"
+      : "Keys live: ← or A = left is better · → or B = right is better · S = skip";
+  };
+  show();
+  if (window.__zbKeysHandler) {
+    window.removeEventListener("keydown", window.__zbKeysHandler, true);
+    document.removeEventListener("focusin", window.__zbKeysShow, true);
+    document.removeEventListener("focusout", window.__zbKeysShow, true);
+  }
+  const onKey = (e) => {
+    if (!live() || typing(e.target) || e.ctrlKey || e.metaKey || e.altKey) return;
+    const key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+    const vote = { ArrowLeft: "left", a: "left", ArrowRight: "right", b: "right", s: "skip" }[key];
+    if (!vote) return;
+    e.preventDefault();
+    e.stopPropagation(); // never reaches the tab list (or anything else)
+    setTriggerValue("key", vote);
+  };
+  const onFocus = () => setTimeout(show, 0);
+  window.addEventListener("keydown", onKey, true);
+  document.addEventListener("focusin", onFocus, true);
+  document.addEventListener("focusout", onFocus, true);
+  window.__zbKeysHandler = onKey;
+  window.__zbKeysShow = onFocus;
+  return () => {
+    window.removeEventListener("keydown", onKey, true);
+    document.removeEventListener("focusin", onFocus, true);
+    document.removeEventListener("focusout", onFocus, true);
+    if (window.__zbKeysHandler === onKey) window.__zbKeysHandler = null;
+  };
 }
 """
 KEYS = st.components.v2.component("zbench.keys", js=_KEYS_JS)
-CHART_METRICS = ["rating", "delta norm", "weight change", "from base", "image change", "vote score"]
+CHART_METRICS = ["rating", "P(best)", "delta norm", "weight change", "from base", "image change", "vote score"]
 
 
 @st.fragment
@@ -53,13 +90,17 @@ def pick_release(opened: OpenRun, plan: GridPlan, results: list[zbench.CellResul
     if not usable_run:
         st.info("No usable checkpoint in this run.")
         return
-    _table_and_chart(opened, results)
+    dec = decision(opened, plan, results)
+    _recommendation(dec)
+    _signal_source(opened, dec)
+    _table_and_chart(opened, results, dec)
+    _shortlist(opened, dec)
     rate, blind = st.columns(2)
     with rate:
         _rate_and_note(opened)
     with blind:
-        _blind_vote(opened, plan)
-    _mark_release(opened, plan, results)
+        _blind_vote(opened, plan, dec)
+    _mark_release(opened, dec)
 
 
 def _load(opened: OpenRun):
@@ -71,12 +112,65 @@ def _load(opened: OpenRun):
         return store, None, None
 
 
-def _table_and_chart(opened: OpenRun, results: list[zbench.CellResult]) -> None:
-    store, review, record = _load(opened)
+def _recommendation(dec: zbench.Decision | None) -> None:
+    """The recommendation first: what to release and why, or what would settle it."""
+    if dec is None:
+        return
+    rec = dec.recommendation
+    text = literal(rec.headline())
+    if rec.confidence == "clear":
+        st.success(text, icon="✅")
+    elif rec.confidence in ("likely", "even"):
+        st.info(text)
+    else:
+        st.warning(text)
+    for conflict in rec.conflicts:
+        st.warning(literal(conflict))
+
+
+def _signal_source(opened: OpenRun, dec: zbench.Decision | None) -> None:
+    """Where the signals come from, what they cannot say, and a button to measure on the signal set."""
+    if dec is None:
+        return
+    report = dec.report
+    source = st.session_state.get("signal_source")
+    config = opened.config
+    found = signal_set(opened)
+    with st.expander(
+        f"Signals: from {'the signal set' if source == 'set' else 'this grid'} ({report.images} images, "
+        f"{report.seeds} seed{'s' if report.seeds != 1 else ''} per prompt)",
+        expanded=source != "set",
+    ):
+        for signal in report.signals:
+            better = "higher" if signal.good == "high" else "lower"
+            st.text(f"{signal.label}: {signal.means} ({better} is better)")
+        for problem in report.problems:
+            st.caption(literal(problem))
+        if found is not None and found[1]:
+            cells, name = len(found[0]), literal(Path(str(config.source)).name)
+            st.caption(
+                f"The signal set ([signals] in {name}: seeds {literal(config.signal_seeds)}, base and every "
+                f"checkpoint, {cells} images) has {found[1]} not rendered yet. "
+                "`python -m zbench suggest` renders it headless, or:"
+            )
+            if st.button(f"Measure on the signal set ({found[1]} renders)"):
+                bar = st.progress(0.0, text="rendering the signal set")
+
+                def progress(done: int, total: int, result) -> None:
+                    bar.progress(done / total, text=f"rendering the signal set: {done} of {total}")
+
+                signal_set(opened, render=True, progress=progress)
+                keep_grid()
+                st.rerun()
+
+
+def _table_and_chart(opened: OpenRun, results: list[zbench.CellResult], dec: zbench.Decision | None) -> None:
+    _, review, record = _load(opened)
     if review is None:
         return
     run = opened.run
-    ranking = store.ranking([c.name for c in run if c.error is None])
+    pool = dec.recommendation.pool if dec is not None else [c.name for c in run if c.error is None]
+    ranking = zbench.rank_votes(pool, review.votes, {n: r for n, r in review.ratings.items() if n in pool})
     table = zbench.checkpoint_table(
         run,
         ratings=review.ratings,
@@ -85,6 +179,8 @@ def _table_and_chart(opened: OpenRun, results: list[zbench.CellResult]) -> None:
         weights=zbench.weight_metrics(run),
         images=zbench.image_metrics(results),
         release=record["checkpoint"] if record else None,
+        signals=dec.report if dec is not None else None,
+        shortlist=dec.shortlist if dec is not None else (),
     )
     if record:
         st.success(
@@ -96,9 +192,11 @@ def _table_and_chart(opened: OpenRun, results: list[zbench.CellResult]) -> None:
     # Four decimals through the column config: a pandas Styler costs ~100 ms per rerun (every vote).
     floats = table.select_dtypes(["float", "Float64"]).columns
     decimals = {c: st.column_config.NumberColumn(format="%.4f") for c in floats}
+    decimals["P(best)"] = st.column_config.NumberColumn(format="percent")
     st.dataframe(table, hide_index=True, width="stretch", placeholder="", column_config=decimals)
     x = "epoch" if table["epoch"].notna().any() else ("step" if table["step"].notna().any() else None)
-    metric = st.selectbox("Chart", CHART_METRICS, key="chart_metric")
+    signal_labels = [s.label for s in dec.report.signals] if dec is not None else []
+    metric = st.selectbox("Chart", signal_labels + CHART_METRICS, key="chart_metric")
     points = table.dropna(subset=[metric] + ([x] if x else []))
     if x is not None and len(points):
         # A line with its points: checkpoints without a value (unrated, not voted) leave gaps, and a lone
@@ -125,15 +223,54 @@ def _table_and_chart(opened: OpenRun, results: list[zbench.CellResult]) -> None:
                         "axis": {"format": "d", "tickMinStep": 1},
                         "scale": {"domain": [float(table[x].min()), float(table[x].max())]},
                     },
-                    "y": {"field": metric, "type": "quantitative"},
+                    "y": {"field": metric, "type": "quantitative", "scale": {"zero": False}},
                     "tooltip": [{"field": "checkpoint"}, {"field": metric}],
                 },
                 "height": 220,
             },
             width="stretch",
         )
+        signal = next((s for s in dec.report.signals if s.label == metric), None) if dec is not None else None
+        if signal is not None:
+            st.caption(f"{literal(signal.means)} ({'higher' if signal.good == 'high' else 'lower'} is better)")
     else:
         st.caption(f"No {metric} values yet to chart.")
+
+
+def _shortlist(opened: OpenRun, dec: zbench.Decision | None) -> None:
+    """The shortlist votes are drawn among: suggested from the signals, edited here or with K / X in the large view."""
+    if dec is None:
+        return
+    usable = [c.name for c in opened.run if c.error is None]
+    labels = dec.labels
+    st.markdown("**Shortlist** (blind votes are drawn among these; in the grid's large view K keeps, X drops)")
+    chosen = st.multiselect(
+        "Shortlist",
+        usable,
+        default=dec.shortlist,
+        format_func=lambda n: labels.get(n, n),
+        key=f"shortlist:{opened.run_dir}:{','.join(dec.shortlist)}",
+        label_visibility="collapsed",
+    )
+    if set(chosen) != set(dec.shortlist):
+        store = zbench.DecisionStore(opened.run_dir)
+        try:
+            for name in set(chosen) ^ set(dec.shortlist):
+                keep = name in chosen
+                # Back to the suggestion when the edit agrees with it; otherwise remember the edit.
+                store.set_shortlist(name, None if keep == (name in dec.suggested.names) else keep)
+        except zbench.DecisionError as err:
+            st.error(literal(err))
+            return
+        st.session_state.pop("blind_pair", None)
+        rerun_part()
+    if len(chosen) > 8:
+        st.caption(f"{len(chosen)} on the shortlist: votes converge far faster among 6 or fewer.")
+    with st.expander("Why these: the signals' reasons"):
+        for name, why in dec.suggested.reasons.items():
+            st.text(f"{labels.get(name, name)}: {why}")
+        if dec.suggested.plateau:
+            st.caption(f"Drift has levelled off since {literal(labels.get(dec.suggested.plateau))}.")
 
 
 def _rate_and_note(opened: OpenRun) -> None:
@@ -161,21 +298,23 @@ def _rate_and_note(opened: OpenRun) -> None:
             st.error(literal(err))
 
 
-def _blind_vote(opened: OpenRun, plan: GridPlan) -> None:
+def _blind_vote(opened: OpenRun, plan: GridPlan, dec: zbench.Decision | None) -> None:
     store, review, _ = _load(opened)
     if review is None:
         return
     by_name = opened.by_name
-    candidates = [n for n in plan.chosen if n in by_name and by_name[n].error is None]
-    st.markdown("**Blind comparison** (names hidden; ← or → to vote)")
+    candidates = [n for n in (dec.shortlist if dec is not None else plan.chosen) if n in by_name]
+    candidates = [n for n in candidates if by_name[n].error is None]
+    ratings = {n: r for n, r in review.ratings.items() if n in candidates}
+    st.markdown("**Blind comparison** among the shortlist (names hidden)")
     pair = st.session_state.get("blind_pair")
     if pair is None or not set(pair[:2]) <= set(candidates) or pair[2] >= len(plan.rows):
-        chosen = zbench.informative_pair(candidates, review.votes, random.Random())
+        chosen = zbench.informative_pair(candidates, review.votes, random.Random(), ratings)
         # Any row of the grid: every prompt, seed and scale gets votes, not only the first.
         pair = None if chosen is None else (*chosen, random.randrange(len(plan.rows)))
         st.session_state["blind_pair"] = pair
     if pair is None:
-        st.info("Choose at least two checkpoints for blind votes.")
+        st.info("Put at least two checkpoints on the shortlist for blind votes.")
         return
     left_name, right_name, row_index = pair
     row = plan.rows[row_index]
@@ -204,77 +343,91 @@ def _blind_vote(opened: OpenRun, plan: GridPlan) -> None:
         vote = (right_name, left_name)
     if vote is not None:
         try:
-            store.add_vote(vote[0], vote[1], prompt=row.prompt, seed=row.seed)
+            review = store.add_vote(vote[0], vote[1], prompt=row.prompt, seed=row.seed)
         except zbench.DecisionError as err:
             st.error(literal(err))  # the vote is not recorded; the pair stays for another try
             return
-    if vote is not None or skip.button("Skip"):
+    if vote is not None or skip.button("Skip") or key == "skip":
         st.session_state.pop("blind_pair", None)
         rerun_part()
-    summary = zbench.vote_summary(candidates, review.votes)
+    st.caption(_vote_words(candidates, review, dec.labels if dec is not None else {}))
+
+
+def _vote_words(candidates: list[str], review: zbench.Review, labels: dict[str, str]) -> str:
+    """Where the votes stand, in words: who leads, how likely it is the best, and about how many votes remain."""
+    ratings = {n: r for n, r in review.ratings.items() if n in candidates}
+    summary = zbench.vote_summary(candidates, review.votes, ratings)
+
+    def say(name: str) -> str:
+        return literal(labels.get(name, name))
+
+    votes = f"{summary['votes']} vote{'s' if summary['votes'] != 1 else ''}"
     if summary["leader"] is None:
-        st.caption("No votes yet.")
-    elif summary["settled"]:
-        st.caption(f"{summary['votes']} votes: {literal(summary['leader'])} leads clearly (95%).")
-    else:
-        more = f"about {summary['more']} more votes" if summary["more"] else "more votes"
-        st.caption(
-            f"{summary['votes']} votes: {literal(summary['leader'])} leads, but not yet clearly: {more} to tell."
-        )
+        return f"No votes or ratings yet: about {summary['more'] or 2} votes will show a leader."
+    lead = f"{say(summary['leader'])} is the best with {summary['p_best']:.0%} probability"
+    if summary["runner_up"] is not None:
+        lead += f" (next: {say(summary['runner_up'])}, {summary['runner_p']:.0%})"
+    if summary["settled"]:
+        return f"{votes}: {lead}. That is clear."
+    if summary["even"]:
+        return f"{votes}: {say(summary['leader'])} and {say(summary['runner_up'])} are about even: either is fine."
+    more = f"about {summary['more']} more votes" if summary["more"] else "a few more votes"
+    return f"{votes}: {lead}; {more} to be sure."
 
 
-def _best(opened: OpenRun, store, review) -> str:
-    """The best-ranked usable checkpoint: by blind votes, then by rating, else the last one."""
-    usable = [c.name for c in opened.run if c.error is None]
-    ranked = [r for r in store.ranking(usable) if r["rank"] is not None]
-    if ranked:
-        return min(ranked, key=lambda r: r["rank"])["name"]
-    rated = [n for n in usable if n in review.ratings]
-    if rated:
-        return max(rated, key=lambda n: (review.ratings[n], usable.index(n)))
-    return usable[-1]
+def _latest_sheet(opened: OpenRun) -> str | None:
+    """The sheet the choice can name: this session's last export, else the newest one in the run's folder."""
+    if "export" in st.session_state:
+        out, manifest = st.session_state["export"]
+        name = manifest.get("pdf") or manifest.get("share") or manifest.get("sheet") or "manifest.json"
+        return str(Path(out) / name)
+    folder = opened.run_dir / "zbench-sheets"
+    with contextlib.suppress(OSError):
+        manifests = sorted(folder.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
+        if manifests:
+            return str(manifests[-1])
+    return None
 
 
-def _mark_release(opened: OpenRun, plan: GridPlan, results: list[zbench.CellResult]) -> None:
+def _mark_release(opened: OpenRun, dec: zbench.Decision | None) -> None:
     store, review, record = _load(opened)
     if review is None:
         return
     usable = [c.name for c in opened.run if c.error is None]
+    labels = dec.labels if dec is not None else {}
     st.markdown("**Mark as release**")
     m1, m2, m3 = st.columns([2, 2, 3])
-    best = _best(opened, store, review)
-    pick = m1.selectbox("Checkpoint to release", usable, index=usable.index(best), key=f"release_pick:{best}")
+    proposed = dec.recommendation.checkpoint if dec is not None else None
+    # Preselected only when the evidence is clear; otherwise the choice is the user's, made on purpose.
+    pick = m1.selectbox(
+        "Checkpoint to release",
+        usable,
+        index=usable.index(proposed) if proposed in usable else None,
+        format_func=lambda n: f"{labels.get(n, n)} · {n}",
+        placeholder="choose one (no clear leader yet)",
+        key=f"release_pick:{proposed}",
+    )
     who = m2.text_input("Who", zbench.default_user())
     reason = m3.text_input("Why", "")
-    for warning in _warnings(pick, store, review, usable):
+    if pick is None:
+        settle = dec.recommendation.settle if dec is not None else ""
+        st.caption("Nothing is preselected: the evidence is not clear yet." + (f" {literal(settle)}" if settle else ""))
+    for warning in _warnings(pick, store, review, usable) if pick else []:
         st.warning(literal(warning))
-    if st.button("Mark as release", type="primary"):
+    sheet = _latest_sheet(opened)
+    if st.button("Mark as release", type="primary", disabled=pick is None):
         try:
-            if "export" not in st.session_state:  # the record names the sheet the choice was made from
-                out = opened.run_dir / "zbench-sheets" / time.strftime("%Y%m%d-%H%M%S")
-                st.session_state["export"] = (
-                    str(out),
-                    zbench.export_sheet(
-                        out,
-                        results,
-                        plan.rows,
-                        plan.info,
-                        zooms=panels(opened),
-                        stats=st.session_state.get("grid_stats"),
-                    ),
-                )
-            sheet_dir, manifest = st.session_state["export"]
-            sheet = manifest.get("pdf") or manifest.get("share") or manifest.get("sheet") or "manifest.json"
+            plan_settings = st.session_state.get("grid")
+            request = plan_settings[0] if plan_settings else None
             store.mark_release(
                 opened.by_name[pick],
                 who=who,
                 reason=reason,
-                sheet=str(Path(sheet_dir) / sheet),
-                settings={
-                    "prompts": list(plan.request.prompts),
-                    "seeds": list(plan.request.seeds),
-                    "steps": plan.request.settings.steps,
-                },
+                sheet=sheet,  # the record names a sheet when one was exported; nothing is exported here
+                settings={}
+                if request is None
+                else {"prompts": list(request.prompts), "seeds": list(request.seeds), "steps": request.settings.steps},
+                evidence=dec.evidence() if dec is not None else None,
             )
             keep_grid()  # the grid shows the release badge; its cells stay
             st.rerun()
@@ -286,11 +439,11 @@ def _mark_release(opened: OpenRun, plan: GridPlan, results: list[zbench.CellResu
 
 
 def _warnings(pick: str, store, review, usable: list[str]) -> list[str]:
-    """What speaks against the chosen checkpoint: a low blind-vote rank or a low rating."""
+    """What speaks against the chosen checkpoint: a low rank among the ranked ones or a low rating."""
     out = []
     ranked = {r["name"]: r for r in store.ranking(usable) if r["rank"] is not None}
     if pick in ranked and len(ranked) >= 3 and ranked[pick]["rank"] > (len(ranked) + 1) / 2:
-        out.append(f"{pick} ranks {ranked[pick]['rank']} of {len(ranked)} in the blind votes.")
+        out.append(f"{pick} ranks {ranked[pick]['rank']} of {len(ranked)} in the ratings and blind votes.")
     rating = review.ratings.get(pick)
     if rating is not None and rating <= 2:
         out.append(f"{pick} is rated {rating} of 5.")

@@ -240,8 +240,14 @@ def checkpoint_table(
     weights: dict[str, dict] | None = None,
     images: dict[str, dict] | None = None,
     release: str | None = None,
+    signals=None,
+    shortlist: Sequence[str] = (),
 ) -> pd.DataFrame:
-    """One row per checkpoint of the run, in run order, for the page's table and chart."""
+    """One row per checkpoint of the run, in run order, for the page's table and chart.
+
+    ``signals`` (a :class:`~zbench.review.signals.SignalReport`) adds a column per signal, named by its label;
+    ``shortlist`` marks the checkpoints votes are drawn among.
+    """
     ratings, notes, weights, images = ratings or {}, notes or {}, weights or {}, images or {}
     ranks = {r["name"]: r for r in ranking}
     rows = []
@@ -262,6 +268,8 @@ def checkpoint_table(
                 "vote score": vote.get("score"),
                 "vote low": vote.get("low"),  # the score's 95% interval: overlapping ones are not yet told apart
                 "vote high": vote.get("high"),
+                "P(best)": vote.get("p_best"),
+                "shortlist": "✓" if ck.name in shortlist else "",
                 "delta norm": w.get("delta_norm"),
                 "weight change": w.get("weight_change"),
                 "from base": im.get("from_base"),
@@ -270,10 +278,17 @@ def checkpoint_table(
                 "error": ck.error or "",
             }
         )
+    extra = []
+    if signals is not None:
+        for s in signals.signals:
+            extra.append(s.label)
+            for row in rows:
+                row[s.label] = signals.values.get(row["checkpoint"], {}).get(s.key)
     table = pd.DataFrame(rows)
     # Whole numbers stay whole numbers with gaps (an unrated checkpoint is blank, not NaN as a float).
     for column in ("epoch", "step", "LoRA rank", "rating", "vote rank"):
         table[column] = table[column].astype("Int64")
-    for column in ("vote score", "vote low", "vote high", "delta norm", "weight change", "from base", "image change"):
+    floats = ("vote score", "vote low", "vote high", "P(best)", "delta norm", "weight change", "from base")
+    for column in (*floats, "image change", *extra):
         table[column] = table[column].astype("Float64")  # numbers with gaps, whatever is missing
     return table

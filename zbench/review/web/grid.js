@@ -120,7 +120,8 @@ function zbRefresh(z) {
     z.panelKey = panels;
     zbStrips(z);
   }
-  z.labels.forEach((el, c) => zbLabel(el, data.columns[c]));
+  z.labels.forEach((el, c) => zbLabel(el, data.columns[c], data.signals));
+  zbCorner(z);
   zbApply(z);
   if (z.open) zbOpen(z, z.open.r, z.open.c);
 }
@@ -142,7 +143,9 @@ function zbBuild(z) {
   z.strips = [];
   z.table = zbEl("table");
   const head = zbEl("tr");
-  head.append(zbEl("th", "zb-corner"));
+  z.corner = zbEl("th", "zb-corner");
+  z.cornerKey = null;
+  head.append(z.corner);
   z.table.append(head);
   if (!z.transpose) {
     data.columns.forEach((_, c) => head.append(zbColumnHead(z, c)));
@@ -207,17 +210,53 @@ function zbColumnHead(z, c) {
   return th;
 }
 
-// A checkpoint's label: the short label, its stars and release mark, the file name and hash.
-function zbLabel(el, col) {
-  const key = JSON.stringify([col.label, col.name, col.hash, col.stars, col.release]);
+// A checkpoint's label: the short label, its stars, release and shortlist marks, the file name and hash, and the
+// signal strip (one chip per signal: its value on a colour scale, green = best of the run, red = worst).
+function zbLabel(el, col, signals) {
+  const key = JSON.stringify([col.label, col.name, col.hash, col.stars, col.release, col.short, col.signals]);
   if (el.__zbKey === key) return;
   el.__zbKey = key;
   el.replaceChildren(zbEl("span", "zb-label", col.label));
   if (col.stars) el.append(zbEl("span", "zb-stars", "★".repeat(col.stars) + "☆".repeat(5 - col.stars)));
   if (col.release) el.append(zbEl("span", "zb-release", "release"));
+  if (col.short) el.append(zbEl("span", "zb-short-mark", "shortlist"));
   el.append(zbEl("span", "zb-name", col.name));
   if (col.hash) el.append(zbEl("span", "zb-hash", col.hash));
   el.title = [col.label, col.name, col.hash].filter(Boolean).join("\n");
+  if (signals && signals.length && col.signals) {
+    const strip = zbEl("div", "zb-sig");
+    signals.forEach((s, i) => {
+      const [value, tone] = col.signals[i] || [null, null];
+      const chip = zbEl("span", "zb-chip", value === null || value === undefined ? "–" : zbNumber(value));
+      if (tone !== null && tone !== undefined) chip.style.background = `hsl(${Math.round(tone * 120)}, 65%, 82%)`;
+      chip.title = `${s.label}: ${value === null || value === undefined ? "no value" : value}\n${s.means}\n` +
+        `(${s.good === "high" ? "higher" : "lower"} is better)`;
+      strip.append(chip);
+    });
+    el.append(strip);
+  }
+}
+
+// The corner above the row labels names the strip's signals, one per chip line.
+function zbCorner(z) {
+  const signals = z.data.signals || [];
+  const key = JSON.stringify(signals.map((s) => s.label));
+  if (!z.corner || z.cornerKey === key) return;
+  z.cornerKey = key;
+  z.corner.replaceChildren();
+  if (!signals.length) return;
+  const strip = zbEl("div", "zb-sig zb-siglabels");
+  for (const s of signals) {
+    const chip = zbEl("span", "zb-chip", `${s.label} ${s.good === "high" ? "↑" : "↓"}`);
+    chip.title = `${s.means} (${s.good === "high" ? "higher" : "lower"} is better)`;
+    strip.append(chip);
+  }
+  z.corner.append(strip);
+}
+
+function zbNumber(v) {
+  const a = Math.abs(v);
+  return a >= 100 ? v.toFixed(0) : a >= 10 ? v.toFixed(1) : a >= 1 ? v.toFixed(2) : v.toFixed(3);
 }
 
 function zbCell(z, r, c) {
@@ -399,8 +438,9 @@ function zbOpen(z, r, c) {
   z.big.style.imageRendering = side < (z.data.imageWidth || 0) ? "auto" : "pixelated";
   const stars = col.stars ? " · " + "★".repeat(col.stars) : "";
   const release = col.release ? " · release" : "";
+  const short = col.short ? " · on the shortlist" : "";
   z.caption.textContent =
-    `${col.label} · ${col.name} · ${z.data.rows[r]}${stars}${release} (${c + 1}/${z.data.columns.length})`;
+    `${col.label} · ${col.name} · ${z.data.rows[r]}${stars}${release}${short} (${c + 1}/${z.data.columns.length})`;
   z.message.textContent = cell.src ? "" : `${cell.status}: ${cell.error || ""}`;
   z.stars.replaceChildren();
   if (z.emit && col.rateable) {
@@ -410,7 +450,7 @@ function zbOpen(z, r, c) {
       star.addEventListener("click", () => zbRate(z, c, col.stars === n ? 0 : n));
       z.stars.append(star);
     }
-    z.stars.append(zbEl("span", "zb-hint", "1-5 to rate, 0 to clear"));
+    z.stars.append(zbEl("span", "zb-hint", "1-5 to rate, 0 to clear · K keep on the shortlist, X drop"));
   }
   if (!z.box.open) z.box.showModal();
 }
@@ -437,5 +477,9 @@ function zbKey(z, e) {
     zbOpen(z, z.open.r, (z.open.c + step + n) % n);
   } else if (z.emit && /^[0-5]$/.test(e.key) && z.data.columns[z.open.c].rateable) {
     zbRate(z, z.open.c, Number(e.key));
+  } else if (z.emit && /^[kxKX]$/.test(e.key) && z.data.columns[z.open.c].rateable) {
+    // A quick pass over the run: keep or drop each checkpoint on the shortlist while flipping with ← →.
+    const col = z.data.columns[z.open.c];
+    z.emit({ type: "shortlist", col: z.open.c, checkpoint: col.checkpoint, keep: e.key.toLowerCase() === "k" });
   }
 }

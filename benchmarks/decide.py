@@ -1,0 +1,273 @@
+"""Decision benchmark: how many interactions a person needs to name the best of a run's checkpoints, per strategy.
+
+`python benchmarks/decide.py [--runs 200] [--budget 300] [--checkpoints 30] [--seed 0] [--quick]`
+
+Simulated runs with a known favourite; every strategy reviews the same runs (same seeds). One simulated run:
+
+- **Checkpoints** e1..eN at epochs 10, 20, …, 10·N; x = epoch / last epoch (the fraction of the run).
+- **Latent quality** q on the log-odds scale of a blind vote:
+  q(x) = H·σ((x − x_e)/w) − D·s·softplus((x − x_p)/s) + J·ε, ε ~ N(0, 1) per checkpoint.
+  The style emerges (a logistic of height H ~ U(2.5, 3.5) logits, width w ~ U(0.04, 0.06) of the run, midpoint
+  x_e = x_p − U(0.10, 0.20)), then overcooks after the peak x_p ~ U(0.3, 0.7): q falls by D ~ U(6, 10) logits per
+  run (0.2-0.33 a checkpoint at 30), smoothed over s = 0.03. J = 0.4 logits is each checkpoint's own luck.
+  The favourite is argmax q; the runner-up is close (printed: its margin, and how often it is within 0.7 logit,
+  i.e. the favourite wins at most 2 of 3 blind votes against it).
+- **Signals** from the truth, with noise: drift = 0.4·σ((x − x_e)/w) + N(0, 0.01) (rises, levels off);
+  change = 0.03 + |Δ drift| + N(0, 0.005); diversity = 0.45·(1 − 0.65·σ((x − x_c)/0.04)) + N(0, 0.02), collapsing
+  from x_c = x_p + U(0.15, 0.30) (the base: 0.45); a judge scorer ("scorer:judge", high is good) = q + N(0, sd)
+  with sd = JUDGE_NOISE (0.3) × the range of q over the run. The shortlist is the real ``suggest_shortlist``
+  (size 6) on these signals.
+- **A voter** prefers i over j with probability σ(q_i − q_j), except for LAPSE = 5% random clicks.
+- **Stars** (strategy D): clip(round(3 + (q − mean q of the shortlist)/0.8 + N(0, 0.7)), 1, 5).
+
+Strategies (an interaction is one vote or one star rating):
+
+- A. all pairs, round robin (before): ``next_blind_pair`` over all checkpoints, votes only;
+- B. all checkpoints, active pairs: ``informative_pair`` over all of them, votes only;
+- C. signal shortlist + active pairs (now): ``informative_pair`` among the 6 of ``suggest_shortlist``;
+- D. signal shortlist + stars + active pairs: the 6 rated first (6 interactions), then ``informative_pair`` among
+  them with ``ratings=``.
+
+C and D cannot name a favourite the shortlist left out: that run counts as a failure. The recommendation after N
+interactions is the posterior mode's best (``fit_ranking(...).theta`` argmax over those with evidence: the top row
+of ``rank_votes``; ``vote_summary``'s 4000 draws at every step would cost minutes), evaluated at every N up to 40
+and then every 5 (so a first N above 40 is rounded up to a multiple of 5). ``vote_summary`` is asked once, at 25
+interactions, for how often the page would call the ranking settled and how often it is then right.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import random
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from zbench.review.ranking import fit_ranking, informative_pair, next_blind_pair, vote_summary
+from zbench.review.records import Vote
+from zbench.review.shortlist import suggest_shortlist
+from zbench.review.signals import BASE, CHANGE, DIVERSITY, DRIFT, Signal, SignalReport
+
+JITTER = 0.4  # logits: each checkpoint's own deviation from the quality curve
+JUDGE_NOISE = 0.3  # the judge's noise sd, as a share of the range of q over the run
+LAPSE = 0.05  # share of votes clicked at random
+STAR_LOGIT, STAR_SD = 0.8, 0.7  # one star per 0.8 logit of quality above the shortlist's mean; noise in stars
+SHORTLIST = 6
+AT = 25  # interactions: the target
+CLEAR_MARGIN = 0.5  # logits: a favourite this far above its runner-up is "clear" (wins 62% against it)
+JUDGE = Signal("scorer:judge", "judge", "high", "synthetic judge")
+STRATEGIES = {
+    "A": "all pairs, round robin (before)",
+    "B": "all {n}, active pairs",
+    "C": "signal shortlist + active pairs (now)",
+    "D": "signal shortlist + stars + active pairs",
+}
+
+
+@dataclass
+class World:
+    """One simulated run: names, true quality q (logits), its favourite and top two, and the signal shortlist."""
+
+    names: list[str]
+    q: dict[str, float]
+    favourite: str
+    top2: set[str]
+    margin: float  # logits between the favourite and the runner-up
+    shortlist: list[str]
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def make_world(n: int, rng: np.random.Generator) -> World:
+    """A run of ``n`` checkpoints: the quality curve, its signals and the real shortlist (module docstring)."""
+    x = np.arange(1, n + 1) / n
+    peak = rng.uniform(0.3, 0.7)
+    emerge, width = peak - rng.uniform(0.10, 0.20), rng.uniform(0.04, 0.06)
+    rise = sigmoid((x - emerge) / width)
+    q = rng.uniform(2.5, 3.5) * rise - rng.uniform(6, 10) * 0.03 * np.logaddexp(0, (x - peak) / 0.03)
+    q = q + JITTER * rng.standard_normal(n)
+    drift = 0.4 * rise + 0.01 * rng.standard_normal(n)
+    change = 0.03 + np.abs(np.diff(drift, prepend=0.0)) + 0.005 * rng.standard_normal(n)
+    collapse = peak + rng.uniform(0.15, 0.30)
+    diversity = 0.45 * (1 - 0.65 * sigmoid((x - collapse) / 0.04)) + 0.02 * rng.standard_normal(n)
+    judge = q + JUDGE_NOISE * (q.max() - q.min()) * rng.standard_normal(n)
+    names = [f"e{i + 1}" for i in range(n)]
+    values: dict[str, dict[str, float | None]] = {BASE: {"diversity": 0.45}}
+    for i, name in enumerate(names):
+        values[name] = {"drift": float(drift[i]), "change": None if i == 0 else float(change[i]),
+                        "diversity": float(diversity[i]), "scorer:judge": float(judge[i])}  # fmt: skip
+    epochs: dict[str, int | None] = {BASE: None, **{name: 10 * (i + 1) for i, name in enumerate(names)}}
+    report = SignalReport([BASE, *names], [DRIFT, CHANGE, DIVERSITY, JUDGE], values, epochs, [], 4 * (n + 1), 4)
+    order = np.argsort(-q)
+    return World(names, dict(zip(names, q.tolist(), strict=True)), names[order[0]], {names[order[0]], names[order[1]]},
+                 float(q[order[0]] - q[order[1]]), suggest_shortlist(report, size=SHORTLIST).names)  # fmt: skip
+
+
+def checks(budget: int) -> list[int]:
+    """The interaction counts at which the recommendation is evaluated: every one up to 40, then every 5."""
+    return sorted({*range(1, min(budget, 40) + 1), *range(45, budget + 1, 5), min(AT, budget), budget})
+
+
+def leader(pool: list[str], votes: list[Vote], ratings: dict[str, int]) -> str | None:
+    """The recommendation: the posterior mode's best (the top row of ``rank_votes``), None without evidence."""
+    if len(pool) == 1:
+        return pool[0]
+    fit = fit_ranking(pool, votes, ratings)
+    return fit.names[int(np.argmax(fit.theta))] if fit.names else None
+
+
+def review(world: World, key: str, budget: int, seed: int, run: int) -> tuple[dict[int, str | None], tuple]:
+    """One person reviewing ``world`` with strategy ``key`` for ``budget`` interactions.
+
+    Returns:
+        The recommendation at each of ``checks(budget)``, and (settled, leader) of ``vote_summary`` at AT.
+    """
+    rng = random.Random(f"{seed}:{run}:{key}")  # the strategy's own choices (pair order, ties)
+    person = np.random.default_rng([seed, run, ord(key)])  # the voter's and rater's noise
+    pool = world.names if key in "AB" else world.shortlist
+    mean = float(np.mean([world.q[n] for n in pool])) if pool else 0.0
+    votes: list[Vote] = []
+    ratings: dict[str, int] = {}
+    wanted, out, summary = set(checks(budget)), {}, (False, None)
+    for step in range(1, budget + 1):
+        if key == "D" and len(ratings) < len(pool):
+            name = pool[len(ratings)]
+            stars = 3 + (world.q[name] - mean) / STAR_LOGIT + STAR_SD * person.standard_normal()
+            ratings[name] = int(np.clip(round(stars), 1, 5))
+        else:
+            pair = (next_blind_pair(pool, votes, rng) if key == "A"
+                    else informative_pair(pool, votes, rng, ratings or None))  # fmt: skip
+            if pair is not None:
+                a, b = pair
+                p = (1 - LAPSE) / (1 + math.exp(world.q[b] - world.q[a])) + LAPSE / 2
+                winner, loser = (a, b) if person.random() < p else (b, a)
+                votes.append(Vote(winner, loser, "a prompt", step, ""))
+        if step in wanted:
+            out[step] = leader(pool, votes, ratings) if pool else None
+        if step == AT and len(pool) > 1:
+            s = vote_summary(pool, votes, ratings)
+            summary = (bool(s["settled"]), s["leader"])
+    return out, summary
+
+
+def simulate_run(n: int, budget: int, seed: int, run: int) -> dict:
+    """One run: its world and every strategy's recommendations (a picklable dict, for a process pool)."""
+    world = make_world(n, np.random.default_rng([seed, run]))
+    result = {"world": world}
+    for key in STRATEGIES:
+        result[key] = review(world, key, budget, seed, run)
+    return result
+
+
+def run_benchmark(runs: int, budget: int, checkpoints: int = 30, seed: int = 0, workers: int = 1) -> dict:
+    """Simulate ``runs`` runs and summarise each strategy (see ``format_table``); the same seed, the same result.
+
+    Returns:
+        ``rows`` (one dict per strategy), ``margins`` (favourite − runner-up, logits, per run), the parameters.
+    """
+    jobs = [(checkpoints, budget, seed, r) for r in range(runs)]
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(pool.map(simulate_run, *zip(*jobs, strict=True), chunksize=max(1, runs // (4 * workers))))
+    else:
+        results = [simulate_run(*job) for job in jobs]
+    worlds = [r["world"] for r in results]
+    clear = np.array([w.margin >= CLEAR_MARGIN for w in worlds])
+    rows = []
+    for key, label in STRATEGIES.items():
+        named = {k: np.mean([r[key][0][k] == w.favourite for r, w in zip(results, worlds, strict=True)])
+                 for k in checks(budget)}  # fmt: skip
+        top2 = {k: np.mean([r[key][0][k] in w.top2 for r, w in zip(results, worlds, strict=True)])
+                for k in checks(budget)}  # fmt: skip
+        hit = np.array([r[key][0][min(AT, budget)] == w.favourite for r, w in zip(results, worlds, strict=True)])
+        settled = [r[key][1][1] == w.favourite for r, w in zip(results, worlds, strict=True) if r[key][1][0]]
+        rows.append({
+            "key": key, "strategy": f"{key}. {label.format(n=checkpoints)}",
+            "first": next((k for k in checks(budget) if named[k] >= 0.9), None),
+            "first_top2": next((k for k in checks(budget) if top2[k] >= 0.9), None),
+            "named": named[min(AT, budget)], "top2": top2[min(AT, budget)],
+            "clear": float(hit[clear].mean()) if clear.any() else float("nan"),
+            "in_shortlist": None if key in "AB" else np.mean([w.favourite in w.shortlist for w in worlds]),
+            "settled": len(settled) / runs, "settled_right": float(np.mean(settled)) if settled else float("nan"),
+        })  # fmt: skip
+    margins = np.array([w.margin for w in worlds])
+    return {"rows": rows, "margins": margins, "runs": runs, "budget": budget, "checkpoints": checkpoints,
+            "seed": seed, "clear_runs": int(clear.sum())}  # fmt: skip
+
+
+def format_table(result: dict) -> str:
+    """The markdown table of ``run_benchmark``'s result, one row per strategy."""
+    budget, at = result["budget"], min(AT, result["budget"])
+    lines = [
+        f"| strategy | interactions to name the favourite with ≥90% | … to name one of the top 2 with ≥90% "
+        f"| named at {at} | top 2 at {at} | named at {at}, clear favourites only | favourite in shortlist "
+        f"| 'settled' at {at} (then right) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["rows"]:
+        first = "> " + str(budget) if r["first"] is None else str(r["first"])
+        first2 = "> " + str(budget) if r["first_top2"] is None else str(r["first_top2"])
+        shortlist = "all" if r["in_shortlist"] is None else f"{r['in_shortlist']:.0%}"
+        lines.append(f"| {r['strategy']} | {first} | {first2} | {r['named']:.0%} | {r['top2']:.0%} | {r['clear']:.0%} "
+                     f"| {shortlist} | {r['settled']:.0%} ({r['settled_right']:.0%}) |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def header(result: dict) -> str:
+    m = result["margins"]
+    return (
+        f"decision benchmark: {result['runs']} simulated runs of {result['checkpoints']} checkpoints, budget "
+        f"{result['budget']} interactions, seed {result['seed']}\n"
+        f"quality curve: logistic rise H~U(2.5,3.5) logits, peak x_p~U(0.3,0.7) of the run, decline D~U(6,10) "
+        f"logits/run, checkpoint jitter {JITTER}; voter: Bradley-Terry, lapse {LAPSE:.0%}; judge noise "
+        f"{JUDGE_NOISE} x range of q; stars: 1 per {STAR_LOGIT} logit, sd {STAR_SD}; shortlist {SHORTLIST}\n"
+        f"favourite's margin over the runner-up (logits): median {np.median(m):.2f}, 90th percentile "
+        f"{np.quantile(m, 0.9):.2f}; within 0.7 in {np.mean(m < 0.7):.0%} of runs; 'clear' (≥ {CLEAR_MARGIN}) in "
+        f"{result['clear_runs']} runs\n"
+        "recommendation: fit_ranking's posterior mode (the top of rank_votes), checked at every interaction up to "
+        "40, then every 5"
+    )
+
+
+def machine() -> str:
+    name = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        name = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                     if line.startswith("model name")), name)  # fmt: skip
+    return f"{name}, {os.cpu_count()} cores, python {platform.python_version()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=200, help="simulated runs, each reviewed by every strategy")
+    parser.add_argument("--budget", type=int, default=300, help="interactions simulated per review (default 300)")
+    parser.add_argument("--checkpoints", type=int, default=30, help="checkpoints per run (default 30)")
+    parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same table (default 0)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: the cores)")
+    parser.add_argument("--quick", action="store_true", help="a shrunk run: 40 runs, budget 120")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.runs, args.budget = 40, 120
+    started = time.perf_counter()
+    result = run_benchmark(args.runs, args.budget, args.checkpoints, args.seed, args.workers)
+    wall = time.perf_counter() - started
+    print(header(result))
+    print(f"machine: {machine()}; {args.workers} worker processes; wall {wall:.1f} s\n")
+    print(format_table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
