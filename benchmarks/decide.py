@@ -23,7 +23,9 @@ Simulated runs with a known favourite; every strategy reviews the same runs (sam
 Strategies (an interaction is one vote or one star rating):
 
 - A. all pairs, round robin (before): ``next_blind_pair`` over all checkpoints, votes only;
-- B. all checkpoints, active pairs: ``informative_pair`` over all of them, votes only;
+- B. all checkpoints, active pairs: ``informative_pair`` over all of them, votes only; simulated to at most
+  ALL_ACTIVE_BUDGET = 100 interactions, as ``informative_pair`` over 30 names costs about 10 ms a call (its 435
+  pairs and 4000 posterior draws) and 300 of them per run would take the default run past 10 minutes;
 - C. signal shortlist + active pairs (now): ``informative_pair`` among the 6 of ``suggest_shortlist``;
 - D. signal shortlist + stars + active pairs: the 6 rated first (6 interactions), then ``informative_pair`` among
   them with ``ratings=``.
@@ -62,6 +64,7 @@ JUDGE_NOISE = 0.3  # the judge's noise sd, as a share of the range of q over the
 LAPSE = 0.05  # share of votes clicked at random
 STAR_LOGIT, STAR_SD = 0.8, 0.7  # one star per 0.8 logit of quality above the shortlist's mean; noise in stars
 SHORTLIST = 6
+ALL_ACTIVE_BUDGET = 100  # interactions simulated for strategy B (see the module's docstring)
 AT = 25  # interactions: the target
 CLEAR_MARGIN = 0.5  # logits: a favourite this far above its runner-up is "clear" (wins 62% against it)
 JUDGE = Signal("scorer:judge", "judge", "high", "synthetic judge")
@@ -89,19 +92,24 @@ def sigmoid(z):
     return 1 / (1 + np.exp(-z))
 
 
-def make_world(n: int, rng: np.random.Generator) -> World:
-    """A run of ``n`` checkpoints: the quality curve, its signals and the real shortlist (module docstring)."""
+def make_world(
+    n: int, rng: np.random.Generator, jitter: float = JITTER, judge_noise: float = JUDGE_NOISE
+) -> World:
+    """A run of ``n`` checkpoints: the quality curve, its signals and the real shortlist (module docstring).
+
+    ``jitter`` is each checkpoint's own luck (logits); ``judge_noise`` the judge's sd as a share of q's range.
+    """
     x = np.arange(1, n + 1) / n
     peak = rng.uniform(0.3, 0.7)
     emerge, width = peak - rng.uniform(0.10, 0.20), rng.uniform(0.04, 0.06)
     rise = sigmoid((x - emerge) / width)
     q = rng.uniform(2.5, 3.5) * rise - rng.uniform(6, 10) * 0.03 * np.logaddexp(0, (x - peak) / 0.03)
-    q = q + JITTER * rng.standard_normal(n)
-    drift = 0.4 * rise + 0.01 * rng.standard_normal(n)
-    change = 0.03 + np.abs(np.diff(drift, prepend=0.0)) + 0.005 * rng.standard_normal(n)
+    q = q + jitter * rng.standard_normal(n)
+    drift = np.maximum(0.4 * rise + 0.01 * rng.standard_normal(n), 0.0)  # distances (1 − SSIM) are ≥ 0
+    change = np.maximum(0.03 + np.abs(np.diff(drift, prepend=0.0)) + 0.005 * rng.standard_normal(n), 0.0)
     collapse = peak + rng.uniform(0.15, 0.30)
     diversity = 0.45 * (1 - 0.65 * sigmoid((x - collapse) / 0.04)) + 0.02 * rng.standard_normal(n)
-    judge = q + JUDGE_NOISE * (q.max() - q.min()) * rng.standard_normal(n)
+    judge = q + judge_noise * (q.max() - q.min()) * rng.standard_normal(n)
     names = [f"e{i + 1}" for i in range(n)]
     values: dict[str, dict[str, float | None]] = {BASE: {"diversity": 0.45}}
     for i, name in enumerate(names):
@@ -117,6 +125,11 @@ def make_world(n: int, rng: np.random.Generator) -> World:
 def checks(budget: int) -> list[int]:
     """The interaction counts at which the recommendation is evaluated: every one up to 40, then every 5."""
     return sorted({*range(1, min(budget, 40) + 1), *range(45, budget + 1, 5), min(AT, budget), budget})
+
+
+def limit(key: str, budget: int) -> int:
+    """The interactions simulated for strategy ``key``."""
+    return min(budget, ALL_ACTIVE_BUDGET) if key == "B" else budget
 
 
 def leader(pool: list[str], votes: list[Vote], ratings: dict[str, int]) -> str | None:
@@ -161,22 +174,26 @@ def review(world: World, key: str, budget: int, seed: int, run: int) -> tuple[di
     return out, summary
 
 
-def simulate_run(n: int, budget: int, seed: int, run: int) -> dict:
+def simulate_run(n: int, budget: int, seed: int, run: int, jitter: float, judge_noise: float) -> dict:
     """One run: its world and every strategy's recommendations (a picklable dict, for a process pool)."""
-    world = make_world(n, np.random.default_rng([seed, run]))
+    world = make_world(n, np.random.default_rng([seed, run]), jitter, judge_noise)
     result = {"world": world}
     for key in STRATEGIES:
-        result[key] = review(world, key, budget, seed, run)
+        result[key] = review(world, key, limit(key, budget), seed, run)
     return result
 
 
-def run_benchmark(runs: int, budget: int, checkpoints: int = 30, seed: int = 0, workers: int = 1) -> dict:
-    """Simulate ``runs`` runs and summarise each strategy (see ``format_table``); the same seed, the same result.
+def run_benchmark(
+    runs: int, budget: int, checkpoints: int = 30, seed: int = 0, workers: int = 1,
+    jitter: float = JITTER, judge_noise: float = JUDGE_NOISE,
+) -> dict:  # fmt: skip
+    """Simulate ``runs`` runs and summarise each strategy (see ``format_table``); the same seed, the same result
+    whatever ``workers`` (processes).
 
     Returns:
         ``rows`` (one dict per strategy), ``margins`` (favourite − runner-up, logits, per run), the parameters.
     """
-    jobs = [(checkpoints, budget, seed, r) for r in range(runs)]
+    jobs = [(checkpoints, budget, seed, r, jitter, judge_noise) for r in range(runs)]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             results = list(pool.map(simulate_run, *zip(*jobs, strict=True), chunksize=max(1, runs // (4 * workers))))
@@ -184,31 +201,31 @@ def run_benchmark(runs: int, budget: int, checkpoints: int = 30, seed: int = 0, 
         results = [simulate_run(*job) for job in jobs]
     worlds = [r["world"] for r in results]
     clear = np.array([w.margin >= CLEAR_MARGIN for w in worlds])
-    rows = []
+    rows, at = [], min(AT, budget)
     for key, label in STRATEGIES.items():
-        named = {k: np.mean([r[key][0][k] == w.favourite for r, w in zip(results, worlds, strict=True)])
-                 for k in checks(budget)}  # fmt: skip
-        top2 = {k: np.mean([r[key][0][k] in w.top2 for r, w in zip(results, worlds, strict=True)])
-                for k in checks(budget)}  # fmt: skip
-        hit = np.array([r[key][0][min(AT, budget)] == w.favourite for r, w in zip(results, worlds, strict=True)])
+        recs = [r[key][0] for r in results]  # the recommendation at each check, per run
+        named = {k: np.mean([rec[k] == w.favourite for rec, w in zip(recs, worlds, strict=True)])
+                 for k in checks(limit(key, budget))}  # fmt: skip
+        top2 = {k: np.mean([rec[k] in w.top2 for rec, w in zip(recs, worlds, strict=True)])
+                for k in checks(limit(key, budget))}  # fmt: skip
+        hit = np.array([rec[at] == w.favourite for rec, w in zip(recs, worlds, strict=True)])
         settled = [r[key][1][1] == w.favourite for r, w in zip(results, worlds, strict=True) if r[key][1][0]]
         rows.append({
-            "key": key, "strategy": f"{key}. {label.format(n=checkpoints)}",
-            "first": next((k for k in checks(budget) if named[k] >= 0.9), None),
-            "first_top2": next((k for k in checks(budget) if top2[k] >= 0.9), None),
-            "named": named[min(AT, budget)], "top2": top2[min(AT, budget)],
-            "clear": float(hit[clear].mean()) if clear.any() else float("nan"),
-            "in_shortlist": None if key in "AB" else np.mean([w.favourite in w.shortlist for w in worlds]),
-            "settled": len(settled) / runs, "settled_right": float(np.mean(settled)) if settled else float("nan"),
+            "key": key, "strategy": f"{key}. {label.format(n=checkpoints)}", "budget": limit(key, budget),
+            "first": next((k for k in named if named[k] >= 0.9), None),
+            "first_top2": next((k for k in top2 if top2[k] >= 0.9), None),
+            "named": named[at], "top2": top2[at], "clear": float(hit[clear].mean()) if clear.any() else None,
+            "in_shortlist": None if key in "AB" else float(np.mean([w.favourite in w.shortlist for w in worlds])),
+            "settled": len(settled) / runs, "settled_right": float(np.mean(settled)) if settled else None,
         })  # fmt: skip
     margins = np.array([w.margin for w in worlds])
     return {"rows": rows, "margins": margins, "runs": runs, "budget": budget, "checkpoints": checkpoints,
-            "seed": seed, "clear_runs": int(clear.sum())}  # fmt: skip
+            "seed": seed, "clear_runs": int(clear.sum()), "jitter": jitter, "judge_noise": judge_noise}  # fmt: skip
 
 
 def format_table(result: dict) -> str:
     """The markdown table of ``run_benchmark``'s result, one row per strategy."""
-    budget, at = result["budget"], min(AT, result["budget"])
+    at = min(AT, result["budget"])
     lines = [
         f"| strategy | interactions to name the favourite with ≥90% | … to name one of the top 2 with ≥90% "
         f"| named at {at} | top 2 at {at} | named at {at}, clear favourites only | favourite in shortlist "
@@ -216,11 +233,12 @@ def format_table(result: dict) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["rows"]:
-        first = "> " + str(budget) if r["first"] is None else str(r["first"])
-        first2 = "> " + str(budget) if r["first_top2"] is None else str(r["first_top2"])
+        first, first2 = (f"> {r['budget']}" if k is None else str(k) for k in (r["first"], r["first_top2"]))
         shortlist = "all" if r["in_shortlist"] is None else f"{r['in_shortlist']:.0%}"
-        lines.append(f"| {r['strategy']} | {first} | {first2} | {r['named']:.0%} | {r['top2']:.0%} | {r['clear']:.0%} "
-                     f"| {shortlist} | {r['settled']:.0%} ({r['settled_right']:.0%}) |")  # fmt: skip
+        clear = "—" if r["clear"] is None else f"{r['clear']:.0%}"
+        right = "" if r["settled_right"] is None else f" ({r['settled_right']:.0%})"
+        lines.append(f"| {r['strategy']} | {first} | {first2} | {r['named']:.0%} | {r['top2']:.0%} | {clear} "
+                     f"| {shortlist} | {r['settled']:.0%}{right} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -228,10 +246,10 @@ def header(result: dict) -> str:
     m = result["margins"]
     return (
         f"decision benchmark: {result['runs']} simulated runs of {result['checkpoints']} checkpoints, budget "
-        f"{result['budget']} interactions, seed {result['seed']}\n"
+        f"{result['budget']} interactions (B: {limit('B', result['budget'])}), seed {result['seed']}\n"
         f"quality curve: logistic rise H~U(2.5,3.5) logits, peak x_p~U(0.3,0.7) of the run, decline D~U(6,10) "
-        f"logits/run, checkpoint jitter {JITTER}; voter: Bradley-Terry, lapse {LAPSE:.0%}; judge noise "
-        f"{JUDGE_NOISE} x range of q; stars: 1 per {STAR_LOGIT} logit, sd {STAR_SD}; shortlist {SHORTLIST}\n"
+        f"logits/run, checkpoint jitter {result['jitter']}; voter: Bradley-Terry, lapse {LAPSE:.0%}; judge noise "
+        f"{result['judge_noise']} x range of q; stars: 1 per {STAR_LOGIT} logit, sd {STAR_SD}; shortlist {SHORTLIST}\n"
         f"favourite's margin over the runner-up (logits): median {np.median(m):.2f}, 90th percentile "
         f"{np.quantile(m, 0.9):.2f}; within 0.7 in {np.mean(m < 0.7):.0%} of runs; 'clear' (≥ {CLEAR_MARGIN}) in "
         f"{result['clear_runs']} runs\n"
@@ -255,13 +273,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=int, default=300, help="interactions simulated per review (default 300)")
     parser.add_argument("--checkpoints", type=int, default=30, help="checkpoints per run (default 30)")
     parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same table (default 0)")
+    parser.add_argument("--jitter", type=float, default=JITTER, help=f"checkpoint luck, logits (default {JITTER})")
+    parser.add_argument("--judge-noise", type=float, default=JUDGE_NOISE,
+                        help=f"the judge's sd as a share of the range of q (default {JUDGE_NOISE})")  # fmt: skip
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: the cores)")
     parser.add_argument("--quick", action="store_true", help="a shrunk run: 40 runs, budget 120")
     args = parser.parse_args(argv)
     if args.quick:
         args.runs, args.budget = 40, 120
     started = time.perf_counter()
-    result = run_benchmark(args.runs, args.budget, args.checkpoints, args.seed, args.workers)
+    result = run_benchmark(args.runs, args.budget, args.checkpoints, args.seed, args.workers, args.jitter,
+                           args.judge_noise)  # fmt: skip
     wall = time.perf_counter() - started
     print(header(result))
     print(f"machine: {machine()}; {args.workers} worker processes; wall {wall:.1f} s\n")

@@ -135,25 +135,44 @@ def test_browser_real_run_grid_panels_ratings_votes_and_reload(server, tmp_path)
         assert right < 12 and right < wrong / 3, (right, wrong)
         assert json.loads((run / ".zbench" / "page.json").read_text())["zooms"][0]["name"] == "region 1"
 
-        # 4. Blind votes (a button and the → key) rerun their own part only: the grid is not drawn again.
+        # 4. Votes by key right after opening the tab: the tab button has the focus, and the arrows must vote,
+        #    not move to another tab. Then A, then a button. Votes rerun their own part only: the grid stays.
         summary = page.get_by_text(f"{EPOCHS + 1} cells ·").inner_text()
         page.get_by_role("tab", name="Pick a release").click()
-        # Opening the tab shows the ratings given on the grid: the release pick defaults to the best rated.
-        release = page.get_by_role("combobox", name="Checkpoint to release")
-        playwright.expect(release).to_have_value("dreamy-000003.safetensors", timeout=30_000)
-        playwright.expect(page.get_by_text("No rating values yet")).to_have_count(0)
-        page.get_by_role("button", name="Left is better").click()
-        page.get_by_text("1 votes:").wait_for(timeout=30_000)
-        page.locator("body").press("ArrowRight")
+        page.get_by_text("Keys live").wait_for(timeout=30_000)
+        page.keyboard.press("ArrowRight")
+        page.get_by_text("1 vote:").wait_for(timeout=30_000)
+        pick_tab = page.get_by_role("tab", name="Pick a release")
+        assert pick_tab.get_attribute("aria-selected") == "true"  # still on the tab: the key voted
+        page.keyboard.press("a")
         page.get_by_text("2 votes:").wait_for(timeout=30_000)
+        page.get_by_role("button", name="Left is better").click()
+        page.get_by_text("3 votes:").wait_for(timeout=30_000)
+        votes = DecisionStore(run).load().votes
+        shortlist = {c for v in votes for c in (v.winner, v.loser)}
+        assert len(votes) == 3 and len(shortlist) <= 6  # drawn among the shortlist, not all 25
+        # Typing in a field: the keys pause (the line says so) and the arrow moves the caret, not a vote.
+        page.get_by_role("textbox", name="Why").click()
+        page.get_by_text("Keys paused while you type").wait_for(timeout=10_000)
+        page.keyboard.type("sharp ")
+        page.keyboard.press("ArrowLeft")
+        page.wait_for_timeout(800)
+        assert len(DecisionStore(run).load().votes) == 3
+        # Ratings 4 and 2 and three votes are weak evidence: nothing is preselected, and the page says what
+        # would settle it.
+        page.get_by_text("Nothing is preselected").wait_for(timeout=30_000)
+        playwright.expect(page.get_by_text("No rating values yet")).to_have_count(0)
         page.screenshot(path=str(shots / "4-pick.png"), full_page=True)
         page.get_by_role("tab", name="Grid").click()
-        page.get_by_role("heading", name="dreamy").click()  # away from the tab list (arrows there switch tabs)
+        page.get_by_role("heading", name="dreamy").click()  # away from the tab list
         page.keyboard.press("ArrowLeft")  # off its tab the arrow keys do not vote
         page.wait_for_timeout(1000)
-        assert len(DecisionStore(run).load().votes) == 2
+        assert len(DecisionStore(run).load().votes) == 3
         assert _grid(page, "z.builds") == 1 and page.evaluate("window.__first === window.__zbenchGrid.images[0]")
         assert page.get_by_text(f"{EPOCHS + 1} cells ·").inner_text() == summary  # no cell rendered again
+        # The signal strip under the column headers: a chip per signal, coloured.
+        chips = _grid(page, "z.labels[5].querySelectorAll('.zb-chip').length")
+        assert chips == len(_grid(page, "z.data.signals")) >= 3
 
         # 5. Settings are committed by Render, kept beside the run, and back after a reload.
         seeds = page.get_by_role("textbox", name="Seeds")

@@ -350,7 +350,8 @@ def _blind_vote(opened: OpenRun, plan: GridPlan, dec: zbench.Decision | None) ->
     if vote is not None or skip.button("Skip") or key == "skip":
         st.session_state.pop("blind_pair", None)
         rerun_part()
-    st.caption(_vote_words(candidates, review, dec.labels if dec is not None else {}))
+    pool = dec.recommendation.pool if dec is not None else candidates  # the same pool as the recommendation
+    st.caption(_vote_words(pool, review, dec.labels if dec is not None else {}))
 
 
 def _vote_words(candidates: list[str], review: zbench.Review, labels: dict[str, str]) -> str:
@@ -371,7 +372,8 @@ def _vote_words(candidates: list[str], review: zbench.Review, labels: dict[str, 
         return f"{votes}: {lead}. That is clear."
     if summary["even"]:
         return f"{votes}: {say(summary['leader'])} and {say(summary['runner_up'])} are about even: either is fine."
-    more = f"about {summary['more']} more votes" if summary["more"] else "a few more votes"
+    n = summary["more"]
+    more = f"about {n} more vote{'s' if n != 1 else ''}" if n else "a few more votes"
     return f"{votes}: {lead}; {more} to be sure."
 
 
@@ -411,7 +413,9 @@ def _mark_release(opened: OpenRun, dec: zbench.Decision | None) -> None:
     reason = m3.text_input("Why", "")
     if pick is None:
         settle = dec.recommendation.settle if dec is not None else ""
-        st.caption("Nothing is preselected: the evidence is not clear yet." + (f" {literal(settle)}" if settle else ""))
+        settle = (settle[:1].upper() + settle[1:]).rstrip(".")
+        more = f" {literal(settle)}." if settle else ""
+        st.caption(f"Nothing is preselected: the evidence is not clear yet.{more}")
     for warning in _warnings(pick, store, review, usable) if pick else []:
         st.warning(literal(warning))
     sheet = _latest_sheet(opened)

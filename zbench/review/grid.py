@@ -285,6 +285,9 @@ def checkpoint_table(
             for row in rows:
                 row[s.label] = signals.values.get(row["checkpoint"], {}).get(s.key)
     table = pd.DataFrame(rows)
+    # What a decision reads first: the shortlist, the rating, how likely each is the best, then the signals.
+    first = ["checkpoint", "epoch", "step", "LoRA rank", "shortlist", "rating", "P(best)", *extra]
+    table = table[first + [c for c in table.columns if c not in first]]
     # Whole numbers stay whole numbers with gaps (an unrated checkpoint is blank, not NaN as a float).
     for column in ("epoch", "step", "LoRA rank", "rating", "vote rank"):
         table[column] = table[column].astype("Int64")

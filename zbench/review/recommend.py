@@ -107,7 +107,8 @@ def recommend(
     if summary["unseen"]:
         steps.append("rate or vote on " + ", ".join(say(n) for n in summary["unseen"]))
     if b is not None and summary["more"]:
-        steps.append(f"about {summary['more']} more votes, mostly {say(a)} against {say(b)}")
+        n = summary["more"]
+        steps.append(f"about {n} more vote{'s' if n != 1 else ''}, mostly {say(a)} against {say(b)}")
     steps += [c.split(": ", 1)[-1] for c in conflicts]
     confidence = "likely" if summary["p_best"] >= 0.6 and not conflicts else "weak"
     return Recommendation(
