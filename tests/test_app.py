@@ -473,3 +473,69 @@ def test_missing_folder_says_what_to_do(app_config):
     _text(at, "LoRA folder").set_value("/nowhere/at/all").run()
     assert not at.exception
     assert "folder" in at.info[0].value
+
+
+def test_shortlist_edits_and_blind_votes_among_it(app_config, run_dir, make_lora):
+    for epoch in (15, 20):
+        make_lora(run_dir / f"style_{epoch}.safetensors", rank=4, seed=epoch, strength=3.0)
+    at = _page().run()
+    assert not at.exception
+    shortlist = next(m for m in at.multiselect if m.label == "Shortlist")
+    suggested = list(shortlist.value)
+    assert suggested and set(suggested) <= {f"style_{e}.safetensors" for e in (5, 10, 15, 20)}
+    columns = {c["checkpoint"]: c for c in _grid_data(at)["columns"] if c["checkpoint"]}
+    assert {n for n, c in columns.items() if c["short"]} == set(suggested)  # marked on the grid too
+    assert [s["label"] for s in _grid_data(at)["signals"]][:3] == ["drift", "change", "diversity"]
+    assert all(len(c["signals"]) == len(_grid_data(at)["signals"]) for c in columns.values())
+    shortlist.set_value(["style_10.safetensors", "style_20.safetensors"]).run()
+    edits = zbench.DecisionStore(run_dir).load().shortlist
+    kept = {n for n, keep in edits.items() if keep}
+    assert {n for n in ("style_10.safetensors", "style_20.safetensors") if n not in suggested} <= kept
+    assert all(not keep for n, keep in edits.items() if n not in ("style_10.safetensors", "style_20.safetensors"))
+    at.run()
+    assert set(next(m for m in at.multiselect if m.label == "Shortlist").value) == {
+        "style_10.safetensors",
+        "style_20.safetensors",
+    }
+    for _ in range(3):
+        assert set(at.session_state["blind_pair"][:2]) == {"style_10.safetensors", "style_20.safetensors"}
+        _button(at, "Left is better").click().run()
+        at.run()
+    votes = zbench.DecisionStore(run_dir).load().votes
+    assert len(votes) == 3 and {v.winner for v in votes} | {v.loser for v in votes} <= {
+        "style_10.safetensors",
+        "style_20.safetensors",
+    }
+    assert any(c.value.startswith("3 votes: epoch") for c in at.caption)
+
+
+def test_weak_or_contradicted_evidence_preselects_nothing_and_says_what_settles_it(app_config, run_dir, make_lora):
+    make_lora(run_dir / "style_15.safetensors", rank=4, seed=15, strength=3.0)
+    store = zbench.DecisionStore(run_dir)
+    store.set_rating("style_5.safetensors", 5)
+    for _ in range(4):  # the 5-star checkpoint loses every vote
+        store.add_vote("style_10.safetensors", "style_5.safetensors", prompt="a red circle", seed=42)
+        store.add_vote("style_15.safetensors", "style_5.safetensors", prompt="a red circle", seed=42)
+    at = _page().run()
+    assert not at.exception
+    assert any("is rated 5 but ranks 3 of 3" in w.value for w in at.warning)
+    pick = next(s for s in at.selectbox if s.label == "Checkpoint to release")
+    assert pick.value is None and _button(at, "Mark as release").disabled
+    assert any("Nothing is preselected" in c.value for c in at.caption)
+    pick.set_value("style_10.safetensors").run()
+    _button(at, "Mark as release").click().run()
+    record = store.release()
+    assert record["checkpoint"] == "style_10.safetensors" and record["sheet"] is None
+    assert record["evidence"]["recommendation"]["conflicts"] and len(record["vote_list"]) == 8
+    assert not (run_dir / "zbench-sheets").exists()  # marking exports nothing
+
+
+def test_mark_release_names_the_sheet_that_was_exported(app_config, run_dir):
+    at = _page().run()
+    _button(at, "Export").click().run()
+    out = Path(at.session_state["export"][0])
+    pick = next(s for s in at.selectbox if s.label == "Checkpoint to release")
+    pick.set_value("style_10.safetensors").run()
+    _button(at, "Mark as release").click().run()
+    record = zbench.DecisionStore(run_dir).release()
+    assert Path(record["sheet"]).parent == out and Path(record["sheet"]).is_file()

@@ -1,0 +1,161 @@
+"""The decision pipeline: a shortlist from signals, a recommendation with its evidence, and `zbench suggest`."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from zbench import DecisionStore, Review, Signal, SignalReport, Vote, edited_shortlist, recommend, suggest_shortlist
+from zbench.cli import main
+from zbench.review.signals import CHANGE, DIVERSITY, DRIFT
+
+JUDGE = Signal("scorer:judge", "judge", "high", "a judge")
+
+
+def report(rows: dict[str, tuple], *, likeness: dict[str, float] | None = None) -> SignalReport:
+    """A report over epochs: name -> (drift, diversity, judge); "base" has drift None."""
+    signals = [DRIFT, CHANGE, DIVERSITY, JUDGE]
+    values = {n: {"drift": d, "change": None, "diversity": v, "scorer:judge": j} for n, (d, v, j) in rows.items()}
+    if likeness:
+        signals.append(Signal("likeness:thumbnail", "likeness", "high", "closest training image"))
+        for n, v in likeness.items():
+            values[n]["likeness:thumbnail"] = v
+    epochs = {n: None if n == "base" else int(n[1:]) for n in rows}
+    return SignalReport(list(rows), signals, values, epochs, [], 10, 2)
+
+
+RUN = {
+    "base": (None, 0.30, 0.9),
+    "e1": (0.02, 0.30, 0.9),  # barely changed from the base
+    "e2": (0.10, 0.30, 0.9),
+    "e3": (0.25, 0.32, 0.85),
+    "e4": (0.30, 0.31, 0.88),
+    "e5": (0.32, 0.30, 0.80),
+    "e6": (0.33, 0.28, 0.70),
+    "e7": (0.34, 0.12, 0.60),  # collapsed: the same picture whatever the seed
+}
+
+
+def test_the_shortlist_is_the_plateau_after_the_style_emerged_and_before_it_collapses():
+    shortlist = suggest_shortlist(report(RUN), size=3)
+    assert shortlist.names == ["e3", "e4", "e5"]
+    assert "barely changed" in shortlist.reasons["e1"] and "barely changed" in shortlist.reasons["e2"]
+    assert "seeds collapse" in shortlist.reasons["e7"] and "40% of the base's" in shortlist.reasons["e7"]
+    assert "weaker signals" in shortlist.reasons["e6"] and "judge 0.7" in shortlist.reasons["e6"]
+    assert shortlist.plateau == "e4"  # drift stays >= 80% of the largest from e4 on
+    assert "base" not in shortlist.reasons
+    assert suggest_shortlist(report(RUN), size=6).names == ["e3", "e4", "e5", "e6"]
+    copying = suggest_shortlist(report(RUN, likeness={"e4": 0.99, "e5": 0.6}), size=3)
+    assert "e4" not in copying.names and "copying" in copying.reasons["e4"]
+    assert suggest_shortlist(report(RUN), usable=["e4", "e5"]).names == ["e4", "e5"]
+
+
+def test_edits_keep_and_drop():
+    order = ["e1", "e2", "e3", "e4"]
+    assert edited_shortlist(["e2", "e3"], {}, order) == ["e2", "e3"]
+    assert edited_shortlist(["e2", "e3"], {"e3": False, "e4": True}, order) == ["e2", "e4"]
+
+
+def vote(winner, loser):
+    return Vote(winner=winner, loser=loser, prompt="p", seed=1, when="2026-01-01T00:00:00+00:00")
+
+
+def test_a_recommendation_is_proposed_only_on_clear_evidence():
+    order = ["e1", "e2", "e3", "e4", "e5"]
+    shortlist = ["e3", "e4", "e5"]
+    labels = {n: f"epoch {n[1:]}" for n in order}
+    sig = report(RUN)
+    suggested = suggest_shortlist(sig, size=3)
+
+    none = recommend(order, Review(), shortlist, report=sig, labels=labels)
+    assert none.checkpoint is None and none.confidence == "none" and "epoch 3" in none.settle
+
+    clear = Review(ratings={"e4": 5}, votes=[vote("e4", "e3")] * 5 + [vote("e4", "e5")] * 5 + [vote("e3", "e5")])
+    rec = recommend(order, clear, shortlist, report=sig, suggested=suggested, labels=labels)
+    assert rec.checkpoint == "e4" and rec.confidence == "clear" and rec.p_best >= 0.9
+    assert rec.evidence.startswith("epoch 4: rated 5, won 10 of 10 votes against the shortlist")
+    assert "seeds still diverse" in rec.evidence and "drift has plateaued since epoch 4" in rec.evidence
+    assert rec.headline().startswith("Release epoch 4: ")
+
+    # A 5-star checkpoint the votes put last: nothing is proposed, and the page says what would settle it.
+    contradicted = Review(ratings={"e3": 5}, votes=[vote("e4", "e3")] * 4 + [vote("e5", "e3")] * 4)
+    contradicted.votes += [vote("e4", "e5")] * 3
+    rec = recommend(order, contradicted, shortlist, report=sig, labels=labels)
+    assert rec.checkpoint is None and rec.conflicts and "epoch 3 is rated 5 but ranks 3 of 3" in rec.conflicts[0]
+
+    early = Review(votes=[vote("e3", "e4")])
+    rec = recommend(order, early, shortlist, report=sig, labels=labels)
+    assert rec.checkpoint is None and rec.confidence in ("likely", "weak")
+    assert "epoch 5" in rec.settle and "more vote" in rec.settle  # the unseen one, and about how many votes
+
+    level = Review(votes=[vote("e3", "e4"), vote("e4", "e3")] * 4 + [vote("e3", "e5"), vote("e4", "e5")] * 3)
+    rec = recommend(order, level, shortlist, report=sig, labels=labels)
+    assert rec.confidence == "even" and rec.checkpoint is None and "either is a fine release" in rec.settle
+
+
+@pytest.fixture()
+def suggest_config(tmp_path, tiny_model, run_dir_small):
+    path = tmp_path / "suggest.toml"
+    path.write_text(
+        textwrap.dedent(f"""
+        name = "tiny"
+        [model]
+        path = "{tiny_model}"
+        pipeline = "ZImagePipeline"
+        device = "cpu"
+        [loras]
+        dir = "{run_dir_small}"
+        [render]
+        prompt = "a red circle"
+        steps = 2
+        width = 32
+        height = 32
+        [signals]
+        seeds = "1, 2"
+        quality = false
+        scorers = ["zbench.demo.metrics:scene_score", "no_such_module_zb:score"]
+    """)
+    )
+    return path
+
+
+@pytest.fixture()
+def run_dir_small(tmp_path, make_lora):
+    run = tmp_path / "run"
+    for epoch in (5, 10, 20):
+        make_lora(run / f"style_{epoch}.safetensors", rank=4, seed=epoch, strength=2.0 + epoch / 10)
+    return run
+
+
+def test_suggest_prints_signals_shortlist_ranking_and_recommendation(suggest_config, run_dir_small, capsys, monkeypatch):
+    monkeypatch.setenv("ZBENCH_CACHE_DIR", str(run_dir_small.parent / "cache"))
+    DecisionStore(run_dir_small).set_rating("style_10.safetensors", 5)
+    assert main(["suggest", "--config", str(suggest_config), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "signals from 8 images: 1 prompts x 2 seeds" in out
+    assert "drift" in out and "diversity" in out and "higher is better" in out
+    assert "no_such_module_zb" in out and "cannot be imported" in out  # a broken scorer is said, the rest runs
+    assert "suggested shortlist" in out and "ranking of ratings and votes" in out and "rated 5" in out
+    assert main(["suggest", str(run_dir_small), "--config", str(suggest_config), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [c["name"] for c in data["checkpoints"]] == [f"style_{e}.safetensors" for e in (5, 10, 20)]
+    assert data["seeds"] == [1, 2] and data["signals"]["values"]["style_20.safetensors"]["drift"] > 0
+    assert data["recommendation"]["leader"] == "style_10.safetensors" and data["base"]["diversity"] is not None
+    assert main(["suggest", str(run_dir_small / "missing"), "--config", str(suggest_config)]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_demo_shortlist_holds_the_middle_epochs(tmp_path, monkeypatch, capsys):
+    """From signals alone, the shipped demo run's shortlist holds middle epochs: the glow has emerged and the
+    shapes still hold; neither epoch 5 (barely changed from the base) nor epoch 300 (shapes lost)."""
+    monkeypatch.setenv("ZBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["suggest", "--json"]) == 0  # configs/demo.toml and loras/dreamy, as the README shows
+    data = json.loads(capsys.readouterr().out)
+    short = [c["epoch"] for c in data["checkpoints"] if c["shortlist"]]
+    assert 3 <= len(short) <= 6 and min(short) >= 20 and max(short) <= 150, short
+    why = {c["epoch"]: c["why"] for c in data["checkpoints"]}
+    assert "barely changed from the base" in why[5] and "weaker signals" in why[300]
+    assert data["recommendation"]["confidence"] == "none"  # no ratings or votes yet: nothing proposed
