@@ -101,11 +101,14 @@ def test_browser_real_run_grid_panels_ratings_votes_and_reload(server, tmp_path)
         page.keyboard.press("ArrowRight")
         page.wait_for_timeout(300)
         page.keyboard.press("2")
+        page.keyboard.press("k")  # the quick pass: keep this one on the shortlist
         page.screenshot(path=str(shots / "2-large-view.png"))
         page.keyboard.press("Escape")
         page.wait_for_function("window.__zbenchGrid.data.columns[4].stars === 2", timeout=30_000)
-        ratings = DecisionStore(run).load().ratings
-        assert ratings == {"dreamy-000003.safetensors": 4, "dreamy-000004.safetensors": 2}
+        page.wait_for_function("window.__zbenchGrid.data.columns[4].short === true", timeout=30_000)
+        review = DecisionStore(run).load()
+        assert review.ratings == {"dreamy-000003.safetensors": 4, "dreamy-000004.safetensors": 2}
+        assert review.shortlist == {"dreamy-000004.safetensors": True}
         assert _grid(page, "z.data.columns[3].stars") == 4
 
         # 3. Draw a box on one cell: a panel of that region under every column, the strip showing that region.
@@ -150,7 +153,7 @@ def test_browser_real_run_grid_panels_ratings_votes_and_reload(server, tmp_path)
         page.get_by_text("3 votes:").wait_for(timeout=30_000)
         votes = DecisionStore(run).load().votes
         shortlist = {c for v in votes for c in (v.winner, v.loser)}
-        assert len(votes) == 3 and len(shortlist) <= 6  # drawn among the shortlist, not all 25
+        assert len(votes) == 3 and len(shortlist) <= 7  # drawn among the shortlist (6 and the kept one), not all 25
         # Typing in a field: the keys pause (the line says so) and the arrow moves the caret, not a vote.
         page.get_by_role("textbox", name="Why").click()
         page.get_by_text("Keys paused while you type").wait_for(timeout=10_000)
