@@ -21,6 +21,10 @@ def test_shipped_configs_parse():
         ('[model]\npath = "x"\n[render]\nwidth = 100\n', "multiple of 16"),
         ("[render]\nsteps = 3\n", "needs `path`"),
         ("[model\n", "not valid TOML"),
+        ('[model]\npath = "x"\n[signals]\nscorers = "a:b"\n', r"signals\.scorers should be a list of texts"),
+        ('[model]\npath = "x"\n[signals]\nseeds = [1.5]\n', r"signals\.seeds should be seeds"),
+        ('[model]\npath = "x"\n[signals]\nshortlist = 40\n', "2 to 12 checkpoints"),
+        ('[model]\npath = "x"\n[signals]\nclips = "x"\n', r"unknown setting signals\.clips"),
     ],
 )
 def test_bad_configs_say_what_is_wrong(tmp_path, text, message):
@@ -55,3 +59,19 @@ def test_a_missing_model_names_the_configs_own_fix(tmp_path):
     plain.write_text('[model]\npath = "nowhere"\n')  # no repo_id: nothing is asked of the hub
     with pytest.raises(BaseModelError, match=r"To fix: download the model there \(huggingface-cli download <repo id>"):
         load_base(load_config(plain))
+
+
+def test_signals_settings(tmp_path):
+    (tmp_path / "data").mkdir()
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[model]\npath = "m"\n[signals]\nseeds = [1, 2, 3]\ndataset = "data"\nclip = "openai/clip-vit-base-patch32"\n'
+        'scorers = ["mypkg.faces:identity"]\nquality = false\n'
+    )
+    config = load_config(path)
+    assert config.signal_seeds == "1, 2, 3" and config.signal_dataset == tmp_path / "data"
+    assert config.signal_clip == "openai/clip-vit-base-patch32"  # a hub id stays a hub id
+    assert config.signal_scorers == ("mypkg.faces:identity",) and config.signal_quality is False
+    demo = load_config()
+    assert demo.signal_scorers == ("zbench.demo.metrics:scene_score",) and demo.signal_dataset.is_dir()
+    assert demo.signal_prompts_file.is_file() and demo.shortlist_size == 6
