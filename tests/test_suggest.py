@@ -129,7 +129,9 @@ def run_dir_small(tmp_path, make_lora):
     return run
 
 
-def test_suggest_prints_signals_shortlist_ranking_and_recommendation(suggest_config, run_dir_small, capsys, monkeypatch):
+def test_suggest_prints_signals_shortlist_ranking_and_recommendation(
+    suggest_config, run_dir_small, capsys, monkeypatch
+):
     monkeypatch.setenv("ZBENCH_CACHE_DIR", str(run_dir_small.parent / "cache"))
     DecisionStore(run_dir_small).set_rating("style_10.safetensors", 5)
     assert main(["suggest", "--config", str(suggest_config), "--quiet"]) == 0

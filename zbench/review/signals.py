@@ -29,6 +29,8 @@ import math
 import sqlite3
 import statistics
 import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,12 +81,32 @@ LIKENESS = Signal("likeness", "likeness", "high", "similarity to the closest tra
 BUILTIN = (DRIFT, CHANGE, DIVERSITY, QUALITY, ADHERENCE, LIKENESS)
 
 
+# id(image) -> (a weak reference to it, digest), newest last: remembered without keeping images alive.
+_DIGESTS: OrderedDict[int, tuple[weakref.ref, str]] = OrderedDict()
+_DIGESTS_KEPT = 4096
+_DIGESTS_LOCK = threading.Lock()
+
+
 def image_digest(image: Image.Image) -> str:
-    """A digest of an image's pixels (mode, size and bytes): the key its signals are cached under."""
+    """A digest of an image's pixels (mode, size and bytes): the key its signals are cached under.
+
+    Remembered per image object (the page shows the same cached images on every rerun), so a 1024² image is
+    hashed once, not on every rerun.
+    """
+    with _DIGESTS_LOCK:
+        hit = _DIGESTS.get(id(image))
+        if hit is not None and hit[0]() is image:
+            _DIGESTS.move_to_end(id(image))
+            return hit[1]
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{image.mode}:{image.width}x{image.height}:".encode())
     h.update(image.tobytes())
-    return h.hexdigest()
+    digest = h.hexdigest()
+    with _DIGESTS_LOCK:
+        _DIGESTS[id(image)] = (weakref.ref(image), digest)
+        while len(_DIGESTS) > _DIGESTS_KEPT:
+            _DIGESTS.popitem(last=False)
+    return digest
 
 
 class SignalCache:
