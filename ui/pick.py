@@ -7,6 +7,7 @@ next pair and the release default all show the new vote or rating), never the gr
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import zlib
 from pathlib import Path
@@ -146,6 +147,8 @@ def _signal_source(opened: OpenRun, dec: zbench.Decision | None) -> None:
             st.text(f"{signal.label}: {signal.means} ({better} is better)")
         for problem in report.problems:
             st.caption(literal(problem))
+        if problem := st.session_state.get("signal_problem"):
+            st.caption(f"The signal set cannot be used: {literal(problem)}")
         if found is not None and found[1]:
             cells, name = len(found[0]), literal(Path(str(config.source)).name)
             st.caption(
@@ -194,6 +197,13 @@ def _table_and_chart(opened: OpenRun, results: list[zbench.CellResult], dec: zbe
     decimals = {c: st.column_config.NumberColumn(format="%.4f") for c in floats}
     decimals["P(best)"] = st.column_config.NumberColumn(format="percent")
     st.dataframe(table, hide_index=True, width="stretch", placeholder="", column_config=decimals)
+    st.caption(
+        f"Ranked by ratings and blind votes together: one star counts {zbench.RATING_LOGIT:g} on the vote scale "
+        f"(a 4-star checkpoint is expected to win {1 / (1 + math.exp(-zbench.RATING_LOGIT)):.0%} of blind votes "
+        f"against a 3-star one) and a rating weighs about {zbench.RATING_VOTES} "
+        "votes between equals. P(best) is the probability that a checkpoint is the best of those ranked; vote "
+        "score is its strength (1 = average) with a 95% interval (vote low, vote high)."
+    )
     x = "epoch" if table["epoch"].notna().any() else ("step" if table["step"].notna().any() else None)
     signal_labels = [s.label for s in dec.report.signals] if dec is not None else []
     metric = st.selectbox("Chart", signal_labels + CHART_METRICS, key="chart_metric")

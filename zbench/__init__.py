@@ -25,7 +25,7 @@ from .review.grid import (
 )
 from .review.metrics import image_distance, lora_delta_norm, lora_weight_change
 from .review.page_state import load_page_state, save_page_state
-from .review.ranking import informative_pair, next_blind_pair, rank_votes, vote_summary
+from .review.ranking import RATING_LOGIT, RATING_VOTES, informative_pair, next_blind_pair, rank_votes, vote_summary
 from .review.recommend import Recommendation, recommend
 from .review.records import DecisionError, Review, Vote
 from .review.scorers import ScorerError, load_scorer, quality_score, ssim_distance
@@ -39,6 +39,8 @@ from .sweep import StoredGrid, SweepError, SweepSpec, SweepStore, SweepSummary, 
 
 __all__ = [
     "PRESETS",
+    "RATING_LOGIT",
+    "RATING_VOTES",
     "AdapterSwapper",
     "Base",
     "BaseModelError",
