@@ -1,6 +1,6 @@
 """Decision benchmark: how many interactions a person needs to name the best of a run's checkpoints, per strategy.
 
-`python benchmarks/decide.py [--runs 200] [--budget 300] [--checkpoints 30] [--seed 0] [--quick]`
+`python benchmarks/decide.py [--runs 200] [--budget 300] [--checkpoints 30] [--margin 0.7] [--seed 0] [--quick]`
 
 Simulated runs with a known favourite; every strategy reviews the same runs (same seeds). One simulated run:
 
@@ -10,8 +10,10 @@ Simulated runs with a known favourite; every strategy reviews the same runs (sam
   The style emerges (a logistic of height H ~ U(2.5, 3.5) logits, width w ~ U(0.04, 0.06) of the run, midpoint
   x_e = x_p − U(0.10, 0.20)), then overcooks after the peak x_p ~ U(0.3, 0.7): q falls by D ~ U(6, 10) logits per
   run (0.2-0.33 a checkpoint at 30), smoothed over s = 0.03. J = 0.4 logits is each checkpoint's own luck.
-  The favourite is argmax q; the runner-up is close (printed: its margin, and how often it is within 0.7 logit,
-  i.e. the favourite wins at most 2 of 3 blind votes against it).
+  The favourite is argmax q. As drawn, a smooth curve makes the top two a near tie (median margin 0.18 logit:
+  the person prefers the favourite in 54% of blind votes, which no strategy can resolve in 25 votes); a person
+  who *has* a favourite prefers it visibly, so by default (``--margin`` 0.7) it is set 0.7 logit above the next
+  best: preferred in 2 of 3 blind votes against its closest rival. A second table varies the margin (0 = as drawn).
 - **Signals** from the truth, with noise: drift = 0.4·σ((x − x_e)/w) + N(0, 0.01) (rises, levels off);
   change = 0.03 + |Δ drift| + N(0, 0.005); diversity = 0.45·(1 − 0.65·σ((x − x_c)/0.04)) + N(0, 0.02), collapsing
   from x_c = x_p + U(0.15, 0.30) (the base: 0.45); a judge scorer ("scorer:judge", high is good) = q + N(0, sd)
@@ -23,9 +25,7 @@ Simulated runs with a known favourite; every strategy reviews the same runs (sam
 Strategies (an interaction is one vote or one star rating):
 
 - A. all pairs, round robin (before): ``next_blind_pair`` over all checkpoints, votes only;
-- B. all checkpoints, active pairs: ``informative_pair`` over all of them, votes only; simulated to at most
-  ALL_ACTIVE_BUDGET = 100 interactions, as ``informative_pair`` over 30 names costs about 10 ms a call (its 435
-  pairs and 4000 posterior draws) and 300 of them per run would take the default run past 10 minutes;
+- B. all checkpoints, active pairs: ``informative_pair`` (top-two Thompson sampling) over all of them, votes only;
 - C. signal shortlist + active pairs (now): ``informative_pair`` among the 6 of ``suggest_shortlist``;
 - D. signal shortlist + stars + active pairs: the 6 rated first (6 interactions), then ``informative_pair`` among
   them with ``ratings=``.
@@ -60,12 +60,15 @@ from zbench.review.shortlist import suggest_shortlist
 from zbench.review.signals import BASE, CHANGE, DIVERSITY, DRIFT, Signal, SignalReport
 
 JITTER = 0.4  # logits: each checkpoint's own deviation from the quality curve
+MARGIN = 0.7  # logits: the favourite over the next best (a person prefers it in 2 of 3 blind votes); 0 = as drawn
+SWEEP = (0.0, 0.3, 0.5, 0.7, 1.0)  # favourite margins of the second table
 JUDGE_NOISE = 0.3  # the judge's noise sd, as a share of the range of q over the run
 LAPSE = 0.05  # share of votes clicked at random
 STAR_LOGIT, STAR_SD = 0.8, 0.7  # one star per 0.8 logit of quality above the shortlist's mean; noise in stars
 SHORTLIST = 6
-ALL_ACTIVE_BUDGET = 100  # interactions simulated for strategy B (see the module's docstring)
+ALL_ACTIVE_BUDGET = 300  # interactions simulated for strategy B at most
 AT = 25  # interactions: the target
+MARKS = (10, 25, 50, 100, 200, 300)  # interactions shown in the curve table
 CLEAR_MARGIN = 0.5  # logits: a favourite this far above its runner-up is "clear" (wins 62% against it)
 JUDGE = Signal("scorer:judge", "judge", "high", "synthetic judge")
 STRATEGIES = {
@@ -93,7 +96,7 @@ def sigmoid(z):
 
 
 def make_world(
-    n: int, rng: np.random.Generator, jitter: float = JITTER, judge_noise: float = JUDGE_NOISE
+    n: int, rng: np.random.Generator, jitter: float = JITTER, judge_noise: float = JUDGE_NOISE, margin: float = MARGIN
 ) -> World:
     """A run of ``n`` checkpoints: the quality curve, its signals and the real shortlist (module docstring).
 
@@ -105,6 +108,9 @@ def make_world(
     rise = sigmoid((x - emerge) / width)
     q = rng.uniform(2.5, 3.5) * rise - rng.uniform(6, 10) * 0.03 * np.logaddexp(0, (x - peak) / 0.03)
     q = q + jitter * rng.standard_normal(n)
+    if margin > 0:  # a known favourite: the best checkpoint stands ``margin`` logits above the next best
+        best = int(np.argmax(q))
+        q[best] = max(q[best], np.delete(q, best).max() + margin)
     drift = np.maximum(0.4 * rise + 0.01 * rng.standard_normal(n), 0.0)  # distances (1 − SSIM) are ≥ 0
     change = np.maximum(0.03 + np.abs(np.diff(drift, prepend=0.0)) + 0.005 * rng.standard_normal(n), 0.0)
     collapse = peak + rng.uniform(0.15, 0.30)
@@ -132,12 +138,17 @@ def limit(key: str, budget: int) -> int:
     return min(budget, ALL_ACTIVE_BUDGET) if key == "B" else budget
 
 
-def leader(pool: list[str], votes: list[Vote], ratings: dict[str, int]) -> str | None:
-    """The recommendation: the posterior mode's best (the top row of ``rank_votes``), None without evidence."""
+def leader(pool: list[str], votes: list[Vote], ratings: dict[str, int], tie: random.Random) -> str | None:
+    """The recommendation: the posterior mode's best (the top row of ``rank_votes``), None without evidence.
+
+    Names tied for the best (one win each, the same stars) are drawn among by ``tie``, not taken in run order.
+    """
     if len(pool) == 1:
         return pool[0]
     fit = fit_ranking(pool, votes, ratings)
-    return fit.names[int(np.argmax(fit.theta))] if fit.names else None
+    if not fit.names:
+        return None
+    return tie.choice([n for n, t in zip(fit.names, fit.theta, strict=True) if t >= fit.theta.max() - 1e-6])
 
 
 def review(world: World, key: str, budget: int, seed: int, run: int) -> tuple[dict[int, str | None], tuple]:
@@ -147,6 +158,7 @@ def review(world: World, key: str, budget: int, seed: int, run: int) -> tuple[di
         The recommendation at each of ``checks(budget)``, and (settled, leader) of ``vote_summary`` at AT.
     """
     rng = random.Random(f"{seed}:{run}:{key}")  # the strategy's own choices (pair order, ties)
+    tie = random.Random(f"{seed}:{run}:{key}:leader")  # ties for the recommendation
     person = np.random.default_rng([seed, run, ord(key)])  # the voter's and rater's noise
     pool = world.names if key in "AB" else world.shortlist
     mean = float(np.mean([world.q[n] for n in pool])) if pool else 0.0
@@ -167,25 +179,27 @@ def review(world: World, key: str, budget: int, seed: int, run: int) -> tuple[di
                 winner, loser = (a, b) if person.random() < p else (b, a)
                 votes.append(Vote(winner, loser, "a prompt", step, ""))
         if step in wanted:
-            out[step] = leader(pool, votes, ratings) if pool else None
+            out[step] = leader(pool, votes, ratings, tie) if pool else None
         if step == AT and len(pool) > 1:
             s = vote_summary(pool, votes, ratings)
             summary = (bool(s["settled"]), s["leader"])
     return out, summary
 
 
-def simulate_run(n: int, budget: int, seed: int, run: int, jitter: float, judge_noise: float) -> dict:
-    """One run: its world and every strategy's recommendations (a picklable dict, for a process pool)."""
-    world = make_world(n, np.random.default_rng([seed, run]), jitter, judge_noise)
+def simulate_run(
+    n: int, budget: int, seed: int, run: int, jitter: float, judge_noise: float, margin: float, keys: str
+) -> dict:
+    """One run: its world and the recommendations of strategies ``keys`` (a picklable dict, for a process pool)."""
+    world = make_world(n, np.random.default_rng([seed, run]), jitter, judge_noise, margin)
     result = {"world": world}
-    for key in STRATEGIES:
+    for key in keys:
         result[key] = review(world, key, limit(key, budget), seed, run)
     return result
 
 
 def run_benchmark(
     runs: int, budget: int, checkpoints: int = 30, seed: int = 0, workers: int = 1,
-    jitter: float = JITTER, judge_noise: float = JUDGE_NOISE,
+    jitter: float = JITTER, judge_noise: float = JUDGE_NOISE, margin: float = MARGIN, keys: str = "ABCD",
 ) -> dict:  # fmt: skip
     """Simulate ``runs`` runs and summarise each strategy (see ``format_table``); the same seed, the same result
     whatever ``workers`` (processes).
@@ -193,7 +207,7 @@ def run_benchmark(
     Returns:
         ``rows`` (one dict per strategy), ``margins`` (favourite − runner-up, logits, per run), the parameters.
     """
-    jobs = [(checkpoints, budget, seed, r, jitter, judge_noise) for r in range(runs)]
+    jobs = [(checkpoints, budget, seed, r, jitter, judge_noise, margin, keys) for r in range(runs)]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             results = list(pool.map(simulate_run, *zip(*jobs, strict=True), chunksize=max(1, runs // (4 * workers))))
@@ -203,6 +217,8 @@ def run_benchmark(
     clear = np.array([w.margin >= CLEAR_MARGIN for w in worlds])
     rows, at = [], min(AT, budget)
     for key, label in STRATEGIES.items():
+        if key not in keys:
+            continue
         recs = [r[key][0] for r in results]  # the recommendation at each check, per run
         named = {k: np.mean([rec[k] == w.favourite for rec, w in zip(recs, worlds, strict=True)])
                  for k in checks(limit(key, budget))}  # fmt: skip
@@ -215,12 +231,14 @@ def run_benchmark(
             "first": next((k for k in named if named[k] >= 0.9), None),
             "first_top2": next((k for k in top2 if top2[k] >= 0.9), None),
             "named": named[at], "top2": top2[at], "clear": float(hit[clear].mean()) if clear.any() else None,
+            "curve": {k: (named[k], top2[k]) for k in MARKS if k in named},
             "in_shortlist": None if key in "AB" else float(np.mean([w.favourite in w.shortlist for w in worlds])),
             "settled": len(settled) / runs, "settled_right": float(np.mean(settled)) if settled else None,
         })  # fmt: skip
     margins = np.array([w.margin for w in worlds])
     return {"rows": rows, "margins": margins, "runs": runs, "budget": budget, "checkpoints": checkpoints,
-            "seed": seed, "clear_runs": int(clear.sum()), "jitter": jitter, "judge_noise": judge_noise}  # fmt: skip
+            "seed": seed, "clear_runs": int(clear.sum()), "jitter": jitter, "judge_noise": judge_noise,
+            "margin": margin}  # fmt: skip
 
 
 def format_table(result: dict) -> str:
@@ -242,6 +260,16 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def format_curve(result: dict) -> str:
+    """Named the favourite / one of the top 2 after each of MARKS interactions (blank past a strategy's budget)."""
+    marks = [k for k in MARKS if k <= result["budget"]]
+    lines = ["| strategy | " + " | ".join(f"{k}" for k in marks) + " |", "|---|" + "---:|" * len(marks)]
+    for r in result["rows"]:
+        cells = [f"{r['curve'][k][0]:.0%} / {r['curve'][k][1]:.0%}" if k in r["curve"] else "" for k in marks]
+        lines.append(f"| {r['strategy']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def header(result: dict) -> str:
     m = result["margins"]
     return (
@@ -250,7 +278,8 @@ def header(result: dict) -> str:
         f"quality curve: logistic rise H~U(2.5,3.5) logits, peak x_p~U(0.3,0.7) of the run, decline D~U(6,10) "
         f"logits/run, checkpoint jitter {result['jitter']}; voter: Bradley-Terry, lapse {LAPSE:.0%}; judge noise "
         f"{result['judge_noise']} x range of q; stars: 1 per {STAR_LOGIT} logit, sd {STAR_SD}; shortlist {SHORTLIST}\n"
-        f"favourite's margin over the runner-up (logits): median {np.median(m):.2f}, 90th percentile "
+        f"favourite set {result['margin']} logits above the next best (0: as the curve draws it); its margin "
+        f"(logits): median {np.median(m):.2f}, 90th percentile "
         f"{np.quantile(m, 0.9):.2f}; within 0.7 in {np.mean(m < 0.7):.0%} of runs; 'clear' (≥ {CLEAR_MARGIN}) in "
         f"{result['clear_runs']} runs\n"
         "recommendation: fit_ranking's posterior mode (the top of rank_votes), checked at every interaction up to "
@@ -276,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jitter", type=float, default=JITTER, help=f"checkpoint luck, logits (default {JITTER})")
     parser.add_argument("--judge-noise", type=float, default=JUDGE_NOISE,
                         help=f"the judge's sd as a share of the range of q (default {JUDGE_NOISE})")  # fmt: skip
+    parser.add_argument("--margin", type=float, default=MARGIN,
+                        help=f"the favourite over the next best, logits (default {MARGIN}; 0: as drawn)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: the cores)")
     parser.add_argument("--quick", action="store_true", help="a shrunk run: 40 runs, budget 120")
     args = parser.parse_args(argv)
@@ -283,12 +314,34 @@ def main(argv: list[str] | None = None) -> int:
         args.runs, args.budget = 40, 120
     started = time.perf_counter()
     result = run_benchmark(args.runs, args.budget, args.checkpoints, args.seed, args.workers, args.jitter,
-                           args.judge_noise)  # fmt: skip
+                           args.judge_noise, args.margin)  # fmt: skip
+    # How the answer depends on how clear the favourite is: named at AT for each margin, the same runs otherwise.
+    sweep = {m: run_benchmark(args.runs // 2, AT, args.checkpoints, args.seed, args.workers, args.jitter,
+                              args.judge_noise, m, keys="ACD") for m in SWEEP}  # fmt: skip
     wall = time.perf_counter() - started
     print(header(result))
     print(f"machine: {machine()}; {args.workers} worker processes; wall {wall:.1f} s\n")
     print(format_table(result))
+    print("\nnamed the favourite / one of the top 2, after this many interactions:\n")
+    print(format_curve(result))
+    print(f"\nnamed the favourite at {AT} interactions, by how clearly the person prefers it "
+          f"({args.runs // 2} runs each; margin 0 = the curve as drawn, often a near tie):\n")  # fmt: skip
+    print(format_sweep(sweep))
     return 0
+
+
+def format_sweep(sweep: dict[float, dict]) -> str:
+    """Named at AT (and one of the top 2) per favourite margin, one column per strategy."""
+    keys = [r["key"] for r in next(iter(sweep.values()))["rows"]]
+    names = {r["key"]: r["strategy"] for r in next(iter(sweep.values()))["rows"]}
+    lines = ["| margin (logits) | person prefers it | " + " | ".join(names[k] for k in keys) + " |",
+             "|---:|---:|" + "---:|" * len(keys)]  # fmt: skip
+    for m, result in sweep.items():
+        rows = {r["key"]: r for r in result["rows"]}
+        prefers = "near tie" if m == 0 else f"{1 / (1 + math.exp(-m)):.0%}"
+        cells = [f"{rows[k]['named']:.0%} ({rows[k]['top2']:.0%})" for k in keys]
+        lines.append(f"| {m:g} | {prefers} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -28,10 +28,14 @@ def test_decide_bench_table_has_every_strategy_and_is_reproducible():
         assert (row["in_shortlist"] is None) == (row["key"] in "AB")
     assert len(result["margins"]) == 3 and (result["margins"] >= 0).all()
     assert "named at 25" in table and "favourite in shortlist" in table
+    curve = decide.format_curve(result).splitlines()  # columns: the marks within the budget (10 and 25)
+    assert len(curve) == len(lines) and curve[0].count("|") == 4 and {line.count("|") for line in curve} == {4}
     again = decide.run_benchmark(runs=3, budget=30, checkpoints=10, seed=7)
     assert decide.format_table(again) == table
     assert (again["margins"] == result["margins"]).all()
     assert "judge noise" in decide.header(result)
+    sweep = decide.format_sweep({m: decide.run_benchmark(2, 25, 10, 7, margin=m, keys="ACD") for m in (0.0, 0.7)})
+    assert sweep.count("\n") == 3 and "near tie" in sweep and "67%" in sweep
 
 
 def test_decide_bench_worlds_follow_the_model():
@@ -43,3 +47,5 @@ def test_decide_bench_worlds_follow_the_model():
     assert world.favourite == max(world.q, key=world.q.get) and world.favourite in world.top2
     assert 0 < len(world.shortlist) <= decide.SHORTLIST and set(world.shortlist) <= set(world.names)
     assert world.margin == world.q[world.favourite] - max(v for n, v in world.q.items() if n != world.favourite)
+    assert world.margin >= decide.MARGIN - 1e-9  # a known favourite: preferred 2:1 over its closest rival
+    assert decide.make_world(30, np.random.default_rng([0, 1]), margin=0).margin < decide.MARGIN

@@ -48,6 +48,7 @@ Z95 = 1.96  # a 95% interval, in standard errors
 CLEAR = 0.9  # the leader is "clear" when it is the best with at least this probability
 EVEN_GAP = 0.5  # a gap in strength below this (a 62/38 preference) is "about even" for a person
 DRAWS = 4000  # posterior draws for the probability of being the best (seeded: the same answer every time)
+TOP_TWO_TRIES = 100  # draws looking for a challenger before taking the closest rival
 
 
 @dataclass
@@ -216,31 +217,36 @@ def informative_pair(
 ) -> tuple[str, str] | None:
     """The pair whose next vote tells the most about which of ``names`` is best, in random order.
 
-    Names never voted on come first (paired with each other, or with the current leader), so every
-    candidate is seen once. Then the pair that maximises (P(best of a) + P(best of b)) × p(1 − p) ×
-    Var(θ_a − θ_b): a close match, still uncertain, between checkpoints that may be the best.
+    Names with neither a vote nor a rating come first (paired with each other, or with the current leader),
+    so every candidate is seen once. Then top-two Thompson sampling (Russo 2016), the rule for finding the best
+    of several with few comparisons: draw strengths from the posterior; the best of the draw meets the best of
+    a second draw that names another checkpoint. The leader keeps meeting whichever rival could still beat it,
+    in proportion to how likely that is.
     """
     unique = list(dict.fromkeys(names))
     if len(unique) < 2:
         return None
     fit = fit_ranking(unique, votes, ratings)
-    voted = set(fit.wins) | set(fit.losses)
-    fresh = [n for n in unique if n not in voted]
-    best = fit.p_best()
+    fresh = [n for n in unique if n not in fit.names]
     if len(fresh) > 1:
         pair = (fresh[0], fresh[1])
-    elif fresh:  # the last one never voted on meets the current leader
-        pair = (fresh[0], max((n for n in unique if n in voted), key=lambda p: best[p]))
+    elif fresh:  # the last one never seen meets the current leader
+        pair = (fresh[0], fit.names[int(np.argmax(fit.theta))])
     else:
-
-        def value(pair: tuple[str, str]) -> float:
-            a, b = pair
-            q = 1 / (1 + math.exp(-(fit.theta[fit.index(a)] - fit.theta[fit.index(b)])))
-            return (best[a] + best[b]) * q * (1 - q) * fit.diff_var(a, b)
-
-        pairs = list(itertools.combinations(unique, 2))
-        top = max(value(p) for p in pairs)
-        pair = rng.choice([p for p in pairs if value(p) >= top * (1 - 1e-9)])
+        n = len(fit.names)
+        chol = np.linalg.cholesky(fit.cov + 1e-12 * np.eye(n))
+        draws = np.random.default_rng(rng.getrandbits(64))
+        first = int(np.argmax(fit.theta + chol @ draws.standard_normal(n)))
+        second = first
+        for _ in range(TOP_TWO_TRIES):
+            second = int(np.argmax(fit.theta + chol @ draws.standard_normal(n)))
+            if second != first:
+                break
+        else:  # the leader wins every draw: its closest rival, where a vote still tells the most
+            rivals = [k for k in range(n) if k != first]
+            second = max(rivals, key=lambda k: fit.diff_var(fit.names[first], fit.names[k]) - (
+                fit.theta[first] - fit.theta[k]) ** 2)  # fmt: skip
+        pair = (fit.names[first], fit.names[second])
     left, right = pair
     return (left, right) if rng.random() < 0.5 else (right, left)
 
