@@ -223,3 +223,16 @@ def test_clip_adherence_from_a_local_model_and_never_a_download(tiny_clip, tmp_p
         clip_scorer("zbench-tests/not-in-the-local-cache")
     report = compute_signals(grid, signals=Signals(quality=False, clip=str(tmp_path / "no-clip-here")))
     assert any("never downloads" in p for p in report.problems) and report.signal("adherence") is None
+
+
+def test_without_the_quality_package_the_rest_is_measured(monkeypatch):
+    from zbench.review import scorers
+
+    monkeypatch.setattr(scorers, "_brisque", lambda: "ModuleNotFoundError: No module named 'cv2'")
+    grid = results((None, {1: picture(GREEN, 1)}), (ck(1), {1: picture(RED, 1)}))
+    report = compute_signals(grid, signals=Signals(quality=True))
+    assert report.signal("quality") is None and report.values[ck(1).name]["drift"] > 0
+    assert [p for p in report.problems if "brisque" in p] == [
+        "the quality signal needs the brisque package (ModuleNotFoundError: No module named 'cv2'): "
+        "pip install -r requirements.txt"
+    ]

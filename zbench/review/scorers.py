@@ -34,6 +34,7 @@ __all__ = [
     "ScorerError",
     "clip_scorer",
     "load_scorer",
+    "quality_missing",
     "quality_score",
     "ssim_distance",
     "thumbnail_feature",
@@ -105,6 +106,14 @@ def _brisque():
         return f"{type(err).__name__}: {err}"
 
 
+def quality_missing() -> str | None:
+    """Why the quality signal cannot be computed here (the ``brisque`` package or OpenCV missing), or None."""
+    model = _brisque()
+    if isinstance(model, str):
+        return f"the quality signal needs the brisque package ({model}): pip install -r requirements.txt"
+    return None
+
+
 def quality_score(image: Image.Image) -> float:
     """BRISQUE of an image: 0 (best) to about 100 (worst); scored at most 512 px on its long side.
 
@@ -114,11 +123,9 @@ def quality_score(image: Image.Image) -> float:
     Raises:
         ScorerError: the ``brisque`` package (or OpenCV) is not installed.
     """
+    if missing := quality_missing():
+        raise ScorerError(missing)
     model = _brisque()
-    if isinstance(model, str):
-        raise ScorerError(
-            f"the quality signal needs the brisque package ({model}); install it with pip install -r requirements.txt"
-        )
     import warnings
 
     import cv2

@@ -44,6 +44,7 @@ from .scorers import (
     ScorerError,
     clip_scorer,
     load_scorer,
+    quality_missing,
     quality_score,
     ssim_distance,
     thumbnail_feature,
@@ -190,7 +191,9 @@ class Signals:
     def extra(self) -> list[tuple[Signal, Callable[[Image.Image, str], float | None]]]:
         """The per-image signals beyond the built-in distances: (signal, scorer); problems are noted, not raised."""
         out = []
-        if self.quality:
+        if self.quality and (missing := quality_missing()):
+            self._note(missing)
+        elif self.quality:
             out.append((QUALITY, lambda image, prompt: quality_score(image)))
         clip = None
         if self.clip:
@@ -232,7 +235,11 @@ def _likeness(index: DatasetIndex) -> Signal:
 
 
 def _dataset(folder: str, clip: str | None) -> DatasetIndex:
-    key = (folder, clip)
+    try:
+        changed = Path(folder).stat().st_mtime_ns  # images added or removed: read the folder again
+    except OSError:
+        changed = None
+    key = (folder, clip, changed)
     with _DATASETS_LOCK:
         if key in _DATASETS:
             return _DATASETS[key]
@@ -245,7 +252,7 @@ def _dataset(folder: str, clip: str | None) -> DatasetIndex:
     return index
 
 
-_DATASETS: dict[tuple[str, str | None], DatasetIndex] = {}
+_DATASETS: dict[tuple[str, str | None, int | None], DatasetIndex] = {}
 _DATASETS_LOCK = threading.Lock()
 
 
