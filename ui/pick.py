@@ -120,7 +120,7 @@ def _recommendation(dec: zbench.Decision | None) -> None:
     rec = dec.recommendation
     text = literal(rec.headline())
     if rec.confidence == "clear":
-        st.success(text, icon="✅")
+        st.success(text, icon=":material/verified:")
     elif rec.confidence in ("likely", "even"):
         st.info(text)
     else:
