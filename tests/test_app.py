@@ -539,3 +539,19 @@ def test_mark_release_names_the_sheet_that_was_exported(app_config, run_dir):
     _button(at, "Mark as release").click().run()
     record = zbench.DecisionStore(run_dir).release()
     assert Path(record["sheet"]).parent == out and Path(record["sheet"]).is_file()
+
+
+def test_the_signal_set_is_measured_on_request_and_then_used(app_config, run_dir):
+    app_config.write_text(app_config.read_text() + '\n[signals]\nseeds = "1, 2"\nquality = false\n')
+    at = _page().run()
+    assert at.session_state["signal_source"] == "grid"  # one seed on the grid: diversity cannot be measured
+    assert any("two or more seeds" in c.value for c in at.caption)
+    button = next(b for b in at.button if b.label.startswith("Measure on the signal set"))
+    assert button.label == "Measure on the signal set (6 renders)"  # base + 2 checkpoints, 2 seeds
+    button.click().run()
+    assert not at.exception
+    at.run()
+    assert at.session_state["signal_source"] == "set"
+    assert not any(b.label.startswith("Measure on the signal set") for b in at.button)
+    table = at.dataframe[0].value.set_index("checkpoint")
+    assert table["diversity"].notna().all() and table["drift"].notna().all()
