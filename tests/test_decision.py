@@ -78,6 +78,8 @@ def test_writes_are_atomic_and_leave_no_temp_files(tmp_path):
         ('{"ratings": {"a": 9}}', "malformed 'ratings'"),
         ('{"votes": [{"winner": "a"}]}', "malformed 'votes'"),
         ('{"version": 99}', "newer than this zbench"),
+        ('{"shortlist": {"a": "yes"}}', "malformed 'shortlist'"),
+        ('{"shortlist": ["a"]}', "malformed 'shortlist'"),
     ],
 )
 def test_corrupt_file_raises_and_is_left_untouched(tmp_path, content, problem):
@@ -90,6 +92,18 @@ def test_corrupt_file_raises_and_is_left_untouched(tmp_path, content, problem):
     with pytest.raises(DecisionError, match=r"(?i)move it aside"):
         store.set_rating("a", 3)
     assert store.path.read_text() == content
+
+
+def test_shortlist_edits_round_trip_and_a_version_1_file_still_reads(tmp_path):
+    store = DecisionStore(tmp_path)
+    store.path.parent.mkdir()
+    store.path.write_text('{"version": 1, "ratings": {"a": 4}}')  # written by the zbench before shortlists
+    assert store.load().shortlist == {} and store.load().ratings == {"a": 4}
+    store.set_shortlist("b", True)
+    store.set_shortlist("c", False)
+    assert DecisionStore(tmp_path).load().shortlist == {"b": True, "c": False}
+    assert store.set_shortlist("b", None).shortlist == {"c": False}  # back to the suggestion
+    assert json.loads(store.path.read_text())["version"] == 2
 
 
 def test_concurrent_writers_all_persist(tmp_path):
