@@ -172,8 +172,11 @@ def _table_and_chart(opened: OpenRun, results: list[zbench.CellResult], dec: zbe
     if review is None:
         return
     run = opened.run
-    pool = dec.recommendation.pool if dec is not None else [c.name for c in run if c.error is None]
-    ranking = zbench.rank_votes(pool, review.votes, {n: r for n, r in review.ratings.items() if n in pool})
+    if dec is not None:  # the ranking the recommendation rests on, over its pool
+        ranking = dec.recommendation.ranking
+    else:
+        usable = [c.name for c in run if c.error is None]
+        ranking = zbench.rank_votes(usable, review.votes, review.ratings)
     table = zbench.checkpoint_table(
         run,
         ratings=review.ratings,
