@@ -307,7 +307,6 @@ def compute_signals(
     *,
     signals: Signals | None = None,
     cache: SignalCache | None = None,
-    progress: Callable[[int, int], None] | None = None,
 ) -> SignalReport:
     """Signals of each column of a rendered grid (see the module's docstring), as means over its rows.
 
@@ -315,7 +314,6 @@ def compute_signals(
         results: a grid's cells (any rows: prompts × seeds × scales; error and pending cells are skipped).
         signals: which per-image signals to add (default: quality only).
         cache: where values are kept (default: memory, for this call).
-        progress: called with (done, total) as images are scored.
 
     Returns:
         A :class:`SignalReport`; values are None where a signal could not be computed (diversity with one
@@ -331,8 +329,11 @@ def compute_signals(
         epochs.setdefault(columns[r.cell.col], None if r.cell.checkpoint is None else r.cell.checkpoint.epoch)
     names = [columns[c] for c in sorted(columns)]
     digests = {id(r): image_digest(r.image) for r in ok}
-    by = {(columns[r.cell.col], r.cell.prompt, r.cell.seed, r.cell.scale): r for r in ok}
-    base = {(p, s): r for (n, p, s, _), r in by.items() if n == BASE}
+    # Each column's images by (prompt, seed, scale); the base ignores the scale.
+    by: dict[str, dict[tuple[str, int, float], CellResult]] = {n: {} for n in names}
+    for r in ok:
+        by[columns[r.cell.col]][(r.cell.prompt, r.cell.seed, r.cell.scale)] = r
+    base = {(p, s): r for (p, s, _), r in by.get(BASE, {}).items()}
 
     def distance(x: CellResult, y: CellResult) -> float | None:
         a, b = sorted((digests[id(x)], digests[id(y)]))
@@ -341,34 +342,25 @@ def compute_signals(
         return cache.value(f"ssim1:{a}:{b}", lambda: ssim_distance(x.image, y.image))
 
     extra = signals.extra()
-    total = len(ok) * (2 + len(extra))
-    done = 0
-    values: dict[str, dict[str, float | None]] = {n: {} for n in names}
-    previous: str | None = None
-    groups = sorted({(p, sc) for (_, p, _, sc) in by})
-    seeds_per = max((len({s for (_, p, s, sc) in by if (p, sc) == g}) for g in groups), default=0)
+    values: dict[str, dict[str, float | None]] = {}
+    seeds_per = 0
+    previous: dict[tuple[str, int, float], CellResult] | None = None
     for name in names:
-        mine = {(p, s, sc): r for (n, p, s, sc), r in by.items() if n == name}
+        mine = by[name]
         row: dict[str, float | None] = {}
         if name != BASE:
             row["drift"] = _mean(distance(r, base[(p, s)]) for (p, s, _), r in mine.items() if (p, s) in base)
+            row["change"] = None
             if previous is not None:
-                theirs = {(p, s, sc): r for (n, p, s, sc), r in by.items() if n == previous}
-                row["change"] = _mean(distance(r, theirs[k]) for k, r in mine.items() if k in theirs)
-            else:
-                row["change"] = None
-            previous = name
-        spreads = []
-        for p, sc in groups:
-            same = [r for (pp, _, ss), r in mine.items() if (pp, ss) == (p, sc)]
-            spreads += [distance(x, y) for x, y in itertools.combinations(same, 2)]
-        row["diversity"] = _mean(spreads)
-        done += 2 * len(mine)
+                row["change"] = _mean(distance(r, previous[k]) for k, r in mine.items() if k in previous)
+            previous = mine
+        seeds: dict[tuple[str, float], list[CellResult]] = {}  # the same prompt and scale, another seed
+        for (p, _, sc), r in mine.items():
+            seeds.setdefault((p, sc), []).append(r)
+        seeds_per = max([seeds_per, *map(len, seeds.values())])
+        row["diversity"] = _mean(distance(x, y) for same in seeds.values() for x, y in itertools.combinations(same, 2))
         for signal, fn in extra:
             row[signal.key] = _mean(_score(cache, signal, fn, r, digests[id(r)], signals) for r in mine.values())
-            done += len(mine)
-            if progress is not None:
-                progress(done, total)
         values[name] = row
     problems = list(signals.problems)
     if not base:
