@@ -36,17 +36,14 @@ def signal_set(opened: OpenRun, *, render: bool = False, progress=None) -> tuple
     if kept is not None and kept[0] == key and (kept[2] == 0 or not render):
         return kept[1], kept[2]
     try:
-        _, _, _, cells = zbench.signal_grid(opened.config, opened.run)
+        grid = zbench.signal_grid(opened.config, opened.run)
     except (zbench.ConfigError, ValueError) as err:
         st.session_state["signal_problem"] = str(err)
         return None
-    config = opened.config
-    settings = zbench.RenderSettings(config.steps, config.guidance, config.width, config.height, config.negative)
     results = zbench.render_cells(
         opened.base,
-        cells,
-        settings,
-        target_rank=max([c.rank or 0 for c in opened.run if c.error is None] or [0]),
+        grid.cells,
+        grid.settings,
         cache=image_cache(),
         cache_only=not render,
         progress=progress,

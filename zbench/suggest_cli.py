@@ -16,7 +16,6 @@ from . import (
     ConfigError,
     DecisionError,
     DecisionStore,
-    RenderSettings,
     Signals,
     decide,
     get_base,
@@ -61,7 +60,7 @@ def _suggest(args) -> int:
         print(f"error: no usable checkpoint in {folder} (python -m zbench scan {folder} says why)", file=sys.stderr)
         return 1
     try:
-        prompts, seeds, _, cells = signal_grid(config, run)
+        grid = signal_grid(config, run)
         review = DecisionStore(folder).load()
         base = get_base(config)
     except (ConfigError, ValueError, DecisionError) as err:
@@ -70,14 +69,12 @@ def _suggest(args) -> int:
     except BaseModelError as err:
         print(f"error: nothing could render: {err}", file=sys.stderr)
         return 1
-    settings = RenderSettings(config.steps, config.guidance, config.width, config.height, config.negative)
     quiet = args.quiet or args.json
-    with tqdm(total=len(cells), desc="rendering", unit="cell", disable=quiet, file=sys.stderr) as bar:
+    with tqdm(total=len(grid.cells), desc="rendering", unit="cell", disable=quiet, file=sys.stderr) as bar:
         results = render_cells(
             base,
-            cells,
-            settings,
-            target_rank=max(c.rank or 0 for c in usable),
+            grid.cells,
+            grid.settings,
             cache=get_image_cache(),
             progress=lambda done, total, result: bar.update(1),
         )
@@ -88,8 +85,8 @@ def _suggest(args) -> int:
         out = {
             "run": str(folder),
             "config": str(config.source),
-            "prompts": prompts,
-            "seeds": seeds,
+            "prompts": grid.prompts,
+            "seeds": grid.seeds,
             "checkpoints": [
                 {
                     "name": c.name,
@@ -108,7 +105,7 @@ def _suggest(args) -> int:
         }
         print(json.dumps(out, indent=2, ensure_ascii=False, default=str))
         return 0
-    _print(decision, run, review, len(prompts), len(seeds))
+    _print(decision, run, review, len(grid.prompts), len(grid.seeds))
     return 0
 
 

@@ -14,14 +14,14 @@ from pathlib import Path
 from ..engine.cache import default_cache_dir
 from ..engine.checkpoints import Checkpoint
 from ..engine.config import BenchConfig, read_prompts
-from ..engine.plan import Cell, CellResult, Row, plan_grid
+from ..engine.plan import Cell, CellResult, RenderSettings, plan_grid
 from .grid import parse_seeds
 from .recommend import Recommendation, recommend
 from .records import Review
 from .shortlist import Shortlist, edited_shortlist, suggest_shortlist
 from .signals import SignalCache, SignalReport, Signals, compute_signals
 
-__all__ = ["Decision", "decide", "short_label", "signal_cache", "signal_grid"]
+__all__ = ["Decision", "SignalGrid", "decide", "short_label", "signal_cache", "signal_grid"]
 
 _CACHES: dict[str, SignalCache] = {}
 
@@ -44,9 +44,20 @@ def short_label(ck: Checkpoint) -> str:
     return ck.name
 
 
-def signal_grid(config: BenchConfig, run: Sequence[Checkpoint]) -> tuple[list[str], list[int], list[Row], list[Cell]]:
+@dataclass(frozen=True)
+class SignalGrid:
+    """The signal set: its prompts and seeds, its cells (the base and every usable checkpoint), its settings."""
+
+    prompts: list[str]
+    seeds: list[int]
+    cells: list[Cell]
+    settings: RenderSettings
+
+
+def signal_grid(config: BenchConfig, run: Sequence[Checkpoint]) -> SignalGrid:
     """What ``zbench suggest`` renders: every usable checkpoint and the base, for the ``[signals]`` prompts
-    (default: the config's) and seeds.
+    (default: the config's) and seeds, at the config's render settings. The cells hold every usable checkpoint,
+    so ``render_cells`` injects adapters at the run's largest rank without being told.
 
     Raises:
         ConfigError: the prompt set file cannot be read.
@@ -56,8 +67,9 @@ def signal_grid(config: BenchConfig, run: Sequence[Checkpoint]) -> tuple[list[st
     prompts = prompts or config.prompts()
     seeds = parse_seeds(config.signal_seeds or str(config.seed))
     usable = [c for c in run if c.error is None]
-    rows, cells = plan_grid(usable, prompts=prompts, seeds=seeds, include_base=True)
-    return prompts, seeds, rows, cells
+    _, cells = plan_grid(usable, prompts=prompts, seeds=seeds, include_base=True)
+    settings = RenderSettings(config.steps, config.guidance, config.width, config.height, config.negative)
+    return SignalGrid(prompts, seeds, cells, settings)
 
 
 @dataclass
