@@ -65,9 +65,10 @@ def grid_section(opened: OpenRun, plan: GridPlan, cache_only: bool) -> list[zben
     request, cells = plan.request, plan.cells
     store = zbench.DecisionStore(opened.run_dir)
     try:
-        ratings, record = store.load().ratings, store.release()
+        review, record = store.load(), store.release()
     except zbench.DecisionError:
-        ratings, record = {}, None  # the Pick a release tab says what is wrong
+        review, record = None, None  # the Pick a release tab says what is wrong
+    ratings = review.ratings if review is not None else {}
     release = record["checkpoint"] if record else None
     zooms = panels(opened)
     slot, progress_slot = st.empty(), st.empty()
@@ -77,7 +78,7 @@ def grid_section(opened: OpenRun, plan: GridPlan, cache_only: bool) -> list[zben
 
     def draw(results: list[zbench.CellResult], *, final: bool) -> object:
         # The signal strip under the column headers, once the grid is drawn.
-        strip = signal_strip(decision(opened, plan, results)) if final else None
+        strip = signal_strip(decision(opened, results, review)) if final and review is not None else None
         data = grid_data(results, plan, ratings=ratings, release=release, zooms=zooms, signals=strip)
         data["applied"] = list(st.session_state.get(APPLIED, []))
         with slot:

@@ -91,32 +91,28 @@ def pick_release(opened: OpenRun, plan: GridPlan, results: list[zbench.CellResul
     if not usable_run:
         st.info("No usable checkpoint in this run.")
         return
-    dec = decision(opened, plan, results)
+    # The run's records, read once per run of the tab; every part below works from them.
+    store = zbench.DecisionStore(opened.run_dir)
+    try:
+        review, record = store.load(), store.release()
+    except zbench.DecisionError as err:
+        st.error(literal(err))
+        return
+    dec = decision(opened, results, review)
     _recommendation(dec)
     _signal_source(opened, dec)
-    _table_and_chart(opened, results, dec)
+    _table_and_chart(opened, results, dec, review, record)
     _shortlist(opened, dec)
     rate, blind = st.columns(2)
     with rate:
-        _rate_and_note(opened)
+        _rate_and_note(opened, store, review)
     with blind:
-        _blind_vote(opened, plan, dec)
-    _mark_release(opened, dec)
+        _blind_vote(opened, plan, dec, store, review)
+    _mark_release(opened, dec, store, review, record)
 
 
-def _load(opened: OpenRun):
-    store = zbench.DecisionStore(opened.run_dir)
-    try:
-        return store, store.load(), store.release()
-    except zbench.DecisionError as err:
-        st.error(literal(err))
-        return store, None, None
-
-
-def _recommendation(dec: zbench.Decision | None) -> None:
+def _recommendation(dec: zbench.Decision) -> None:
     """The recommendation first: what to release and why, or what would settle it."""
-    if dec is None:
-        return
     rec = dec.recommendation
     text = literal(rec.headline())
     if rec.confidence == "clear":
@@ -129,10 +125,8 @@ def _recommendation(dec: zbench.Decision | None) -> None:
         st.warning(literal(conflict))
 
 
-def _signal_source(opened: OpenRun, dec: zbench.Decision | None) -> None:
+def _signal_source(opened: OpenRun, dec: zbench.Decision) -> None:
     """Where the signals come from, what they cannot say, and a button to measure on the signal set."""
-    if dec is None:
-        return
     report = dec.report
     source = st.session_state.get("signal_source")
     config = opened.config
@@ -167,26 +161,20 @@ def _signal_source(opened: OpenRun, dec: zbench.Decision | None) -> None:
                 st.rerun()
 
 
-def _table_and_chart(opened: OpenRun, results: list[zbench.CellResult], dec: zbench.Decision | None) -> None:
-    _, review, record = _load(opened)
-    if review is None:
-        return
+def _table_and_chart(
+    opened: OpenRun, results: list[zbench.CellResult], dec: zbench.Decision, review: zbench.Review, record: dict | None
+) -> None:
     run = opened.run
-    if dec is not None:  # the ranking the recommendation rests on, over its pool
-        ranking = dec.recommendation.ranking
-    else:
-        usable = [c.name for c in run if c.error is None]
-        ranking = zbench.rank_votes(usable, review.votes, review.ratings)
     table = zbench.checkpoint_table(
         run,
         ratings=review.ratings,
         notes=review.notes,
-        ranking=ranking,
+        ranking=dec.recommendation.ranking,  # the ranking the recommendation rests on, over its pool
         weights=zbench.weight_metrics(run),
         images=zbench.image_metrics(results),
         release=record["checkpoint"] if record else None,
-        signals=dec.report if dec is not None else None,
-        shortlist=dec.shortlist if dec is not None else (),
+        signals=dec.report,
+        shortlist=dec.shortlist,
     )
     if record:
         st.success(
@@ -208,7 +196,7 @@ def _table_and_chart(opened: OpenRun, results: list[zbench.CellResult], dec: zbe
         "score is its strength (1 = average) with a 95% interval (vote low, vote high)."
     )
     x = "epoch" if table["epoch"].notna().any() else ("step" if table["step"].notna().any() else None)
-    signal_labels = [s.label for s in dec.report.signals] if dec is not None else []
+    signal_labels = [s.label for s in dec.report.signals]
     metric = st.selectbox("Chart", signal_labels + CHART_METRICS, key="chart_metric")
     points = table.dropna(subset=[metric] + ([x] if x else []))
     if x is not None and len(points):
@@ -243,17 +231,15 @@ def _table_and_chart(opened: OpenRun, results: list[zbench.CellResult], dec: zbe
             },
             width="stretch",
         )
-        signal = next((s for s in dec.report.signals if s.label == metric), None) if dec is not None else None
+        signal = next((s for s in dec.report.signals if s.label == metric), None)
         if signal is not None:
             st.caption(f"{literal(signal.means)} ({'higher' if signal.good == 'high' else 'lower'} is better)")
     else:
         st.caption(f"No {metric} values yet to chart.")
 
 
-def _shortlist(opened: OpenRun, dec: zbench.Decision | None) -> None:
+def _shortlist(opened: OpenRun, dec: zbench.Decision) -> None:
     """The shortlist votes are drawn among: suggested from the signals, edited here or with K / X in the large view."""
-    if dec is None:
-        return
     usable = [c.name for c in opened.run if c.error is None]
     labels = dec.labels
     st.markdown("**Shortlist** (blind votes are drawn among these; in the grid's large view K keeps, X drops)")
@@ -286,10 +272,7 @@ def _shortlist(opened: OpenRun, dec: zbench.Decision | None) -> None:
             st.caption(f"Drift has levelled off since {literal(labels.get(dec.suggested.plateau))}.")
 
 
-def _rate_and_note(opened: OpenRun) -> None:
-    store, review, _ = _load(opened)
-    if review is None:
-        return
+def _rate_and_note(opened: OpenRun, store: zbench.DecisionStore, review: zbench.Review) -> None:
     usable = [c for c in opened.run if c.error is None]
     st.markdown("**Rate and note** (or open a cell of the grid and press 1-5)")
     if saved := st.session_state.pop("pick_saved", None):
@@ -311,13 +294,11 @@ def _rate_and_note(opened: OpenRun) -> None:
             st.error(literal(err))
 
 
-def _blind_vote(opened: OpenRun, plan: GridPlan, dec: zbench.Decision | None) -> None:
-    store, review, _ = _load(opened)
-    if review is None:
-        return
+def _blind_vote(
+    opened: OpenRun, plan: GridPlan, dec: zbench.Decision, store: zbench.DecisionStore, review: zbench.Review
+) -> None:
     by_name = opened.by_name
-    candidates = [n for n in (dec.shortlist if dec is not None else plan.chosen) if n in by_name]
-    candidates = [n for n in candidates if by_name[n].error is None]
+    candidates = [n for n in dec.shortlist if n in by_name and by_name[n].error is None]
     ratings = {n: r for n, r in review.ratings.items() if n in candidates}
     st.markdown("**Blind comparison** among the shortlist (names hidden)")
     pair = st.session_state.get("blind_pair")
@@ -363,14 +344,12 @@ def _blind_vote(opened: OpenRun, plan: GridPlan, dec: zbench.Decision | None) ->
     if vote is not None or skip.button("Skip") or key == "skip":
         st.session_state.pop("blind_pair", None)
         rerun_part()
-    pool = dec.recommendation.pool if dec is not None else candidates  # the same pool as the recommendation
-    st.caption(_vote_words(pool, review, dec.labels if dec is not None else {}))
+    st.caption(_vote_words(dec.recommendation.summary, dec.labels))
 
 
-def _vote_words(candidates: list[str], review: zbench.Review, labels: dict[str, str]) -> str:
-    """Where the votes stand, in words: who leads, how likely it is the best, and about how many votes remain."""
-    ratings = {n: r for n, r in review.ratings.items() if n in candidates}
-    summary = zbench.vote_summary(candidates, review.votes, ratings)
+def _vote_words(summary: dict, labels: dict[str, str]) -> str:
+    """Where the votes stand (``vote_summary`` over the recommendation's pool), in words: who leads, how likely
+    it is the best, and about how many votes remain."""
 
     def say(name: str) -> str:
         return literal(labels.get(name, name))
@@ -404,15 +383,14 @@ def _latest_sheet(opened: OpenRun) -> str | None:
     return None
 
 
-def _mark_release(opened: OpenRun, dec: zbench.Decision | None) -> None:
-    store, review, record = _load(opened)
-    if review is None:
-        return
+def _mark_release(
+    opened: OpenRun, dec: zbench.Decision, store: zbench.DecisionStore, review: zbench.Review, record: dict | None
+) -> None:
     usable = [c.name for c in opened.run if c.error is None]
-    labels = dec.labels if dec is not None else {}
+    labels = dec.labels
     st.markdown("**Mark as release**")
     m1, m2, m3 = st.columns([2, 2, 3])
-    proposed = dec.recommendation.checkpoint if dec is not None else None
+    proposed = dec.recommendation.checkpoint
     # Preselected only when the evidence is clear; otherwise the choice is the user's, made on purpose.
     pick = m1.selectbox(
         "Checkpoint to release",
@@ -425,7 +403,7 @@ def _mark_release(opened: OpenRun, dec: zbench.Decision | None) -> None:
     who = m2.text_input("Who", zbench.default_user())
     reason = m3.text_input("Why", "")
     if pick is None:
-        settle = dec.recommendation.settle if dec is not None else ""
+        settle = dec.recommendation.settle
         settle = (settle[:1].upper() + settle[1:]).rstrip(".")
         more = f" {literal(settle)}." if settle else ""
         st.caption(f"Nothing is preselected: the evidence is not clear yet.{more}")
@@ -444,7 +422,7 @@ def _mark_release(opened: OpenRun, dec: zbench.Decision | None) -> None:
                 settings={}
                 if request is None
                 else {"prompts": list(request.prompts), "seeds": list(request.seeds), "steps": request.settings.steps},
-                evidence=dec.evidence() if dec is not None else None,
+                evidence=dec.evidence(),
             )
             keep_grid()  # the grid shows the release badge; its cells stay
             st.rerun()

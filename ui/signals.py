@@ -13,7 +13,6 @@ import streamlit as st
 
 import zbench
 
-from .request import GridPlan
 from .resources import image_cache
 from .run import OpenRun
 
@@ -53,13 +52,9 @@ def signal_set(opened: OpenRun, *, render: bool = False, progress=None) -> tuple
     return results, missing
 
 
-def decision(opened: OpenRun, plan: GridPlan, results: list[zbench.CellResult]) -> zbench.Decision | None:
-    """The run's decision (signals, shortlist, recommendation), from the signal set when complete, else the grid."""
-    store = zbench.DecisionStore(opened.run_dir)
-    try:
-        review = store.load()
-    except zbench.DecisionError:
-        return None  # the Pick a release tab says what is wrong
+def decision(opened: OpenRun, results: list[zbench.CellResult], review: zbench.Review) -> zbench.Decision:
+    """The run's decision (signals, shortlist, recommendation) on ``review`` (the caller has read it), from the
+    signal set when it is complete, else from the grid's ``results``."""
     found = signal_set(opened)
     source = results
     st.session_state["signal_source"] = "grid"
@@ -77,10 +72,8 @@ def decision(opened: OpenRun, plan: GridPlan, results: list[zbench.CellResult]) 
     )
 
 
-def strip(dec: zbench.Decision | None) -> dict | None:
+def strip(dec: zbench.Decision) -> dict:
     """The grid's signal strip: per checkpoint name, each signal's value and tone (0 worst .. 1 best)."""
-    if dec is None:
-        return None
     report = dec.report
     tones = {s.key: report.tones(s.key) for s in report.signals}
     return {

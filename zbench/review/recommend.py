@@ -33,7 +33,8 @@ class Recommendation:
     settle: str  # what would settle it ("" when clear)
     conflicts: list[str] = field(default_factory=list)
     pool: list[str] = field(default_factory=list)  # the checkpoints ranked: shortlist, rated and voted ones
-    ranking: list[dict] = field(default_factory=list)
+    ranking: list[dict] = field(default_factory=list)  # rank_votes over the pool
+    summary: dict = field(default_factory=dict)  # vote_summary over the pool
 
     def headline(self) -> str:
         """The one sentence a page or a terminal leads with."""
@@ -88,21 +89,21 @@ def recommend(
             None, None, "none", None, "",
             f"rate the shortlisted checkpoints ({where}: open a cell of the grid, press 1-5) or vote among them "
             f"({need}).",
-            pool=pool, ranking=rows,
+            pool=pool, ranking=rows, summary=summary,
         )  # fmt: skip
     conflicts = _conflicts(ranked, ratings, leader, say)
     evidence = f"{say(leader)}: " + ", ".join(_evidence(leader, review, pool, ranked, report, suggested, say))
     evidence += f" (best with {summary['p_best']:.0%} probability)"
     a, b = leader, summary["runner_up"]
     if summary["settled"] and not conflicts:
-        return Recommendation(leader, leader, "clear", summary["p_best"], evidence, "", [], pool, rows)
+        return Recommendation(leader, leader, "clear", summary["p_best"], evidence, "", [], pool, rows, summary)
     if summary["even"]:
         earlier = min((a, b), key=order.index)
         settle = (
             f"{say(a)} and {say(b)} are level after {summary['votes']} votes: either is a fine release; "
             f"{say(earlier)} is the less trained one."
         )
-        return Recommendation(None, leader, "even", summary["p_best"], evidence, settle, conflicts, pool, rows)
+        return Recommendation(None, leader, "even", summary["p_best"], evidence, settle, conflicts, pool, rows, summary)
     steps = []
     if summary["unseen"]:
         steps.append("rate or vote on " + ", ".join(say(n) for n in summary["unseen"]))
@@ -112,8 +113,9 @@ def recommend(
     steps += [c.split(": ", 1)[-1] for c in conflicts]
     confidence = "likely" if summary["p_best"] >= 0.6 and not conflicts else "weak"
     return Recommendation(
-        None, leader, confidence, summary["p_best"], evidence, "; ".join(steps) or "more votes", conflicts, pool, rows
-    )
+        None, leader, confidence, summary["p_best"], evidence, "; ".join(steps) or "more votes", conflicts, pool, rows,
+        summary,
+    )  # fmt: skip
 
 
 def _conflicts(ranked: dict, ratings: Mapping[str, int], leader: str, say) -> list[str]:
