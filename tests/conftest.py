@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,34 @@ def fresh_base(tiny_config):
 @pytest.fixture(scope="session")
 def transformer(base):
     return base.pipe.transformer
+
+
+@pytest.fixture()
+def write_config(tiny_model):
+    """Write a config on the tiny model for the page and the CLI: write_config(path, run_dir, extra=""), where
+    ``extra`` is more TOML (e.g. a [signals] table)."""
+
+    def write(path: Path, run_dir: Path, extra: str = "") -> Path:
+        path.write_text(
+            textwrap.dedent(f"""
+            name = "tiny"
+            [model]
+            path = "{tiny_model}"
+            pipeline = "ZImagePipeline"
+            device = "cpu"
+            [loras]
+            dir = "{run_dir}"
+            [render]
+            prompt = "a red circle"
+            steps = 2
+            width = 32
+            height = 32
+        """)
+            + textwrap.dedent(extra)
+        )
+        return path
+
+    return write
 
 
 @pytest.fixture()

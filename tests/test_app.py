@@ -7,7 +7,6 @@ the page's flows are checked through the widgets and the data the component is g
 import io
 import json
 import shutil
-import textwrap
 import threading
 from pathlib import Path
 
@@ -32,24 +31,8 @@ def run_dir(tmp_path, make_lora):
 
 
 @pytest.fixture()
-def app_config(tmp_path, tiny_model, run_dir, monkeypatch):
-    path = tmp_path / "app.toml"
-    path.write_text(
-        textwrap.dedent(f"""
-        name = "tiny"
-        [model]
-        path = "{tiny_model}"
-        pipeline = "ZImagePipeline"
-        device = "cpu"
-        [loras]
-        dir = "{run_dir}"
-        [render]
-        prompt = "a red circle"
-        steps = 2
-        width = 32
-        height = 32
-    """)
-    )
+def app_config(tmp_path, write_config, run_dir, monkeypatch):
+    path = write_config(tmp_path / "app.toml", run_dir)
     monkeypatch.setenv("ZBENCH_CONFIG", str(path))
     monkeypatch.setenv("ZBENCH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("ZBENCH_SCAN_TTL", "0.2")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 
 import pytest
 
@@ -96,29 +95,14 @@ def test_a_recommendation_is_proposed_only_on_clear_evidence():
 
 
 @pytest.fixture()
-def suggest_config(tmp_path, tiny_model, run_dir_small):
-    path = tmp_path / "suggest.toml"
-    path.write_text(
-        textwrap.dedent(f"""
-        name = "tiny"
-        [model]
-        path = "{tiny_model}"
-        pipeline = "ZImagePipeline"
-        device = "cpu"
-        [loras]
-        dir = "{run_dir_small}"
-        [render]
-        prompt = "a red circle"
-        steps = 2
-        width = 32
-        height = 32
+def suggest_config(tmp_path, write_config, run_dir_small):
+    signals = """
         [signals]
         seeds = "1, 2"
         quality = false
         scorers = ["zbench.demo.metrics:scene_score", "no_such_module_zb:score"]
-    """)
-    )
-    return path
+    """
+    return write_config(tmp_path / "suggest.toml", run_dir_small, signals)
 
 
 @pytest.fixture()
