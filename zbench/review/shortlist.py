@@ -125,25 +125,21 @@ def suggest_shortlist(report: SignalReport, *, size: int = 6, usable: Sequence[s
     return Shortlist([n for n in names if n in chosen], reasons, plateau, health)
 
 
+def _health_weight(key: str) -> float | None:
+    """How much a signal counts towards health; None for signals that are not health (drift, change, likeness)."""
+    return 2.0 if key.startswith("scorer:") else HEALTH_WEIGHTS.get(key)
+
+
 def _health(report: SignalReport, candidates: list[str]) -> dict[str, float]:
-    weights: dict[str, float] = {}
-    for s in report.signals:
-        if s.key in HEALTH_WEIGHTS:
-            weights[s.key] = HEALTH_WEIGHTS[s.key]
-        elif s.key.startswith("scorer:"):
-            weights[s.key] = 2.0
     total: dict[str, float] = dict.fromkeys(candidates, 0.0)
     mass: dict[str, float] = dict.fromkeys(candidates, 0.0)
-    for key, weight in weights.items():
-        signal = report.signal(key)
-        values = {n: report.values.get(n, {}).get(key) for n in candidates}
-        values = {n: v for n, v in values.items() if v is not None}
-        if len(values) < 2 or signal is None:
+    for s in report.signals:
+        weight = _health_weight(s.key)
+        tones = {n: t for n, t in report.tones(s.key, among=candidates).items() if t is not None}
+        if weight is None or len(tones) < 2:
             continue
-        low, high = min(values.values()), max(values.values())
-        for n, v in values.items():
-            t = 0.5 if high - low <= 1e-12 else (v - low) / (high - low)
-            total[n] += weight * (t if signal.good == "high" else 1 - t)
+        for n, t in tones.items():
+            total[n] += weight * t
             mass[n] += weight
     return {n: total[n] / mass[n] for n in candidates if mass[n] > 0}
 
@@ -152,7 +148,7 @@ def _weakest_signal(report: SignalReport, name: str, chosen: list[str]) -> str:
     """The health signal on which ``name`` falls furthest behind the shortlist, in words."""
     worst, text = 0.0, "overall"
     for s in report.signals:
-        if s.key not in HEALTH_WEIGHTS and not s.key.startswith("scorer:"):
+        if _health_weight(s.key) is None:
             continue
         mine = report.values.get(name, {}).get(s.key)
         theirs = [report.values.get(n, {}).get(s.key) for n in chosen]

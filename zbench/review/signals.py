@@ -274,16 +274,18 @@ class SignalReport:
     def signal(self, key: str) -> Signal | None:
         return next((s for s in self.signals if s.key == key), None)
 
-    def tones(self, key: str) -> dict[str, float | None]:
-        """Each checkpoint's value as 0 (worst of the run) to 1 (best), for a colour scale; None without one."""
+    def tones(self, key: str, *, among: Sequence[str] | None = None) -> dict[str, float | None]:
+        """Each checkpoint's value as 0 (worst) to 1 (best) of the run, or of ``among``, for a colour scale or a
+        health score; None without a value. The base is never scaled (it is the reference)."""
         signal = self.signal(key)
-        values = {n: v for n, v in self.series(key).items() if v is not None and n != BASE}
+        names = list(self.names if among is None else among)
+        values = {n: v for n, v in self.series(key).items() if v is not None and n != BASE and n in names}
         if signal is None or not values:
-            return dict.fromkeys(self.names)
+            return dict.fromkeys(names)
         low, high = min(values.values()), max(values.values())
         span = high - low
         out: dict[str, float | None] = {}
-        for n in self.names:
+        for n in names:
             v = values.get(n)
             if v is None:
                 out[n] = None
