@@ -93,6 +93,13 @@ def test_signal_cache_keeps_values_across_processes_and_never_a_failure(tmp_path
     assert again.get("a") == (True, 0.5) and again.get("none") == (True, None)
     assert again.value("a", lambda: pytest.fail("computed twice")) == 0.5
 
+    # A cache file that is not a database, or a folder that cannot be made: signals are kept in memory.
+    (tmp_path / "garbage.sqlite").write_bytes(bytes(range(256)) * 20)
+    (tmp_path / "a-file").write_text("not a folder")
+    for path in (tmp_path / "garbage.sqlite", tmp_path / "a-file" / "signals.sqlite"):
+        broken = SignalCache(path)
+        assert broken.value("k", lambda: 1.5) == 1.5 and broken.get("k") == (True, 1.5)
+
     grid = results((None, {1: picture(RED, 1)}), (ck(1), {1: picture(GREEN, 1)}))
     calls = []
 

@@ -124,7 +124,7 @@ class SignalCache:
                 self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
                 self._db.execute("CREATE TABLE IF NOT EXISTS signal (key TEXT PRIMARY KEY, value REAL)")
                 self._db.commit()
-            except sqlite3.Error as err:  # a read-only or broken cache folder: memory only
+            except (sqlite3.Error, OSError) as err:  # a read-only, missing or broken cache folder: memory only
                 logger.warning("signal cache %s unusable (%s); keeping signals in memory", self.path, err)
                 self._db = None
 
