@@ -111,7 +111,10 @@ def _suggest(args) -> int:
 
 def _print(decision, run, review, prompts: int, seeds: int) -> None:
     report = decision.report
-    print(f"signals from {report.images} images: {prompts} prompts x {seeds} seeds, base and {len(run)} checkpoints")
+    usable = sum(c.error is None for c in run)
+    broken = f" ({len(run) - usable} with errors, below)" if usable < len(run) else ""
+    shape = f"{prompts} prompts x {seeds} seeds, base and {usable} checkpoints{broken}"
+    print(f"signals from {report.images} images: {shape}")
     for s in report.signals:
         print(f"  {s.label:<10} {'higher' if s.good == 'high' else 'lower'} is better: {s.means}")
     for problem in report.problems:
