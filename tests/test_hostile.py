@@ -818,7 +818,7 @@ def test_hostile_decompression_bomb_in_the_image_cache_is_a_miss(tmp_path, base,
         ('[render]\nguidance = "none"', r"render\.guidance should be a number"),
         ("[model]\nvae_tiling = 1", r"model\.vae_tiling should be true or false"),
         ("[loras]\ndir = 3", r"loras\.dir should be text"),
-        ("[render]\nwidth = 0", r"render\.width should be a positive multiple of 16"),
+        ("[render]\nwidth = 0", r"render\.width: should be a multiple of 16 from 16 to 4096"),
     ],
 )
 def test_hostile_config_values_of_the_wrong_type(tmp_path, setting, message):
@@ -832,7 +832,7 @@ def test_hostile_config_values_of_the_wrong_type(tmp_path, setting, message):
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--steps", "0"], "steps should be at least 1"), (["--scale", "nan"], "LoRA scale"), (["--width", "100"], "16")],
+    [(["--steps", "0"], "steps: should be from 1 to 200"), (["--scale", "nan"], "LoRA scale"), (["--width", "100"], "16")],
 )
 def test_hostile_grid_arguments_are_refused_before_loading(args, message, capsys):
     from zbench.cli import main

@@ -93,10 +93,10 @@ def choose_grid(opened: OpenRun) -> GridPlan:
         st.text_input("Seeds", help="e.g. 42, 7 or 1-4 or 1, 2, .., 10: a row each", key=key["seeds"])
         st.text_input("LoRA scales", help="e.g. 0.5, 1: epoch × strength", key=key["scales"])
         left, right = st.columns(2)
-        left.number_input("Steps", min_value=1, max_value=200, key=key["steps"])
-        right.number_input("Guidance", min_value=0.0, max_value=30.0, step=0.5, key=key["guidance"])
-        left.number_input("Width", min_value=16, max_value=4096, step=16, key=key["width"])
-        right.number_input("Height", min_value=16, max_value=4096, step=16, key=key["height"])
+        left.number_input("Steps", min_value=1, max_value=zbench.MAX_STEPS, key=key["steps"])
+        right.number_input("Guidance", min_value=0.0, max_value=zbench.MAX_GUIDANCE, step=0.5, key=key["guidance"])
+        left.number_input("Width", min_value=zbench.MIN_SIDE, max_value=zbench.MAX_SIDE, step=16, key=key["width"])
+        right.number_input("Height", min_value=zbench.MIN_SIDE, max_value=zbench.MAX_SIDE, step=16, key=key["height"])
         st.checkbox("Base column (LoRA off)", key=key["include_base"])
         st.multiselect(
             "Checkpoints (in training order)",

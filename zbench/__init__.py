@@ -1,11 +1,11 @@
 """zbench: compare the checkpoints of one LoRA training run side by side."""
 
-from .demo.metrics import adherence, spearman
 from .engine.cache import ImageCache, cell_key, default_cache_dir, get_image_cache
 from .engine.checkpoints import Checkpoint, scan_run
 from .engine.config import BenchConfig, ConfigError, default_config_path, load_config
 from .engine.header import read_header
 from .engine.hotswap import AdapterSwapper, get_swapper
+from .engine.limits import MAX_GUIDANCE, MAX_SIDE, MAX_STEPS, MIN_SIDE, LimitError
 from .engine.lora_file import LoraError
 from .engine.names import parse_name
 from .engine.pipeline import Base, BaseModelError, get_base, load_base, resolve_device, resolve_dtype
@@ -38,6 +38,10 @@ from .review.zoom import ZoomBox, ZoomSpec, crop_zoom, draw_boxes, zoom_strip
 from .sweep import StoredGrid, SweepError, SweepSpec, SweepStore, SweepSummary, load_sweep, open_stored, run_sweep
 
 __all__ = [
+    "MAX_GUIDANCE",
+    "MAX_SIDE",
+    "MAX_STEPS",
+    "MIN_SIDE",
     "PRESETS",
     "RATING_LOGIT",
     "RATING_VOTES",
@@ -54,6 +58,7 @@ __all__ = [
     "DecisionStore",
     "GridRequest",
     "ImageCache",
+    "LimitError",
     "LoraError",
     "Recommendation",
     "RenderError",
@@ -75,7 +80,6 @@ __all__ = [
     "Vote",
     "ZoomBox",
     "ZoomSpec",
-    "adherence",
     "cell_key",
     "checkpoint_table",
     "compose_pages",
@@ -129,7 +133,6 @@ __all__ = [
     "short_label",
     "signal_cache",
     "signal_grid",
-    "spearman",
     "ssim_distance",
     "suggest_shortlist",
     "vote_summary",

@@ -1,9 +1,11 @@
-"""Command-line values checked as the page checks them, with messages that say what was wrong."""
+"""Command-line values checked by the rules every way in shares (``engine.limits``), with messages that say what
+was wrong; argparse turns them into exit status 2."""
 
 from __future__ import annotations
 
 import argparse
 
+from .engine.limits import check_guidance, check_side, check_steps
 from .review.grid import parse_scales, parse_seeds
 
 __all__ = ["argument", "guidance", "scale", "seed", "side", "steps"]
@@ -21,33 +23,16 @@ def argument(parse):
     return convert
 
 
-def number(text: str, kind, what: str):
-    try:
-        value = kind(text)
-    except ValueError:
-        raise ValueError(f"{what} should be a {'whole ' if kind is int else ''}number, got {text!r}") from None
-    return value
-
-
 def steps(text: str) -> int:
-    value = number(text, int, "steps")
-    if value < 1:
-        raise ValueError(f"steps should be at least 1, got {value}")
-    return value
+    return check_steps(text)
 
 
 def side(text: str) -> int:
-    value = number(text, int, "width and height")
-    if value < 16 or value % 16:
-        raise ValueError(f"width and height should be positive multiples of 16, got {value}")
-    return value
+    return check_side(text, "width and height")
 
 
 def guidance(text: str) -> float:
-    value = number(text, float, "guidance")
-    if not 0 <= value < float("inf"):
-        raise ValueError(f"guidance should be a finite number >= 0, got {text!r}")
-    return value
+    return check_guidance(text)
 
 
 def one(parse, what: str):

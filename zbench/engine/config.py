@@ -11,31 +11,31 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .jsonio import JsonError, read_regular
+from .limits import LimitError, check_guidance, check_prompt, check_seed, check_side, check_steps, read_prompts_file
+
 __all__ = ["BenchConfig", "ConfigError", "default_config_path", "load_config", "read_prompts"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # zbench/engine/config.py -> the repository
+MAX_CONFIG_BYTES = 2**20  # a config is a few hundred bytes
 
 
 class ConfigError(ValueError):
     """A config file is missing, malformed or names an unknown setting."""
 
 
-def read_prompts(path: Path, *, source: Path | None = None) -> list[str]:
-    """A prompt set: one prompt per line, blank lines and "#" comments skipped.
+def read_prompts(path: Path, *, source: Path | None = None, key: str = "prompts_file") -> list[str]:
+    """A prompt set: one prompt per line, blank lines and "#" comments skipped (``limits.read_prompts_file``: a
+    regular text file of bounded size, each prompt checked).
 
     Raises:
-        ConfigError: the file is missing, unreadable or holds no prompt (the message names ``source``,
-            the file that names it).
+        ConfigError: the file is missing, not a regular file, too big, unreadable, holds a bad prompt or none
+            (the message names ``source``, the file that names it, and the key).
     """
-    where = f"{source}: prompts_file" if source is not None else "prompts file"
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{where} {path} cannot be read ({err})") from err
-    prompts = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    if not prompts:
-        raise ConfigError(f"{where} {path} holds no prompt (one per line)")
-    return prompts
+        return read_prompts_file(path, key)
+    except LimitError as err:
+        raise ConfigError(f"{source}: {err}" if source is not None else str(err)) from None
 
 
 @dataclass(frozen=True)
@@ -165,10 +165,14 @@ def load_config(path: str | Path | None = None) -> BenchConfig:
         ConfigError: the file is missing, not TOML, or has unknown or invalid settings.
     """
     path = Path(path) if path is not None else default_config_path()
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist; pick one of {sorted(_available(path))}")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_regular(path, max_bytes=MAX_CONFIG_BYTES, what="config file").decode("utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; pick one of {sorted(_available(path))}") from None
+    except JsonError as err:
+        raise ConfigError(str(err)) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {path} cannot be read ({err})") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path} is not valid TOML: {err}") from err
 
@@ -201,19 +205,22 @@ def load_config(path: str | Path | None = None) -> BenchConfig:
         )
     if values.get("model_path") is None and values.get("repo_id") is None:
         raise ConfigError(f"{path}: [model] needs `path` (a local diffusers folder) or `repo_id`")
-    for key in ("width", "height"):
-        if key in values and (values[key] < 16 or values[key] % 16):
-            raise ConfigError(f"{path}: render.{key} should be a positive multiple of 16, got {values[key]}")
     clip = values.get("signal_clip")
     if clip and (clip.startswith((".", "~")) or ("/" in clip and (path.parent / clip).expanduser().exists())):
         values["signal_clip"] = str((path.parent / Path(clip).expanduser()).resolve())  # a folder beside the config
     if "shortlist_size" in values and not 2 <= values["shortlist_size"] <= 12:
         raise ConfigError(f"{path}: signals.shortlist should be 2 to 12 checkpoints, got {values['shortlist_size']}")
-    for key, low in (("steps", 1), ("seed", 0), ("swap_cache_mb", 0)):
-        if key in values and values[key] < low:
-            raise ConfigError(f"{path}: {key} should be at least {low}, got {values[key]}")
-    if "guidance" in values and not 0 <= values["guidance"] < float("inf"):
-        raise ConfigError(f"{path}: render.guidance should be a finite number >= 0, got {values['guidance']}")
+    if values.get("swap_cache_mb", 0) < 0:
+        raise ConfigError(f"{path}: cache.swap_cache_mb should be at least 0, got {values['swap_cache_mb']}")
+    checks = {"steps": check_steps, "guidance": check_guidance, "seed": check_seed, "width": check_side,
+              "height": check_side, "prompt": check_prompt, "negative": check_prompt}  # fmt: skip
+    for key, check in checks.items():
+        if key in values:
+            try:
+                values[key] = (check(values[key], f"render.{key}", empty=True) if check is check_prompt
+                               else check(values[key], f"render.{key}"))  # fmt: skip
+            except LimitError as err:
+                raise ConfigError(f"{path}: {err}") from None
     return BenchConfig(**values)
 
 

@@ -13,22 +13,19 @@ from typing import Literal
 from PIL import Image
 
 from .checkpoints import Checkpoint
+from .limits import (
+    MAX_SCALE,
+    check_guidance,
+    check_prompt,
+    check_prompts,
+    check_scale,
+    check_scales,
+    check_seeds,
+    check_side,
+    check_steps,
+)
 
 __all__ = ["MAX_SCALE", "Cell", "CellResult", "RenderSettings", "Row", "check_scale", "plan_grid"]
-
-MAX_SCALE = 4.0  # LoRA strengths people compare lie within ±2; beyond ±4 images are noise
-
-
-def check_scale(scale: float) -> None:
-    """Refuse a LoRA scale that is NaN, infinite or beyond ±MAX_SCALE (with the value received).
-
-    Zero (the base, exactly) and negative scales (the LoRA inverted) are allowed.
-
-    Raises:
-        ValueError: the scale is not usable.
-    """
-    if isinstance(scale, bool) or not isinstance(scale, int | float) or not -MAX_SCALE <= scale <= MAX_SCALE:
-        raise ValueError(f"a LoRA scale should be a number between {-MAX_SCALE:g} and {MAX_SCALE:g}, got {scale!r}")
 
 
 @dataclass(frozen=True)
@@ -42,10 +39,16 @@ class RenderSettings:
     negative: str = ""
 
     def __post_init__(self):
-        if self.width % 16 or self.height % 16:
-            raise ValueError(f"width and height should be multiples of 16, got {self.width}x{self.height}")
-        if self.steps < 1:
-            raise ValueError(f"steps should be at least 1, got {self.steps}")
+        """Checked by the rules every way in shares (``limits``); values are normalised (8.0 steps -> 8).
+
+        Raises:
+            LimitError: a value outside what zbench renders, naming the key and the allowed range.
+        """
+        object.__setattr__(self, "steps", check_steps(self.steps))
+        object.__setattr__(self, "guidance", check_guidance(self.guidance))
+        object.__setattr__(self, "width", check_side(self.width, "width"))
+        object.__setattr__(self, "height", check_side(self.height, "height"))
+        object.__setattr__(self, "negative", check_prompt(self.negative, "negative", empty=True))
 
 
 @dataclass(frozen=True)
@@ -112,11 +115,11 @@ def plan_grid(
 
     Returns:
         (the rows, the cells in row-major order).
+
+    Raises:
+        LimitError: no prompt, seed or scale, or one outside the rules of ``limits`` (naming which).
     """
-    if not prompts or not seeds or not scales:
-        raise ValueError("a grid needs at least one prompt, one seed and one scale")
-    for scale in scales:
-        check_scale(scale)
+    prompts, seeds, scales = check_prompts(prompts), check_seeds(seeds), check_scales(scales)
     rows = [Row(p, s, c) for p, s, c in itertools.product(prompts, seeds, scales)]
     columns: list[Checkpoint | None] = ([None] if include_base else []) + list(checkpoints)
     cells = [

@@ -20,6 +20,7 @@ from typing import Literal
 import pandas as pd
 
 from ..engine.checkpoints import Checkpoint
+from ..engine.limits import MAX_SEEDS, check_prompts, check_scales, check_seed
 from ..engine.plan import Cell, CellResult, RenderSettings, Row, check_scale, plan_grid
 from .metrics import LoraFactors, image_distance, lora_delta_norm, lora_factors, lora_weight_change
 
@@ -42,12 +43,12 @@ def parse_prompts(text: str) -> list[str]:
     """One prompt per non-empty line.
 
     Raises:
-        ValueError: no prompt at all.
+        ValueError: no prompt at all, or one the shared rules refuse (``limits.check_prompt``).
     """
     prompts = [line.strip() for line in text.splitlines() if line.strip()]
     if not prompts:
         raise ValueError("type at least one prompt (one per line)")
-    return prompts
+    return check_prompts(prompts)
 
 
 def _numbers(text: str, what: str) -> list[str]:
@@ -55,9 +56,6 @@ def _numbers(text: str, what: str) -> list[str]:
     if not items:
         raise ValueError(f"give at least one {what}, e.g. 42 or 42, 7")
     return items
-
-
-MAX_SEEDS = 1000  # a typo like "1-100000" should be an error, not a grid of a hundred thousand rows
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -110,9 +108,7 @@ def _seed(item: str) -> int:
         seed = int(item)
     except ValueError:
         raise ValueError(f"seeds should be whole numbers separated by commas, got {item!r}") from None
-    if not 0 <= seed < 2**64:
-        raise ValueError(f"a seed should be between 0 and 2**64-1, got {seed}")
-    return seed
+    return check_seed(seed)
 
 
 def parse_scales(text: str) -> list[float]:
@@ -130,7 +126,7 @@ def parse_scales(text: str) -> list[float]:
         check_scale(scale)
         if scale not in scales:
             scales.append(scale)
-    return scales
+    return check_scales(scales)
 
 
 @dataclass(frozen=True)

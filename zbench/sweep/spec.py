@@ -13,7 +13,9 @@ from pathlib import Path
 
 from ..engine.checkpoints import Checkpoint, scan_run
 from ..engine.config import BenchConfig, ConfigError, load_config, read_prompts
-from ..engine.plan import RenderSettings, check_scale
+from ..engine.jsonio import JsonError, read_regular
+from ..engine.limits import LimitError, check_prompts, check_scales, check_seeds
+from ..engine.plan import RenderSettings
 from ..engine.runs import select_checkpoints
 from ..review.grid import parse_scales, parse_seeds
 
@@ -22,6 +24,7 @@ __all__ = ["SweepSpec", "load_sweep"]
 TOP = {"config", "loras", "prompts", "prompts_file", "seeds", "scales", "base_column", "checkpoints", "render"}
 CHECKPOINTS = {"names", "every", "last"}
 RENDER = {"steps", "guidance", "width", "height", "negative"}
+MAX_SPEC_BYTES = 2**20  # a spec is a few hundred bytes; its prompts belong in a prompts file
 
 
 @dataclass(frozen=True)
@@ -62,9 +65,11 @@ def load_sweep(path: str | Path) -> SweepSpec:
     """
     path = Path(path).expanduser()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_regular(path, max_bytes=MAX_SPEC_BYTES, what="sweep spec").decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"sweep spec {path} does not exist; see configs/sweeps/demo.toml for an example") from None
+    except JsonError as err:
+        raise ConfigError(str(err)) from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise ConfigError(f"sweep spec {path} cannot be read: {err}") from None
     where = path.resolve().parent
@@ -85,7 +90,9 @@ def load_sweep(path: str | Path) -> SweepSpec:
         raise fail("config", 'the base config to render with, e.g. config = "../demo.toml"')
     config = load_config(where / data["config"])
     loras = data.get("loras")
-    run_dir = (where / Path(loras).expanduser()).resolve() if isinstance(loras, str) else config.lora_dir
+    if loras is not None and (not isinstance(loras, str) or not loras.strip()):
+        raise fail("loras", f'the run folder as a path in quotes, e.g. loras = "../../loras/dreamy", got {loras!r}')
+    run_dir = (where / Path(loras).expanduser()).resolve() if loras is not None else config.lora_dir
     if run_dir is None:
         raise fail("loras", f"no run folder: set loras here or [loras] dir in {config.source}")
 
@@ -102,10 +109,11 @@ def load_sweep(path: str | Path) -> SweepSpec:
         prompts += read_prompts(where / data["prompts_file"], source=path)
     prompts = prompts or list(config.prompts())
     try:
-        seeds = _numbers(data.get("seeds", str(config.seed)), parse_seeds, int)
-        scales = _numbers(data.get("scales", "1"), parse_scales, float)
-        for scale in scales:
-            check_scale(scale)
+        prompts = check_prompts(prompts)
+        seeds = check_seeds(_numbers(data.get("seeds", str(config.seed)), parse_seeds, int, "seeds"), "seeds")
+        scales = check_scales(_numbers(data.get("scales", "1"), parse_scales, float, "scales"), "scales")
+    except LimitError as err:
+        raise ConfigError(f"{path}: {err}") from None
     except (ValueError, TypeError) as err:
         raise fail("seeds/scales", str(err)) from None
     picks = data.get("checkpoints", {})
@@ -115,16 +123,16 @@ def load_sweep(path: str | Path) -> SweepSpec:
         raise fail("[checkpoints] names", 'a list of epochs, "final" or file names')
     if not isinstance(every, int) or every < 1 or not isinstance(last, int) or last < 0:
         raise fail("[checkpoints] every/last", "every is 1 or more, last 0 or more (0: all)")
-    try:
+    try:  # the types as given (a float width or a string of steps is refused, never rounded), then the rules
         settings = RenderSettings(
-            steps=int(render.get("steps", config.steps)),
-            guidance=float(render.get("guidance", config.guidance)),
-            width=int(render.get("width", config.width)),
-            height=int(render.get("height", config.height)),
-            negative=str(render.get("negative", config.negative)),
+            steps=_given(render, "steps", config.steps, int),
+            guidance=_given(render, "guidance", config.guidance, float),
+            width=_given(render, "width", config.width, int),
+            height=_given(render, "height", config.height, int),
+            negative=_given(render, "negative", config.negative, str),
         )
-    except (TypeError, ValueError) as err:
-        raise fail("[render]", str(err)) from None
+    except LimitError as err:
+        raise fail("[render] " + err.key, str(err).split(": ", 1)[1]) from None
     base_column = data.get("base_column", True)
     if not isinstance(base_column, bool):
         raise fail("base_column", "true or false")
@@ -143,12 +151,34 @@ def load_sweep(path: str | Path) -> SweepSpec:
     )
 
 
-def _numbers(value, parse, kind) -> list:
-    """Seeds or scales as the page takes them ("1-4", "1, 2, .., 10") or as a TOML list or number."""
+def _given(table: dict, key: str, default, kind: type):
+    """``table[key]`` when it has the type ``kind`` (an int counts as a float; a bool as neither), else the
+    default when absent; a value of another type is a LimitError naming the key."""
+    if key not in table:
+        return default
+    value = table[key]
+    ok = isinstance(value, kind) and not isinstance(value, bool)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        ok, value = True, float(value)
+    if not ok:
+        want = {int: "a whole number", float: "a number", str: "text in quotes"}[kind]
+        raise LimitError(key, f"should be {want}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _numbers(value, parse, kind, key: str) -> list:
+    """Seeds or scales as the page takes them ("1-4", "1, 2, .., 10") or as a TOML list or number.
+
+    A seed must be a whole number as written (1.5 is refused, never truncated to 1); a list is bounded like the
+    page's text (``limits.MAX_SEEDS``), checked as it is read.
+    """
     if isinstance(value, str):
         return parse(value)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return [kind(value)]
-    if isinstance(value, list) and value and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
-        return [kind(v) for v in value]
-    raise ValueError(f"a list of numbers or a string such as '1-4' (got {value!r})")
+    items = [value] if isinstance(value, int | float) and not isinstance(value, bool) else value
+    if not isinstance(items, list) or not items:
+        raise LimitError(key, f"a list of numbers or a string such as '1-4', got {value!r}")
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, int | float) or (kind is int and not isinstance(v, int)):
+            want = "whole numbers" if kind is int else "numbers"
+            raise LimitError(key, f"should be {want} (a list, or a string such as '1-4'), got {v!r}")
+    return [kind(v) for v in items]
