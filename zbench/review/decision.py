@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import json
 import logging
 import os
 import threading
@@ -28,6 +27,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..engine import jsonio
 from ..engine.checkpoints import Checkpoint, file_hash
 from .ranking import rank_votes
 from .records import VERSION, DecisionError, Review, Vote, append_line, corrupt, parse_review, read_json, write_atomic
@@ -45,6 +45,8 @@ FOLDER = ".zbench"
 
 _LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
+
+MAX_HISTORY_BYTES = 64 * 2**20  # releases.jsonl: a record is a few kB; thousands of releases fit
 
 
 def default_user() -> str:
@@ -135,7 +137,7 @@ class DecisionStore:
             review = self.load()
             change(review)
             data = {"version": VERSION, **asdict(review)}
-            write_atomic(self.path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+            write_atomic(self.path, jsonio.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
             return review
 
     @staticmethod
@@ -311,8 +313,8 @@ class DecisionStore:
                 "settings": settings or {},
                 "evidence": evidence or {},
             }
-            write_atomic(self.release_path, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
-            append_line(self.history_path, json.dumps(record, ensure_ascii=False))
+            write_atomic(self.release_path, jsonio.dumps(record, indent=2, ensure_ascii=False) + "\n")
+            append_line(self.history_path, jsonio.dumps(record, ensure_ascii=False))
         logger.info("release of %s: %s (%s) by %s", self.run_dir, checkpoint.name, current, who)
         return record
 
@@ -323,16 +325,16 @@ class DecisionStore:
             DecisionError: releases.jsonl exists but cannot be read.
         """
         try:
-            lines = self.history_path.read_text(encoding="utf-8").splitlines()
+            data = jsonio.read_regular(self.history_path, max_bytes=MAX_HISTORY_BYTES, what="release history")
         except FileNotFoundError:
             return []
-        except (OSError, UnicodeDecodeError) as err:
+        except (OSError, jsonio.JsonError) as err:
             raise DecisionError(corrupt(self.history_path, f"cannot be read ({type(err).__name__}: {err})")) from err
         records = []
-        for line in lines:
-            with contextlib.suppress(json.JSONDecodeError):
-                record = json.loads(line)
-                if isinstance(record, dict):
+        for line in data.splitlines():
+            with contextlib.suppress(jsonio.JsonError):
+                record = _release_record(jsonio.parse_json(line, where=str(self.history_path)))
+                if record is not None:
                     records.append(record)
         return records
 
@@ -343,6 +345,34 @@ class DecisionStore:
             DecisionError: release.json exists but cannot be read.
         """
         data = read_json(self.release_path)
-        if data is not None and not isinstance(data, dict):
-            raise DecisionError(corrupt(self.release_path, f"holds a JSON {type(data).__name__}, not an object"))
-        return data
+        if data is None:
+            return None
+        record = _release_record(data)
+        if record is None:
+            raise DecisionError(
+                corrupt(self.release_path, 'is not a release record (an object naming its "checkpoint")')
+            )
+        return record
+
+
+# The fields of a release record that readers show, and the type each must have to be shown.
+_RELEASE_TEXT = ("checkpoint", "path", "hash", "who", "when", "reason", "note", "sheet")
+_RELEASE_NUMBERS = ("epoch", "step", "rating", "votes")
+
+
+def _release_record(data: object) -> dict | None:
+    """A release record read back, or None when it is not one: an object whose "checkpoint" is a name.
+
+    The file may have been edited by hand: a shown field of the wrong type is dropped (readers use ``.get``),
+    never passed on to a page or a PDF cover that formats it as text.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("checkpoint"), str) or not data["checkpoint"]:
+        return None
+    record = dict(data)
+    for key in _RELEASE_TEXT:
+        if record.get(key) is not None and not isinstance(record[key], str):
+            del record[key]
+    for key in _RELEASE_NUMBERS:
+        if record.get(key) is not None and (isinstance(record[key], bool) or not isinstance(record[key], int)):
+            del record[key]
+    return record

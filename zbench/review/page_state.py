@@ -3,16 +3,19 @@
 ``<run>/.zbench/page.json`` holds what the user asked the grid to show (prompts, negative, seeds, scales,
 size, steps, guidance, the base column, the chosen checkpoints) and the kept zoom panels. It is written
 atomically when the user renders or changes a panel, and read when the run is opened. A field that is
-missing or of the wrong type is left out (the page's default stands in); nothing is ever fatal here.
+missing, of the wrong type or outside the rules every way in shares (``engine.limits``: steps, sizes, guidance,
+prompts, seeds, scales) is left out and the page's default stands in; nothing is ever fatal here.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..engine import jsonio
+from ..engine.limits import check_guidance, check_prompt, check_side, check_steps
+from .grid import parse_prompts, parse_scales, parse_seeds
 from .records import read_json, write_atomic
 from .zoom import ZoomSpec
 
@@ -36,6 +39,18 @@ PAGE_FIELDS: dict[str, type] = {
     "zooms": list,
 }
 
+# What each restored value must satisfy to be used (the page's text fields are checked as the page parses them).
+_RULES = {
+    "steps": check_steps,
+    "guidance": check_guidance,
+    "width": lambda v: check_side(v, "width"),
+    "height": lambda v: check_side(v, "height"),
+    "negative": lambda v: check_prompt(v, "negative", empty=True),
+    "prompts": lambda v: (parse_prompts(v), v)[1],
+    "seeds": lambda v: (parse_seeds(v), v)[1],
+    "scales": lambda v: (parse_scales(v), v)[1],
+}
+
 
 def load_page_state(run_dir: str | Path) -> dict:
     """The saved settings of a run's page: only fields that are present and well typed."""
@@ -54,6 +69,13 @@ def load_page_state(run_dir: str | Path) -> dict:
             value = float(value)
         if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
             state[key] = value
+    for key, check in _RULES.items():
+        if key in state:
+            try:
+                state[key] = check(state[key])
+            except ValueError as err:  # LimitError and the parsers' messages
+                logger.warning("ignoring %s in %s: %s", key, path, err)
+                del state[key]
     if "checkpoints" in state:
         state["checkpoints"] = [n for n in state["checkpoints"] if isinstance(n, str)]
     if "zooms" in state:
@@ -75,7 +97,7 @@ def save_page_state(run_dir: str | Path, state: Mapping[str, object]) -> bool:
         data["zooms"] = [z.to_json() if isinstance(z, ZoomSpec) else z for z in data["zooms"]]
     path = Path(run_dir).expanduser() / FILE
     try:
-        write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        write_atomic(path, jsonio.dumps(data, indent=2, ensure_ascii=False) + "\n")
     except OSError as err:
         logger.warning("could not save the page's settings to %s: %s", path, err)
         return False

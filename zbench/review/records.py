@@ -9,12 +9,13 @@ so a crash leaves the old file or the new one, never half of one.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..engine import jsonio
 
 __all__ = [
     "VERSION",
@@ -30,6 +31,7 @@ __all__ = [
 
 # Of review.json (2 added "shortlist"); a newer file is refused rather than rewritten without its new fields.
 VERSION = 2
+MAX_RECORD_BYTES = 16 * 2**20  # a review of 30 checkpoints with 1000 votes and long notes is < 1 MB
 
 
 class DecisionError(ValueError):
@@ -105,25 +107,35 @@ def append_line(path: Path, line: str) -> None:
 
 
 def read_json(path: Path) -> object | None:
-    """The JSON in ``path``, or None when it does not exist.
+    """The JSON in ``path``, or None when it does not exist; bounded in size and nesting (``engine.jsonio``).
 
     Raises:
-        DecisionError: unreadable or not JSON.
+        DecisionError: unreadable, not a regular file, too big, too deeply nested, or not JSON.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        return jsonio.read_json(path, max_bytes=MAX_RECORD_BYTES)
     except FileNotFoundError:
         return None
     except PermissionError as err:
         raise DecisionError(
             f"{path} cannot be read (permission denied): give yourself read access to it, then reload"
         ) from err
-    except (OSError, UnicodeDecodeError) as err:
+    except jsonio.JsonError as err:
+        raise DecisionError(corrupt(path, str(err).removeprefix(f"{path} ").removeprefix(f"file {path} "))) from err
+    except OSError as err:
         raise DecisionError(corrupt(path, f"cannot be read ({type(err).__name__}: {err})")) from err
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DecisionError(corrupt(path, f"is not valid JSON ({err})")) from err
+
+
+def _vote(data: object) -> Vote:
+    """One vote of review.json: names, prompt and time as text, the seed a whole number (a TypeError otherwise)."""
+    if not isinstance(data, dict):
+        raise TypeError(f"a vote is an object, got {type(data).__name__}")
+    for key in ("winner", "loser", "prompt", "when"):
+        if not isinstance(data[key], str):
+            raise TypeError(f"a vote's {key!r} is text, got {type(data[key]).__name__}")
+    if isinstance(data["seed"], bool) or not isinstance(data["seed"], int):
+        raise TypeError(f"a vote's 'seed' is a whole number, got {data['seed']!r}")
+    return Vote(data["winner"], data["loser"], data["prompt"], data["seed"], data["when"])
 
 
 def corrupt(path: Path, problem: str) -> str:
@@ -161,9 +173,7 @@ def parse_review(data: object, path: Path) -> Review:
     try:
         if not isinstance(raw_votes, list):
             raise TypeError("not a list")
-        votes = [
-            Vote(str(v["winner"]), str(v["loser"]), str(v["prompt"]), int(v["seed"]), str(v["when"])) for v in raw_votes
-        ]
+        votes = [_vote(v) for v in raw_votes]
     except (TypeError, KeyError, ValueError) as err:
         raise DecisionError(corrupt(path, f"has malformed 'votes' ({type(err).__name__}: {err})")) from err
     return Review(ratings=ratings, notes=notes, hashes=hashes, votes=votes, shortlist=shortlist)
