@@ -3,13 +3,18 @@
 The key of an image is a hash of everything that decides its pixels: the base model's
 fingerprint (its files, device and dtype), the checkpoint's content hash (not its name, so a
 file replaced under the same name renders anew), prompt, negative prompt, seed, LoRA scale,
-steps, guidance and size. Images live in memory (a bounded LRU) and on disk as PNGs that
-carry their key and parameters in text chunks, so a restarted server finds them again.
+steps, guidance and size, and the software that draws them: the versions of torch, diffusers,
+transformers and peft and zbench's own ``CACHE_VERSION`` (diffusers 0.42.1 changed what "8 steps" means;
+an upgrade re-renders rather than showing images the current code would not draw, and the old entries are
+simply never asked for again). Images live in memory (a bounded LRU) and on disk as PNGs that carry their
+key and parameters in text chunks, so a restarted server finds them again.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -20,12 +25,26 @@ from pathlib import Path
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-__all__ = ["ImageCache", "cell_key", "default_cache_dir", "get_image_cache"]
+__all__ = ["ImageCache", "cell_key", "default_cache_dir", "get_image_cache", "software_versions"]
 
 logger = logging.getLogger(__name__)
 
-# Bump when rendering changes in a way that changes pixels for the same parameters.
+# Bump when zbench's rendering changes in a way that changes pixels for the same parameters.
 CACHE_VERSION = 1
+# The libraries whose versions can change pixels for the same parameters.
+PIXEL_LIBRARIES = ("torch", "diffusers", "transformers", "peft")
+
+
+@functools.cache
+def software_versions() -> dict[str, str]:
+    """The installed version of each of PIXEL_LIBRARIES ("missing" when one is not installed), read once."""
+    out = {}
+    for name in PIXEL_LIBRARIES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "missing"
+    return out
 
 
 def default_cache_dir() -> Path:
@@ -55,6 +74,7 @@ def cell_key(
     """
     fields = {
         "v": CACHE_VERSION,
+        "software": software_versions(),
         "base": base_fingerprint,
         "lora": checkpoint_hash,
         "scale": None if checkpoint_hash is None else float(scale),
