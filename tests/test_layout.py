@@ -42,6 +42,20 @@ def test_each_part_imports_only_the_parts_below_it(part):
                 )
 
 
+def test_the_public_api_never_imports_the_demo():
+    """The product must not depend on the demo: importing zbench (what the page and users import) loads no
+    module of zbench.demo, and no module outside demo/ names it except the commands that run it."""
+    import subprocess
+    import sys
+
+    code = "import sys, zbench; print(sorted(m for m in sys.modules if m.startswith('zbench.demo')))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+    for path in [PACKAGE / "__init__.py", *sorted(PACKAGE.glob("*/__init__.py"))]:
+        if path.parent.name != "demo":
+            assert not any(n.startswith("zbench.demo") for n in _imports(path)), path.relative_to(ROOT)
+
+
 def test_the_library_never_imports_streamlit():
     for path in sorted(PACKAGE.rglob("*.py")):
         assert not any(n.split(".")[0] == "streamlit" for n in _imports(path)), path.relative_to(ROOT)
