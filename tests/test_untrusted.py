@@ -366,3 +366,35 @@ def test_an_old_cache_is_a_miss_not_an_error(tmp_path):
     cache.put(old, Image.new("RGB", (8, 8)))
     assert ImageCache(tmp_path).get("cd" + "0" * 62) is None
     assert ImageCache(tmp_path).get(old) is not None
+
+
+# --- JSON inside checkpoint files ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["lora_adapter_metadata", "training_info"])
+def test_deeply_nested_json_in_a_checkpoints_metadata_is_a_message(tmp_path, make_lora, field):
+    from zbench import scan_run
+
+    make_lora(tmp_path / "deep_1.safetensors", seed=1, metadata={field: DEEP})
+    make_lora(tmp_path / "fine_2.safetensors", seed=2)
+    deep, fine = scan_run(tmp_path)
+    assert fine.error is None  # the rest of the run is untouched
+    if field == "lora_adapter_metadata":
+        assert "nests deeper than" in deep.error
+    else:  # ai-toolkit's step counter is only a hint: ignored, the file still loads
+        assert deep.error is None
+
+
+def test_a_peft_folders_config_is_bounded(tmp_path, make_lora):
+    from safetensors.torch import load_file, save_file
+
+    from zbench import scan_run
+
+    folder = tmp_path / "checkpoint-500"
+    bare = make_lora(tmp_path / "bare.safetensors", seed=1, fmt="bare")
+    folder.mkdir()
+    save_file({f"base_model.model.{k}": v for k, v in load_file(bare).items()}, folder / "adapter_model.safetensors")
+    bare.unlink()
+    (folder / "adapter_config.json").write_text(DEEP)
+    (ck,) = scan_run(tmp_path)
+    assert "adapter_config.json cannot be read" in ck.error and "nests deeper than" in ck.error

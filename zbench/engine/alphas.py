@@ -12,9 +12,10 @@ zero alpha silently renders the base model.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
+
+from . import jsonio
 
 __all__ = [
     "ADAPTER_CONFIG",
@@ -60,8 +61,8 @@ def read_adapter_config(weights: Path) -> dict | None:
     if weights.name != "adapter_model.safetensors" or not path.is_file():
         return None
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        config = jsonio.read_json(path, max_bytes=2**20)  # a PEFT config is ~1 kB; bounded like every file read back
+    except (OSError, jsonio.JsonError) as err:
         raise ValueError(f"its {ADAPTER_CONFIG} cannot be read ({type(err).__name__}: {err})") from err
     if not isinstance(config, dict):
         raise ValueError(f"its {ADAPTER_CONFIG} is not a JSON object")
@@ -93,9 +94,9 @@ def _header_config(file_metadata: dict[str, str]) -> dict | None:
     if not raw:
         return None
     try:
-        meta = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"its lora_adapter_metadata header field is not JSON ({err})") from err
+        meta = jsonio.parse_json(raw, where="its lora_adapter_metadata header field")
+    except jsonio.JsonError as err:
+        raise ValueError(str(err)) from err
     if not isinstance(meta, dict):
         raise ValueError("its lora_adapter_metadata header field is not a JSON object")
     # Keys are "<component>.<field>" ("transformer.lora_alpha"), or bare fields in older files.

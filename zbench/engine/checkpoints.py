@@ -7,13 +7,13 @@ list a folder. Pickle files (.ckpt/.pt/.bin/.pth) are listed as refused and neve
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import jsonio
 from .alphas import alpha_problem, configured_alpha
 from .header import HeaderError, read_header, read_scalars
 from .keys import DOWN_WEIGHT, detect_arch, detect_format, detect_trainer, family_name, module_of
@@ -219,10 +219,10 @@ def _apply_metadata(ck: Checkpoint, meta: dict[str, str]) -> None:
     epoch, step = _int(meta.get("ss_epoch")), _int(meta.get("ss_steps"))
     if "training_info" in meta:  # ai-toolkit
         try:
-            info = json.loads(meta["training_info"])
+            info = jsonio.parse_json(meta["training_info"], where="training_info")
             step = step if step is not None else _int(info.get("step"))
             epoch = epoch if epoch is not None else _int(info.get("epoch"))
-        except (json.JSONDecodeError, AttributeError):
+        except (jsonio.JsonError, AttributeError):
             logger.warning("%s: training_info metadata is not JSON; ignored", ck.name)
     # A kohya final file has no number in its name but says its epoch in metadata.
     if epoch is not None and (ck.epoch is None or ck.pattern in ("number", "final")):

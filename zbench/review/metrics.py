@@ -6,7 +6,6 @@ between checkpoints) read the LoRA factors from the safetensors file and never f
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -16,6 +15,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from ..engine import jsonio
 from ..engine.header import read_header
 from ..engine.keys import DOWN_WEIGHT, UP_WEIGHT, module_of
 
@@ -43,8 +43,8 @@ LoraFactors = dict[str, tuple[torch.Tensor, torch.Tensor, float]]
 def _adapter_config(meta: dict[str, str]) -> dict:
     """The PEFT LoraConfig diffusers saved in ``lora_adapter_metadata`` (keys for the denoiser), or {}."""
     try:
-        config = json.loads(meta.get("lora_adapter_metadata", "{}"))
-    except json.JSONDecodeError:
+        config = jsonio.parse_json(meta.get("lora_adapter_metadata", "{}"), where="lora_adapter_metadata")
+    except jsonio.JsonError:
         return {}
     if not isinstance(config, dict):
         return {}
