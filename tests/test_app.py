@@ -538,3 +538,25 @@ def test_the_signal_set_is_measured_on_request_and_then_used(app_config, run_dir
     assert not any(b.label.startswith("Measure on the signal set") for b in at.button)
     table = at.dataframe[0].value.set_index("checkpoint")
     assert table["diversity"].notna().all() and table["drift"].notna().all()
+
+
+def test_hostile_page_and_release_files_never_break_the_page(app_config, run_dir):
+    """A page.json with steps 100000, a 65536x0 size and guidance -5 is not used (the config's defaults stand
+    in); a release.json without its checkpoint is said on the Pick tab, and votes and ratings still work."""
+    folder = run_dir / ".zbench"
+    folder.mkdir()
+    (folder / "page.json").write_text(
+        json.dumps({"steps": 100000, "width": 65536, "height": 0, "guidance": -5, "seeds": "7"})
+    )
+    (folder / "release.json").write_text('{"who": "me"}')
+    at = _page().run()
+    assert not at.exception
+    request, results = _grid(at)
+    assert (request.settings.steps, request.settings.width, request.settings.height) == (2, 32, 32)
+    assert request.settings.guidance == 0.0 and request.seeds == (7,)  # what was valid is kept
+    assert all(r.status == "ok" for r in results)
+    assert any("not a release record" in e.value for e in at.error)
+    _button(at, "Left is better").click().run()
+    assert not at.exception
+    assert len(zbench.DecisionStore(run_dir).load().votes) == 1
+    assert (folder / "release.json").read_text() == '{"who": "me"}'

@@ -398,3 +398,15 @@ def test_a_peft_folders_config_is_bounded(tmp_path, make_lora):
     (folder / "adapter_config.json").write_text(DEEP)
     (ck,) = scan_run(tmp_path)
     assert "adapter_config.json cannot be read" in ck.error and "nests deeper than" in ck.error
+
+
+def test_marking_a_release_never_overwrites_a_release_file_it_cannot_read(tmp_path, make_lora):
+    from zbench import scan_run
+
+    make_lora(tmp_path / "r_1.safetensors", seed=1)
+    (ck,) = scan_run(tmp_path)
+    (tmp_path / ".zbench").mkdir()
+    (tmp_path / ".zbench" / "release.json").write_text('{"who": "me"}')
+    with pytest.raises(DecisionError, match="not a release record"):
+        DecisionStore(tmp_path).mark_release(ck, who="me")
+    assert (tmp_path / ".zbench" / "release.json").read_text() == '{"who": "me"}'

@@ -94,10 +94,15 @@ def pick_release(opened: OpenRun, plan: GridPlan, results: list[zbench.CellResul
     # The run's records, read once per run of the tab; every part below works from them.
     store = zbench.DecisionStore(opened.run_dir)
     try:
-        review, record = store.load(), store.release()
+        review = store.load()
     except zbench.DecisionError as err:
         st.error(literal(err))
         return
+    try:
+        record = store.release()
+    except zbench.DecisionError as err:  # votes and ratings still work; marking a release waits for the fix
+        st.error(literal(err))
+        record = None
     dec = decision(opened, results, review)
     _recommendation(dec)
     _signal_source(opened, dec)

@@ -274,8 +274,8 @@ class DecisionStore:
 
         Raises:
             FileNotFoundError: the checkpoint's file is gone.
-            DecisionError: the file changed since it was scanned (hash differs), or review.json
-                cannot be read.
+            DecisionError: the file changed since it was scanned (hash differs), or review.json or
+                release.json cannot be read (neither is overwritten).
         """
         path = Path(checkpoint.path)
         if not path.is_file():
@@ -288,6 +288,7 @@ class DecisionStore:
             )
         with self._locked():
             review = self.load()
+            self.release()  # a release.json that cannot be read is the user's to fix: never overwritten
             names = sorted({*review.ratings, *review.notes, *(n for v in review.votes for n in (v.winner, v.loser))})
             record = {
                 "checkpoint": checkpoint.name,
