@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -29,6 +28,7 @@ from . import (
 from .arguments import argument, guidance, scale, seed, side, steps
 from .bench.cli import add_bench_commands
 from .demo.cli import add_demo_commands
+from .engine import jsonio
 from .suggest_cli import add_suggest_command
 from .sweep.cli import add_sweep_command
 
@@ -44,7 +44,7 @@ class UsageError(Exception):
 def _cmd_scan(args) -> int:
     cks = scan_run(args.loras)
     if args.json:
-        print(json.dumps([c.to_json(with_hash=args.hash) for c in cks], indent=2))
+        print(jsonio.dumps([c.to_json(with_hash=args.hash) for c in cks], indent=2))
         return 0
     if not cks:
         print(f"no checkpoints in {args.loras} (looked for *.safetensors and checkpoint-*/ folders)")

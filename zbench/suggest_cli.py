@@ -7,7 +7,6 @@ what would settle it. The page then opens on the same cached images and signals.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from . import (
     signal_cache,
     signal_grid,
 )
+from .engine import jsonio
 
 __all__ = ["add_suggest_command"]
 
@@ -103,7 +103,7 @@ def _suggest(args) -> int:
             "base": decision.report.values.get("base", {}),
             **decision.evidence(),
         }
-        print(json.dumps(out, indent=2, ensure_ascii=False, default=str))
+        print(jsonio.dumps(out, indent=2, ensure_ascii=False, default=str))
         return 0
     _print(decision, run, review, len(grid.prompts), len(grid.seeds))
     return 0
