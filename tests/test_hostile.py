@@ -832,7 +832,11 @@ def test_hostile_config_values_of_the_wrong_type(tmp_path, setting, message):
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--steps", "0"], "steps: should be from 1 to 200"), (["--scale", "nan"], "LoRA scale"), (["--width", "100"], "16")],
+    [
+        (["--steps", "0"], "steps: should be from 1 to 200"),
+        (["--scale", "nan"], "LoRA scale"),
+        (["--width", "100"], "16"),
+    ],
 )
 def test_hostile_grid_arguments_are_refused_before_loading(args, message, capsys):
     from zbench.cli import main

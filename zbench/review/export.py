@@ -7,7 +7,6 @@ last, so an export that fails half-way leaves the previous one whole.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from PIL.PngImagePlugin import PngInfo
 
+from ..engine import jsonio
 from ..engine.plan import CellResult, Row
 from .gridcells import GridCells
 from .pdf import PAPERS, sheet_pdf
@@ -208,9 +208,9 @@ def export_sheet(
             with zipfile.ZipFile(staging.path("cells.zip"), "w") as zf:
                 for tmp, rel in cell_files:
                     zf.write(tmp, rel, compress_type=zipfile.ZIP_STORED)  # PNGs are compressed already
-                zf.writestr("manifest.json", json.dumps(manifest, indent=2), compress_type=zipfile.ZIP_DEFLATED)
+                zf.writestr("manifest.json", jsonio.dumps(manifest, indent=2), compress_type=zipfile.ZIP_DEFLATED)
         manifest["files"] = [*staging.sizes(), {"path": "manifest.json", "bytes": None}]
-        staging.write("manifest.json", json.dumps(manifest, indent=2).encode())
+        staging.write("manifest.json", jsonio.dumps(manifest, indent=2).encode())
         for tmp, final in staging.files:
             os.replace(tmp, final)
     except BaseException:
@@ -231,8 +231,10 @@ def _cells(staging: _Staging, results: Sequence[CellResult], info: SheetInfo, *,
             slug = _slug(result.cell.name.removesuffix(".safetensors"))
             rel = f"cells/r{entry['row']:02d}_c{entry['col']:02d}_{slug}.png"
             png = PngInfo()
-            png.add_text("parameters", cell_parameters(result, info))
-            png.add_text("zbench", json.dumps({k: v for k, v in entry.items() if k != "image"}))
+            # A file name undecodable as UTF-8 (os.listdir keeps it as lone surrogates) cannot go into an
+            # iTXt chunk: "?" stands for it there ("zbench" holds it exactly, JSON-escaped).
+            png.add_text("parameters", cell_parameters(result, info).encode("utf-8", "replace").decode("utf-8"))
+            png.add_text("zbench", jsonio.dumps({k: v for k, v in entry.items() if k != "image"}))
             tmp = staging.path(rel)
             result.image.save(tmp, format="PNG", pnginfo=png)
             files.append((tmp, rel))

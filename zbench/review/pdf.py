@@ -18,7 +18,7 @@ from fpdf import FPDF
 from PIL import Image
 
 from ..engine.plan import CellResult, Row
-from .drawing import column_text, unicode_font_file
+from .drawing import ELLIPSIS, column_text, fit_measured, max_chars, one_line, unicode_font_file, wrap_measured
 from .gridcells import GridCells
 from .share import header_lines, share_title
 from .zoom import ZoomSpec
@@ -27,6 +27,8 @@ __all__ = ["PAPERS", "sheet_pdf"]
 
 PAPERS = {"a4": "A4", "letter": "Letter"}
 MARGIN, GAP, ROW_LABEL = 10.0, 2.0, 24.0  # mm
+PT = 25.4 / 72  # mm per point: font sizes are in points, the page in mm
+COVER_LINES = 20  # lines of one cover paragraph (a prompt): a long prompt ends in "…" rather than run off the page
 INK, MUTED, ERR = (20, 20, 20), (110, 110, 110), (180, 30, 30)
 
 
@@ -37,7 +39,7 @@ class _Doc(FPDF):
         super().__init__(orientation="L" if landscape else "P", unit="mm", format=PAPERS[paper])
         self.set_auto_page_break(False)
         self.set_margins(MARGIN, MARGIN)
-        self.set_title(title)
+        self.set_title(one_line(title, limit=300))
         self.set_creator("zbench")
         path = unicode_font_file()
         self.unicode = path is not None
@@ -47,26 +49,39 @@ class _Doc(FPDF):
             self.add_font("zb", "B", str(bold if bold.is_file() else path))
         self.family = "zb" if self.unicode else "helvetica"
 
+    @property
+    def ellipsis(self) -> str:
+        return ELLIPSIS if self.unicode else "..."  # the core fonts encode Latin-1, which has no "…"
+
+    def _plain(self, text: str, limit: int) -> str:
+        """``text`` as one line of at most ``limit`` characters that the current font can encode."""
+        text = one_line(text, limit=limit)
+        if self.unicode:
+            return text
+        return text.replace(ELLIPSIS, "...").encode("latin-1", "replace").decode("latin-1")
+
     def text_at(self, x: float, y: float, text: str, *, size: float, width: float, bold=False, color=INK) -> None:
         """One line of text at (x, y), shortened with an ellipsis to ``width`` mm."""
         self.set_font(self.family, "B" if bold else "", size)
         self.set_text_color(*color)
-        text = text if self.unicode else text.encode("latin-1", "replace").decode("latin-1")
-        if self.get_string_width(text) > width:
-            while text and self.get_string_width(text + "...") > width:
-                text = text[:-1]
-            text += "..."
+        limit = max_chars(size * PT, width)
+        line = fit_measured(self.get_string_width, self._plain(text, limit), width, limit=limit, ellipsis=self.ellipsis)
         self.set_xy(x, y)
-        self.cell(width, size * 0.45, text)
+        self.cell(width, size * 0.45, line)
 
-    def paragraph(self, x: float, y: float, text: str, *, size: float, width: float, color=INK) -> float:
-        """Wrapped text; returns the y below it."""
+    def lines(self, text: str, *, size: float, width: float, most: int) -> list[str]:
+        """``text`` wrapped to ``width`` mm in at most ``most`` lines, the last shortened with an ellipsis."""
         self.set_font(self.family, "", size)
-        self.set_text_color(*color)
-        text = text if self.unicode else text.encode("latin-1", "replace").decode("latin-1")
-        self.set_xy(x, y)
-        self.multi_cell(width, size * 0.45, text, align="L")
-        return self.get_y()
+        limit = max_chars(size * PT, width)
+        plain = self._plain(text, limit * most)
+        return wrap_measured(self.get_string_width, plain, width, most, limit=limit, ellipsis=self.ellipsis)
+
+    def paragraph(self, x: float, y: float, text: str, *, size: float, width: float, most: int, color=INK) -> float:
+        """Wrapped text, at most ``most`` lines; returns the y below it."""
+        for line in self.lines(text, size=size, width=width, most=most):
+            self.text_at(x, y, line, size=size, width=width, color=color)
+            y += size * 0.45
+        return y
 
 
 def sheet_pdf(
@@ -118,7 +133,13 @@ def _cover(doc: _Doc, grid: GridCells, release: Mapping | None, when: datetime) 
             f"on {release.get('when')}" + (f": {release['reason']}" if release.get("reason") else "")
         )
     for line in [*lines, *header_lines(grid.info)]:
-        y = doc.paragraph(MARGIN, y, line, size=10, width=width) + 1
+        for part in doc.lines(line, size=10, width=width, most=COVER_LINES):
+            if y > doc.h - MARGIN - 5:
+                doc.add_page()
+                y = MARGIN
+            doc.text_at(MARGIN, y, part, size=10, width=width)
+            y += 4.5
+        y += 1
     y += 3
     doc.text_at(MARGIN, y, "checkpoints, in training order", size=10, width=width, bold=True)
     y += 6
@@ -169,7 +190,7 @@ def _band(doc: _Doc, grid: GridCells, band: list[int], zooms: Sequence[ZoomSpec]
             doc.text_at(x, MARGIN + 19.5, digest, size=6, width=cw, color=MUTED)
         y = top_y
         for label, r, zoom, height in chunk:
-            doc.paragraph(MARGIN, y, label, size=7, width=ROW_LABEL - GAP)
+            doc.paragraph(MARGIN, y, label, size=7, width=ROW_LABEL - GAP, most=max(1, int(height / (7 * 0.45))))
             for j, col in enumerate(band):
                 x = MARGIN + ROW_LABEL + j * (cw + GAP)
                 _cell(doc, grid.by_pos.get((r, col)), zoom, x, y, cw, height)
@@ -186,4 +207,4 @@ def _cell(doc: _Doc, result, zoom: ZoomSpec | None, x: float, y: float, w: float
     doc.set_draw_color(*ERR)
     doc.rect(x, y, w, h)
     text = "not rendered" if result is None else f"{result.status}: {result.error or ''}"
-    doc.paragraph(x + 1, y + 1, text[:300], size=5.5, width=w - 2, color=ERR)
+    doc.paragraph(x + 1, y + 1, text, size=5.5, width=w - 2, most=max(1, int((h - 2) / (5.5 * 0.45))), color=ERR)

@@ -18,7 +18,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from ..engine.plan import CellResult, Row
-from .drawing import BG, ERR, FG, MUTED, PAD, column_text, fit, fit_label, text_font, wrap
+from .drawing import BG, ERR, FG, MUTED, PAD, column_text, draw_text, fit, fit_label, text_font, wrap
 from .gridcells import GridCells
 from .zoom import ZoomSpec
 
@@ -123,10 +123,10 @@ def compose_share(
     image = Image.new("RGB", lay.size, BG)
     draw = ImageDraw.Draw(image)
     y = 2 * PAD
-    draw.text((PAD, y), fit(lay.title, share_title(info), lay.size[0] - 2 * PAD), font=lay.title, fill=FG)
+    draw_text(draw, (PAD, y), fit(lay.title, share_title(info), lay.size[0] - 2 * PAD), font=lay.title, fill=FG)
     y += lay.title.size + PAD
     for line in lay.header_lines:
-        draw.text((PAD, y), line, font=lay.header, fill=FG)
+        draw_text(draw, (PAD, y), line, font=lay.header, fill=FG)
         y += round(lay.header.size * 1.3)
     y += PAD
     for band in bands:
@@ -141,13 +141,13 @@ def _draw_band(image, draw, grid: GridCells, lay: _Layout, band: list[int], zoom
     for j, col in enumerate(band):
         label, name = _short_label(grid.checkpoints[col])
         x = x0 + j * (lay.cw + PAD)
-        draw.text((x, y), fit_label(lay.label, label, lay.cw), font=lay.label, fill=FG)
-        draw.text((x, y + lay.label.size + 4), fit(lay.small, name, lay.cw), font=lay.small, fill=MUTED)
+        draw_text(draw, (x, y), fit_label(lay.label, label, lay.cw), font=lay.label, fill=FG)
+        draw_text(draw, (x, y + lay.label.size + 4), fit(lay.small, name, lay.cw), font=lay.small, fill=MUTED)
     y += lay.col_label_h - PAD
     for r in range(len(grid.rows)):
         limit = max(1, lay.ch // (lay.label.size + 4))
         for n, line in enumerate(wrap(lay.label, grid.row_label(r), lay.row_label_w - 2 * PAD, limit)):
-            draw.text((PAD, y + n * (lay.label.size + 4)), line, font=lay.label, fill=FG)
+            draw_text(draw, (PAD, y + n * (lay.label.size + 4)), line, font=lay.label, fill=FG)
         for j, col in enumerate(band):
             _draw_cell(image, draw, lay, grid.by_pos.get((r, col)), (x0 + j * (lay.cw + PAD), y), (lay.cw, lay.ch))
         y += lay.ch + PAD
@@ -156,7 +156,7 @@ def _draw_band(image, draw, grid: GridCells, lay: _Layout, band: list[int], zoom
     for zoom, height in zip(zooms, lay.strip_heights, strict=True):
         for r in range(len(grid.rows)):
             caption = f"{zoom.box.name} · {grid.row_label(r)}"
-            draw.text((x0, y), fit(lay.small, caption, lay.size[0] - x0 - PAD), font=lay.small, fill=MUTED)
+            draw_text(draw, (x0, y), fit(lay.small, caption, lay.size[0] - x0 - PAD), font=lay.small, fill=MUTED)
             y += lay.small.size + 4
             for j, col in enumerate(band):
                 result = grid.by_pos.get((r, col))
@@ -189,7 +189,7 @@ def _draw_cell(image, draw, lay: _Layout, result, at: tuple[int, int], size: tup
         lines = max(1, (size[1] - 8) // (lay.small.size + 2))
         text = result.status if result.status != "error" else f"error: {result.error or ''}"
         for i, line in enumerate(wrap(lay.small, text, size[0] - 8, lines)):
-            draw.text((x + 4, y + 4 + i * (lay.small.size + 2)), line, font=lay.small, fill=ERR)
+            draw_text(draw, (x + 4, y + 4 + i * (lay.small.size + 2)), line, font=lay.small, fill=ERR)
 
 
 def encode_share(image: Image.Image, fmt: str = "webp", *, max_bytes: int = SHARE_MAX_BYTES) -> bytes:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw, ImageFont
 
 from ..engine.plan import CellResult, RenderSettings, Row
-from .drawing import BG, ERR, FG, MUTED, PAD, column_text, fit, fit_label, load_font, wrap
+from .drawing import BG, ERR, FG, MUTED, PAD, column_text, draw_text, fit, fit_label, load_font, wrap
 from .gridcells import GridCells
 from .zoom import StripLayout, ZoomSpec, strip_layout, zoom_strip
 
@@ -195,7 +195,7 @@ def _draw(grid: _Grid, g: _Geometry, page: Page, number: int, count: int) -> Ima
 
     # 1. Header: title, the page's place in the grid (when paged), then the settings.
     y = PAD
-    draw.text((PAD, y), "zbench comparison sheet", font=g.title, fill=FG)
+    draw_text(draw, (PAD, y), "zbench comparison sheet", font=g.title, fill=FG)
     y += g.title.size + 4
     if grid.paged:
         where = f"page {number} of {count} · rows {page.rows[0] + 1}-{page.rows[-1] + 1} of {len(grid.rows)}"
@@ -203,10 +203,10 @@ def _draw(grid: _Grid, g: _Geometry, page: Page, number: int, count: int) -> Ima
         if checkpoints:
             where += f" · {checkpoints[0].label} … {checkpoints[-1].label} of {len(grid.cols) - len(grid.base_cols)}"
         for n, line in enumerate(wrap(g.body, where, width - 2 * PAD, PAGE_LINES)):
-            draw.text((PAD, y + n * (g.body.size + 4)), line, font=g.body, fill=MUTED)
+            draw_text(draw, (PAD, y + n * (g.body.size + 4)), line, font=g.body, fill=MUTED)
         y += PAGE_LINES * (g.body.size + 4)
     for line in grid.header(g, width):
-        draw.text((PAD, y), line, font=g.body, fill=FG)
+        draw_text(draw, (PAD, y), line, font=g.body, fill=FG)
         y += g.body.size + 4
     y += PAD
 
@@ -214,9 +214,11 @@ def _draw(grid: _Grid, g: _Geometry, page: Page, number: int, count: int) -> Ima
     for j, col in enumerate(page.cols):
         x = g.row_label_w + j * (g.cw + PAD)
         label, name, digest = column_text(grid.checkpoints[col])
-        draw.text((x, y), fit_label(g.body, label, g.cw), font=g.body, fill=FG)
-        draw.text((x, y + g.body.size + 4), fit(g.small, name, g.cw), font=g.small, fill=MUTED)
-        draw.text((x, y + g.body.size + 4 + g.small.size + 3), fit(g.small, digest, g.cw), font=g.small, fill=MUTED)
+        draw_text(draw, (x, y), fit_label(g.body, label, g.cw), font=g.body, fill=FG)
+        draw_text(draw, (x, y + g.body.size + 4), fit(g.small, name, g.cw), font=g.small, fill=MUTED)
+        draw_text(
+            draw, (x, y + g.body.size + 4 + g.small.size + 3), fit(g.small, digest, g.cw), font=g.small, fill=MUTED
+        )
     y += g.col_label_h
 
     # 3. Rows: label, then each column's image or error message.
@@ -224,7 +226,7 @@ def _draw(grid: _Grid, g: _Geometry, page: Page, number: int, count: int) -> Ima
         top = y + i * (g.ch + PAD)
         limit = max(1, g.ch // (g.body.size + 3))
         for n, line in enumerate(wrap(g.body, grid.row_label(r), g.row_label_w - 2 * PAD, limit)):
-            draw.text((PAD, top + n * (g.body.size + 3)), line, font=g.body, fill=FG)
+            draw_text(draw, (PAD, top + n * (g.body.size + 3)), line, font=g.body, fill=FG)
         for j, col in enumerate(page.cols):
             result = grid.by_pos.get((r, col))
             if result is not None:
@@ -249,9 +251,10 @@ def _draw(grid: _Grid, g: _Geometry, page: Page, number: int, count: int) -> Ima
                 image_size=grid.image_size,
             )
             sheet.paste(strip, (g.row_label_w - PAD, y))
-            lines = [zoom.box.name, *wrap(g.body, grid.row_label(r), g.row_label_w - 2 * PAD, 3)]
+            name = fit(g.body, zoom.box.name, g.row_label_w - 2 * PAD)
+            lines = [name, *wrap(g.body, grid.row_label(r), g.row_label_w - 2 * PAD, 3)]
             for n, line in enumerate(lines):
-                draw.text((PAD, y + PAD + n * (g.body.size + 3)), line, font=g.body, fill=MUTED if n == 0 else FG)
+                draw_text(draw, (PAD, y + PAD + n * (g.body.size + 3)), line, font=g.body, fill=MUTED if n == 0 else FG)
             y += strip.height + PAD
     return sheet
 
@@ -264,7 +267,7 @@ def _draw_cell(sheet: Image.Image, draw: ImageDraw.ImageDraw, g: _Geometry, resu
     draw.rectangle([x, y, x + g.cw - 1, y + g.ch - 1], fill=(238, 232, 232), outline=ERR)
     limit = max(1, (g.ch - 8) // (g.small.size + 2))
     for i, line in enumerate(wrap(g.small, f"{result.status}: {result.error or ''}", g.cw - 8, limit)):
-        draw.text((x + 4, y + 4 + i * (g.small.size + 2)), line, font=g.small, fill=ERR)
+        draw_text(draw, (x + 4, y + 4 + i * (g.small.size + 2)), line, font=g.small, fill=ERR)
 
 
 def compose_sheet(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from .drawing import BASE_LABEL, BG, ERR, FG, MUTED, fit, text_font, wrap
+from .drawing import BASE_LABEL, BG, ERR, FG, MUTED, draw_text, fit, text_font, wrap
 from .gridcells import GridCells
 from .zoom import ZoomSpec
 
@@ -61,17 +61,21 @@ def timeline_frames(grid: GridCells, row: int, zoom: ZoomSpec | None = None) -> 
         draw = ImageDraw.Draw(frame)
         label = BASE_LABEL if ck is None else f"{ck.label} · {ck.name}"
         counter = f"{i + 1}/{len(cols)}"
-        draw.text(
-            (6, 6), fit(label_font, label, size[0] - 12 - len(counter) * label_font.size), font=label_font, fill=FG
+        draw_text(
+            draw,
+            (6, 6),
+            fit(label_font, label, size[0] - 12 - len(counter) * label_font.size),
+            font=label_font,
+            fill=FG,
         )
-        draw.text((size[0] - 6, 6), counter, font=label_font, fill=MUTED, anchor="ra")
+        draw_text(draw, (size[0] - 6, 6), counter, font=label_font, fill=MUTED, anchor="ra")
         if picture is not None:
             frame.paste(picture.convert("RGB").resize(size, Image.Resampling.NEAREST), (0, bar))
         else:
             small = text_font(max(12, size[0] // 24))
             message = "not rendered" if result is None else f"{result.status}: {result.error or ''}"
             for n, line in enumerate(wrap(small, message, size[0] - 12, max(1, size[1] // (small.size + 4)))):
-                draw.text((6, bar + 6 + n * (small.size + 4)), line, font=small, fill=ERR)
+                draw_text(draw, (6, bar + 6 + n * (small.size + 4)), line, font=small, fill=ERR)
         held = ck is None or i == len(cols) - 1
         frames.append((frame, HOLD_MS if held else FRAME_MS))
     return frames

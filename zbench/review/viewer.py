@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import base64
 import io
-import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..engine import jsonio
 from ..engine.plan import CellResult, Row
-from .drawing import column_text
+from .drawing import column_text, one_line
 from .gridcells import GridCells
 from .share import header_lines, share_title
 from .zoom import ZoomSpec
 
-__all__ = ["viewer_html"]
+__all__ = ["script_json", "viewer_html"]
 
 WEB = Path(__file__).resolve().parent / "web"
 _PAGE = """<!doctype html>
@@ -78,16 +79,26 @@ def viewer_html(results: Sequence[CellResult], rows: Sequence[Row], info, zooms:
         "panels": [z.box.to_json() for z in zooms],
         "aspect": h / w,
         "imageWidth": w,
-        "cellSize": max(96, min(256, w)),
     }
-    # "</" would end the script element early; JSON allows "<\/" for it.
-    text = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
     return _PAGE.format(
-        title=_escape(share_title(info)),
+        title=_escape(one_line(share_title(info), limit=300)),  # one line, no NUL or lone surrogate
         css=(WEB / "grid.css").read_text(encoding="utf-8"),
         js=(WEB / "grid.js").read_text(encoding="utf-8"),
-        data=text,
+        data=script_json(data),
     )
+
+
+# Characters of JSON text written as \uXXXX escapes inside the page's <script> data block: "<" and ">"
+# ("</script>" would end the block, "<!--" would change how the HTML parser reads up to its end), "&",
+# U+2028/U+2029 (line ends to older JavaScript), and lone surrogates (an undecodable file name), which
+# UTF-8 cannot hold. JSON.parse and json.loads turn every escape back into the character.
+_UNSAFE_IN_SCRIPT = re.compile("[<>&\u2028\u2029\ud800-\udfff]")
+
+
+def script_json(data) -> str:
+    """``data`` as JSON text that can sit inside an HTML ``<script>`` element and parses back to ``data``."""
+    text = jsonio.dumps(data, ensure_ascii=False)
+    return _UNSAFE_IN_SCRIPT.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _escape(text: str) -> str:
