@@ -14,9 +14,17 @@ def add_sweep_command(sub) -> None:
         "what is missing",
     )
     p.add_argument("spec", help="sweep spec TOML (see configs/sweeps/demo.toml)")
-    p.add_argument("--out", required=True, help="the sweep folder: images/, cells.jsonl, sweep.json")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="the sweep folder: images/, cells.jsonl, sweep.json; a new or empty folder, or a sweep's to resume",
+    )
     p.add_argument("--workers", type=int, default=0, help="Ray workers to start (0: render in this process)")
-    p.add_argument("--ray", metavar="ADDRESS", help='use a running Ray cluster ("auto" or ray://host:10001)')
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help='use a running Ray cluster (HOST:6379, "auto" or ray://HOST:10001); fails in seconds if none answers',
+    )
     p.add_argument("--threads", type=int, help="torch CPU threads per worker (default: the cores shared out)")
     p.add_argument("--retry-errors", action="store_true", help="render error cells again")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

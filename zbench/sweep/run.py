@@ -1,47 +1,29 @@
 """Running a sweep: plan its cells, skip the finished ones, render the rest in checkpoint groups.
 
-One process renders with ``SweepWorker`` directly; ``--workers N`` or ``--ray ADDRESS`` hands the same
-worker class to Ray, one actor per GPU (or per CPU slot), see ``pool.py``. Either way every finished
-cell is written at once (``SweepStore.write``), so a killed sweep resumes where it stopped.
+One process renders with ``SweepWorker`` (``worker.py``) directly; ``--workers N`` or ``--ray ADDRESS`` hands
+the same worker class to Ray, one actor per GPU (or per CPU slot), see ``pool.py``. Either way this process
+holds the folder's lock and writes every finished cell at once (``SweepStore.write``), so a killed sweep
+resumes where it stopped and no second sweep renders into the same folder meanwhile.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import socket
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from ..engine.checkpoints import Checkpoint
-from ..engine.config import BenchConfig
-from ..engine.pipeline import get_base, model_fingerprint
-from ..engine.plan import CellResult, RenderSettings, plan_grid
-from ..engine.render import render_cells
+from ..engine.pipeline import model_fingerprint
+from ..engine.plan import CellResult, plan_grid
 from .spec import SweepSpec
 from .store import SweepCell, SweepStore, cell_keys
+from .worker import CHUNK, SweepWorker, Task, make_tasks
 
-__all__ = ["SweepSummary", "SweepWorker", "Task", "plan_sweep", "run_sweep"]
-
-CHUNK = 8  # cells per task: one checkpoint's cells in groups, so a lost worker loses little
-
-
-@dataclass(frozen=True)
-class Task:
-    """Cells of one checkpoint (None: the base) for one worker call."""
-
-    checkpoint: Checkpoint | None
-    cells: tuple[SweepCell, ...]
-    attempt: int = 0
-
-    @property
-    def name(self) -> str:
-        return "base" if self.checkpoint is None else self.checkpoint.name
+# SweepWorker, Task and make_tasks live in worker.py (pool.py uses them too); still importable from here.
+__all__ = ["CHUNK", "SweepSummary", "SweepWorker", "Task", "make_tasks", "plan_sweep", "run_sweep"]
 
 
 @dataclass
@@ -52,56 +34,6 @@ class SweepSummary:
     errors: int = 0
     seconds: float = 0.0
     workers: int = 1
-
-
-class SweepWorker:
-    """One base pipeline and its swapper, rendering tasks; in this process or as a Ray actor.
-
-    ``threads`` sets torch's CPU threads (images are bit-identical for the same device, dtype and
-    thread count; on CPU, another thread count may move a few pixels by one level).
-    """
-
-    def __init__(self, config: BenchConfig, settings: RenderSettings, target_rank: int, threads: int | None = None):
-        if threads:
-            torch.set_num_threads(threads)
-        self.config, self.settings, self.target_rank = config, settings, target_rank
-        self.base = get_base(config)  # BaseModelError says what is missing and how to get it
-
-    def describe(self) -> dict:
-        return {
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "device": str(self.base.device),
-            "dtype": str(self.base.dtype).replace("torch.", ""),
-            "threads": torch.get_num_threads(),
-        }
-
-    def render(
-        self, task: Task, on_cell: Callable[[SweepCell, CellResult], None] | None = None
-    ) -> list[tuple[SweepCell, CellResult]]:
-        """Render a task's cells (swapping once); a checkpoint that fails gives error cells, never raises."""
-        by_cell = {id(sc.cell): sc for sc in task.cells}
-        out: list[tuple[SweepCell, CellResult]] = []
-
-        def progress(done: int, total: int, result: CellResult) -> None:
-            sweep_cell = by_cell[id(result.cell)]
-            out.append((sweep_cell, result))
-            if on_cell is not None:
-                on_cell(sweep_cell, result)
-
-        render_cells(
-            self.base,
-            [sc.cell for sc in task.cells],
-            self.settings,
-            target_rank=self.target_rank,
-            progress=progress,
-            read_ahead=False,  # one checkpoint per task: nothing to read ahead
-        )
-        return out
-
-    def render_and_describe(self, task: Task) -> tuple[dict, list[tuple[SweepCell, CellResult]]]:
-        """``render`` and who rendered it, in one answer (a worker may be gone by the time it is asked)."""
-        return self.describe(), self.render(task)
 
 
 def plan_sweep(spec: SweepSpec) -> tuple[dict, list[Checkpoint], list[SweepCell]]:
@@ -135,18 +67,6 @@ def plan_sweep(spec: SweepSpec) -> tuple[dict, list[Checkpoint], list[SweepCell]
     return description, run, keyed
 
 
-def make_tasks(todo: list[SweepCell], chunk: int = CHUNK) -> list[Task]:
-    """Group cells by checkpoint (each worker swaps as rarely as possible), in groups of ``chunk``."""
-    groups: dict[str, list[SweepCell]] = {}
-    for sweep_cell in todo:
-        groups.setdefault(sweep_cell.cell.name, []).append(sweep_cell)
-    tasks = []
-    for cells in groups.values():
-        for i in range(0, len(cells), chunk):
-            tasks.append(Task(cells[0].cell.checkpoint, tuple(cells[i : i + chunk])))
-    return tasks
-
-
 def run_sweep(
     spec: SweepSpec,
     out: str | Path,
@@ -163,51 +83,57 @@ def run_sweep(
 
     Args:
         workers: 0 renders in this process; N > 0 starts N Ray workers (local Ray unless ``ray_address``).
-        ray_address: an existing Ray cluster ("auto" or "ray://host:10001"); one worker per GPU there
-            unless ``workers`` says how many.
+        ray_address: an existing Ray cluster ("host:6379", "auto" or "ray://host:10001"); one worker per
+            GPU there unless ``workers`` says how many. An address where no cluster answers fails in seconds.
         threads: torch CPU threads per worker (default: this machine's cores divided among the workers).
         retry_errors: render error cells again (by default an error cell is finished).
         on_result: called with each stored cell's record (tests and progress displays).
 
     Raises:
-        SweepError: the folder cannot be written or holds another sweep; Ray is missing or no worker starts.
+        SweepError: the folder cannot be written, holds files zbench did not write or another run's sweep, or
+            another process renders into it; Ray is missing, its address answers nothing, or no worker starts.
         ConfigError, BaseModelError: the spec or its base cannot be used.
     """
     from tqdm import tqdm
 
-    store = SweepStore(out)
+    if ray_address:  # said in seconds, before the run's checkpoints are hashed and the folder is touched
+        from .address import check_address
+
+        check_address(ray_address)
     description, run, keyed = plan_sweep(spec)
-    store.start(description)
-    done = store.done(retry_errors=retry_errors)
-    todo = [sc for sc in keyed if sc.key not in done]
-    summary = SweepSummary(total=len(keyed), skipped=len(keyed) - len(todo))
-    target_rank = max([c.rank or 0 for c in run if c.error is None] or [0])
-    tasks = make_tasks(todo, chunk)
-    started = time.perf_counter()
-    reported = set()  # (checkpoint, error) pairs said once, not once per cell
-    with tqdm(total=len(keyed), initial=summary.skipped, desc="sweep", unit="cell", disable=quiet) as bar:
+    with SweepStore(out) as store:  # the folder is locked until the sweep ends, however it ends
+        store.start(description)
+        done = store.done(retry_errors=retry_errors)
+        todo = [sc for sc in keyed if sc.key not in done]
+        summary = SweepSummary(total=len(keyed), skipped=len(keyed) - len(todo))
+        target_rank = max([c.rank or 0 for c in run if c.error is None] or [0])
+        tasks = make_tasks(todo, chunk)
+        started = time.perf_counter()
+        reported = set()  # (checkpoint, error) pairs said once, not once per cell
+        with tqdm(total=len(keyed), initial=summary.skipped, desc="sweep", unit="cell", disable=quiet) as bar:
 
-        def stored(sweep_cell: SweepCell, result: CellResult, worker: dict) -> None:
-            record = store.write(sweep_cell, result, **worker)
-            summary.rendered += 1
-            summary.errors += result.status == "error"
-            bar.update(1)
-            if result.status == "error" and (result.cell.name, result.error) not in reported:
-                reported.add((result.cell.name, result.error))
-                tqdm.write(f"error in {result.cell.name}: {result.error}", file=sys.stderr)
-            if on_result is not None:
-                on_result(record)
+            def stored(sweep_cell: SweepCell, result: CellResult, worker: dict) -> None:
+                """Every finished cell, from this process or a Ray worker, is written here, by this process."""
+                record = store.write(sweep_cell, result, **worker)
+                summary.rendered += 1
+                summary.errors += result.status == "error"
+                bar.update(1)
+                if result.status == "error" and (result.cell.name, result.error) not in reported:
+                    reported.add((result.cell.name, result.error))
+                    tqdm.write(f"error in {result.cell.name}: {result.error}", file=sys.stderr)
+                if on_result is not None:
+                    on_result(record)
 
-        if todo and (workers > 0 or ray_address):
-            from .pool import run_on_ray
+            if todo and (workers > 0 or ray_address):
+                from .pool import run_on_ray
 
-            summary.workers = run_on_ray(
-                spec, tasks, stored, target_rank=target_rank, workers=workers, address=ray_address, threads=threads
-            )
-        elif todo:
-            worker = SweepWorker(spec.config, spec.settings, target_rank, threads)
-            about = {"worker": "local", **worker.describe()}
-            for task in tasks:
-                worker.render(task, on_cell=lambda sc, result: stored(sc, result, about))
-    summary.seconds = time.perf_counter() - started
+                summary.workers = run_on_ray(
+                    spec, tasks, stored, target_rank=target_rank, workers=workers, address=ray_address, threads=threads
+                )
+            elif todo:
+                worker = SweepWorker(spec.config, spec.settings, target_rank, threads)
+                about = {"worker": "local", **worker.describe()}
+                for task in tasks:
+                    worker.render(task, on_cell=lambda sc, result: stored(sc, result, about))
+        summary.seconds = time.perf_counter() - started
     return summary
