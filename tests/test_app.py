@@ -560,3 +560,19 @@ def test_hostile_page_and_release_files_never_break_the_page(app_config, run_dir
     assert not at.exception
     assert len(zbench.DecisionStore(run_dir).load().votes) == 1
     assert (folder / "release.json").read_text() == '{"who": "me"}'
+
+
+def test_the_grid_view_kept_for_the_run_is_given_back_checked(app_config, run_dir):
+    """The grid's view (cell size, transpose, zoom) kept in page.json starts the grid; what is not well formed
+    is dropped, on reading and on writing (the browser reports it)."""
+    view = {"cell": 64, "transpose": True, "zoom": 99, "cx": 0.25, "cy": "x", "evil": "<script>"}
+    zbench.save_page_state(run_dir, {"view": view})
+    saved = json.loads((run_dir / ".zbench" / "page.json").read_text())["view"]
+    assert saved == {"cell": 64, "transpose": True, "cx": 0.25}
+    (run_dir / ".zbench" / "page.json").write_text(json.dumps({"view": {**view, "zoom": 2, "cy": 1.0}}))
+    at = _page().run()
+    assert not at.exception
+    assert _grid_data(at)["view"] == {"cell": 64, "transpose": True, "zoom": 2.0, "cx": 0.25, "cy": 1.0}
+    for bad in ({"cell": 8}, {"cell": True, "zoom": 1e9, "cx": -1}, [1, 2], "fit"):
+        (run_dir / ".zbench" / "page.json").write_text(json.dumps({"view": bad, "seeds": "7"}))
+        assert zbench.load_page_state(run_dir) == {"seeds": "7"}, bad

@@ -192,8 +192,14 @@ def test_html_viewer_works_offline_in_a_browser(exported):
         first = page.locator(".zb-cell").nth(1)
         box = first.bounding_box()
         page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        zooms = "[...document.querySelectorAll('.zb-cell img')].map(i => i.style.transform)"
+        page.mouse.wheel(0, 300)  # a plain wheel scrolls, as everywhere else; it never zooms
+        assert all("scale(1)" in t or not t for t in page.evaluate(zooms))
+        page.keyboard.down("Control")  # Ctrl + wheel (and a trackpad pinch) zooms every cell at once
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         page.mouse.wheel(0, -300)
-        transforms = page.evaluate("[...document.querySelectorAll('.zb-cell img')].map(i => i.style.transform)")
+        page.keyboard.up("Control")
+        transforms = page.evaluate(zooms)
         assert len(set(transforms)) == 1 and "scale(1)" not in transforms[0]  # one zoom for every cell
         first.click()
         page.keyboard.press("ArrowRight")

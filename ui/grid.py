@@ -15,7 +15,7 @@ import streamlit as st
 import zbench
 
 from .gridview import grid_data, show_grid
-from .request import GridPlan, panels, save_settings
+from .request import GridPlan, _state, panels, save_settings
 from .resources import image_cache
 from .run import OpenRun
 from .signals import decision
@@ -81,6 +81,7 @@ def grid_section(opened: OpenRun, plan: GridPlan, cache_only: bool) -> list[zben
         strip = signal_strip(decision(opened, results, review)) if final and review is not None else None
         data = grid_data(results, plan, ratings=ratings, release=release, zooms=zooms, signals=strip)
         data["applied"] = list(st.session_state.get(APPLIED, []))
+        data["view"] = _state(opened).get("view")  # cell size, transpose, zoom: where the user left this run
         with slot:
             if final:  # the interactive grid; its events are applied before the next rerun
                 return show_grid(data, key=GRID_KEY, on_event=functools.partial(handle_grid_event, opened))
@@ -173,10 +174,12 @@ def _panel_names(opened: OpenRun, zooms: list[zbench.ZoomSpec]) -> None:
 
 
 def handle_grid_event(opened: OpenRun) -> None:
-    """The component's callback: apply drawn boxes, removed panels and ratings before the fragment reruns.
+    """The component's callback: apply drawn boxes, removed panels and ratings before the fragment reruns, and
+    keep its view.
 
     The component sends every event it has not seen confirmed (two quick key presses can arrive as one
-    message); each is applied once, in order, and confirmed back through the grid's data (``applied``).
+    message); each is applied once, in order, and confirmed back through the grid's data (``applied``). Each
+    message also carries the grid's view (cell size, transpose, zoom), kept in the run's page state.
     """
     state = st.session_state.get(GRID_KEY)
     payload = state.get("event") if hasattr(state, "get") else None
@@ -184,6 +187,7 @@ def handle_grid_event(opened: OpenRun) -> None:
     if not isinstance(events, list):
         return
     st.session_state[REUSE] = True
+    _keep_view(opened, payload.get("view"))
     applied: list[str] = st.session_state.setdefault(APPLIED, [])
     for event in events:
         if not isinstance(event, dict) or event.get("id") in applied:
@@ -194,6 +198,15 @@ def handle_grid_event(opened: OpenRun) -> None:
         except (KeyError, TypeError, ValueError, zbench.DecisionError) as err:
             st.session_state["grid_event_error"] = f"could not apply that: {err}"
     del applied[:-APPLIED_KEPT]
+
+
+def _keep_view(opened: OpenRun, view: object) -> None:
+    """Save the grid's view with the run's settings when it changed (``save_page_state`` writes only its
+    well-formed keys). A run that cannot be written keeps it for this session, without a message each zoom."""
+    page = _state(opened)
+    if isinstance(view, dict) and view != page.get("view"):
+        page["view"] = view
+        zbench.save_page_state(opened.run_dir, page)
 
 
 def _apply(opened: OpenRun, event: dict) -> None:

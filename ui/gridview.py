@@ -1,10 +1,11 @@
 """The grid on the page: one custom component (Streamlit Components v2) that draws every cell.
 
 The JavaScript and styles are zbench's own grid (``zbench/review/web/``), the same code the exported
-``index.html`` runs: fixed-size cells, sticky labels, synced zoom and pan, drag-a-box panels, a large
-view with arrow keys and 1-5 to rate. Python sends labels and image URLs; the component sends back
-events (a box drawn, a panel removed, a rating). Images travel as lossless PNG through Streamlit's
-media files (a URL each, cached by the browser), not inside the component's data.
+``index.html`` runs: cells that fit every column in the width (or a chosen size), sticky labels, synced zoom
+and pan, drag-a-box panels, a large view with arrow keys and 1-5 to rate. Python sends labels, image URLs and
+the view to start from; the component sends back events (a box drawn, a panel removed, a rating) and its
+view (cell size, transpose, zoom). Images travel as lossless PNG through Streamlit's media files (a URL
+each, cached by the browser), not inside the component's data.
 """
 
 from __future__ import annotations
@@ -38,7 +39,16 @@ export default function (component) {
       if (cell.src && cell.src.startsWith("/media/")) cell.src = base + cell.src.slice(1);
     }
   }
-  zbenchGrid(root, data, (event) => setTriggerValue("event", event));
+  // The grid's box may use the main column's side padding (Streamlit's wide layout keeps 5rem each side): a
+  // 30-checkpoint run needs every pixel of a 1280 px window. Without that column, no bleed.
+  const bleed = () => {
+    const main = document.querySelector('[data-testid="stMain"]');
+    if (!main || !root.isConnected) return [0, 0];
+    const m = main.getBoundingClientRect();
+    const r = root.getBoundingClientRect();
+    return [Math.max(0, r.left - m.left), Math.max(0, m.left + main.clientWidth - r.right)];
+  };
+  zbenchGrid(root, data, (event) => setTriggerValue("event", event), { bleed });
 }
 """
 )
@@ -124,6 +134,8 @@ def grid_data(
                 "release": ck is not None and ck.name == release,
                 "rateable": ck is not None and ck.error is None,
                 "checkpoint": None if ck is None else ck.name,
+                "epoch": None if ck is None else ck.epoch,  # for the compact header ("e12" over "s2400")
+                "step": None if ck is None else ck.step,
                 "signals": strip.get(key),
                 "short": ck is not None and ck.name in shortlist,
             }

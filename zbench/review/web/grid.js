@@ -1,12 +1,21 @@
 // zbench grid: the same grid in the bench page (a Streamlit component) and in the exported viewer (index.html).
-// Fixed-size cells with sticky checkpoint and row labels, a cell-size control, transpose, synced zoom and pan
-// over every cell (wheel or pinch to zoom, drag to pan, double-click to reset), a large view with arrow keys to
-// flip through epochs, and zoom panels: the same region of every checkpoint under the grid, aligned with its
-// columns. On the page (``emit`` given) it also draws boxes that become panels, removes panels, and rates
-// checkpoints in the large view (keys 1-5 or the stars). An update that changes only stars, the release mark or
-// the panels touches only those: the images are never drawn again. Plain DOM code, no libraries, nothing
-// fetched but the images.
+// Sticky checkpoint headers and row labels, a cell size that fits every column in the width (the default, refit
+// when the window or panel changes) or a fixed one, transpose, synced zoom and pan over every cell (Ctrl/⌘+wheel
+// or pinch to zoom, drag to pan when zoomed, double-click to reset; a plain wheel scrolls), a large view with
+// arrow keys to flip through epochs, and zoom panels: the same region of every checkpoint under the grid, aligned
+// with its columns. On the page (``emit`` given) it also draws boxes that become panels, removes panels, rates
+// checkpoints in the large view (keys 1-5 or the stars) and reports its view (cell size, transpose, zoom) so the
+// page can give it back after a reload. An update that changes only stars, the release mark or the panels
+// touches only those; a new cell size only sets two CSS variables: the images are never drawn again. Plain DOM
+// code, no libraries, nothing fetched but the images.
 "use strict";
+
+const ZB_FIT_MIN = 36; // "fit" never makes a cell narrower (31 columns fit 1280 px at 40)
+const ZB_MIN = 40; // the smallest size the control offers
+const ZB_MAX = 512;
+const ZB_NARROW = 100; // below this cell width a column header is compact ("e12" over "s2400")
+const ZB_GAP = 1; // px between cells (the table's border-spacing, also in grid.css)
+const ZB_VIEW_DELAY = 700; // ms of quiet before a changed view is reported to the page
 
 function zbEl(tag, cls, text) {
   const node = document.createElement(tag);
@@ -16,29 +25,40 @@ function zbEl(tag, cls, text) {
 }
 
 // Mount or update the grid in ``root`` with ``data``; state (zoom, cell size, open view) survives updates.
-function zbenchGrid(root, data, emit) {
+// ``data.view`` ({cell: "fit" | px, transpose, zoom, cx, cy}, as reported) is used on the first mount only.
+// ``options.bleed`` (the page's): () => [left, right] px the grid's box may extend past the root's sides.
+function zbenchGrid(root, data, emit, options) {
   let z = root.__zb;
-  if (!z) z = root.__zb = zbSetup(root);
+  if (!z) {
+    z = root.__zb = zbSetup(root, (options && options.bleed) || null);
+    zbInitialView(z, data);
+  }
   window.__zbenchGrid = z; // for tests and the curious: the live state of the grid drawn last
   z.data = data;
-  z.emit = emit ? (event) => zbSend(z, event, emit) : null;
+  z.emitRaw = emit || null;
+  z.emit = emit ? (event) => zbSend(z, event) : null;
   const applied = new Set(data.applied || []);
   z.pending = z.pending.filter((e) => !applied.has(e.id));
   zbRefresh(z);
   return z;
 }
 
-function zbSetup(root) {
+function zbSetup(root, bleed) {
   const z = {
     root,
+    bleed,
     view: { s: 1, x: 0, y: 0 }, // zoom and offset in fractions of the image: the same for every cell
-    size: 0, // cell width in px; 0 until the first build picks one that fits ~8 columns
+    cell: "fit", // "fit" or a width in px (the user's choice)
+    size: 0, // the cell width in px now shown (the fit's result, or ``cell``)
+    fitWidth: 0, // the box width the fitted size was computed for
+    shrankAt: -1e9, // when that width last shrank (performance.now())
     transpose: false,
     boxMode: false,
     open: null, // {r, c} of the large view
     images: [], // the grid's <img> elements (not the panels')
     labels: [], // per checkpoint: the element that shows its label, stars and release mark
-    strips: [], // the panel rows under the grid
+    strips: [], // the panel rows under the grid (their label lines are in stripBands)
+    stripBands: [],
     builds: 0, // how many times the grid's cells were drawn (tests check an update did not redraw)
     // Events not yet confirmed by the page. Each send carries all of them: two quick events (4, then 2 on
     // the next epoch) may reach the server as one message, and neither may be lost.
@@ -47,23 +67,30 @@ function zbSetup(root) {
     sent: 0,
     gridKey: null,
     panelKey: null,
+    viewTimer: null,
+    viewSent: null,
   };
+  z.state = () => zbViewState(z); // the view as the grid reports it (tests read it)
   root.classList.add("zb");
   z.head = zbEl("div", "zb-head");
   z.controls = zbEl("div", "zb-controls");
+  z.fitButton = zbEl("button", "zb-fit", "fit");
+  z.fitButton.title = "fit every column in the width (follows the window)";
   z.sizeInput = zbEl("input");
-  Object.assign(z.sizeInput, { type: "range", min: 96, max: 512, step: 8 });
+  Object.assign(z.sizeInput, { type: "range", min: ZB_MIN, max: ZB_MAX, step: 8 });
   z.sizeInput.setAttribute("aria-label", "cell size");
-  const sizeLabel = zbEl("label", null, "cell size ");
-  sizeLabel.append(z.sizeInput);
+  z.sizeText = zbEl("span", "zb-size");
+  const sizeLabel = zbEl("span", "zb-sizectl", "cell size ");
+  sizeLabel.append(z.fitButton, z.sizeInput, z.sizeText);
   z.flip = zbEl("input");
   z.flip.type = "checkbox";
   const flipLabel = zbEl("label");
   flipLabel.append(z.flip, document.createTextNode(" checkpoints as rows"));
   const reset = zbEl("button", null, "reset zoom");
   z.boxButton = zbEl("button", "zb-box", "draw a box");
-  z.hint = zbEl("span", "zb-hint");
-  z.controls.append(sizeLabel, flipLabel, reset, z.boxButton, z.hint);
+  z.controls.append(sizeLabel, flipLabel, reset, z.boxButton);
+  z.hint = zbEl("div", "zb-hint");
+  z.legend = zbEl("div", "zb-hint zb-siglegend");
   z.scroll = zbEl("div", "zb-scroll");
   // A modal <dialog>: the browser's top layer, above the page whatever its layout (Streamlit's included).
   z.box = zbEl("dialog", "zb-lightbox");
@@ -72,43 +99,92 @@ function zbSetup(root) {
   z.stars = zbEl("div", "zb-rate");
   z.message = zbEl("div", "zb-message");
   z.box.append(z.big, z.caption, z.stars, z.message);
-  root.append(z.head, z.controls, z.scroll, z.box);
+  root.append(z.head, z.controls, z.hint, z.legend, z.scroll, z.box);
 
-  z.sizeInput.addEventListener("input", () => { z.size = Number(z.sizeInput.value); zbRefresh(z); });
-  z.flip.addEventListener("change", () => { z.transpose = z.flip.checked; zbRefresh(z); });
-  reset.addEventListener("click", () => { z.view = { s: 1, x: 0, y: 0 }; zbApply(z); });
+  z.sizeInput.addEventListener("input", () => {
+    z.cell = Number(z.sizeInput.value);
+    zbSize(z, z.cell);
+    zbViewChanged(z);
+  });
+  z.fitButton.addEventListener("click", () => { z.cell = "fit"; zbFit(z, true); zbViewChanged(z); });
+  z.flip.addEventListener("change", () => { z.transpose = z.flip.checked; zbRefresh(z); zbViewChanged(z); });
+  reset.addEventListener("click", () => { z.view = { s: 1, x: 0, y: 0 }; zbApply(z); zbViewChanged(z); });
   z.boxButton.addEventListener("click", () => { z.boxMode = !z.boxMode; zbMode(z); });
   z.box.addEventListener("click", () => zbClose(z));
   z.box.addEventListener("close", () => { z.open = null; }); // Escape closes a dialog by itself
   z.stars.addEventListener("click", (e) => e.stopPropagation());
-  document.addEventListener("keydown", (e) => zbKey(z, e));
+  document.addEventListener("keydown", (e) => zbKey(z, e), true);
+  // Refit when the space changes (the window, a sidebar opened or closed, the box's own scrollbar), not only at
+  // the first paint.
+  if (window.ResizeObserver) {
+    const observer = new ResizeObserver(() => zbFit(z));
+    observer.observe(root);
+    observer.observe(z.scroll); // its content box: narrower when its vertical scrollbar appears
+  } else {
+    window.addEventListener("resize", () => zbFit(z));
+  }
   return z;
 }
 
-function zbSend(z, event, emit) {
-  z.sent += 1;
-  z.pending.push({ ...event, id: `${z.token}:${z.sent}` });
-  emit({ events: z.pending.slice() });
+// The view the page kept (or the data's cellSize, as the exported viewer gives), checked as the page checks it.
+function zbInitialView(z, data) {
+  const v = data.view && typeof data.view === "object" ? data.view : {};
+  const num = (x) => typeof x === "number" && Number.isFinite(x);
+  if (v.cell === "fit") z.cell = "fit";
+  else if (num(v.cell)) z.cell = Math.round(Math.min(ZB_MAX, Math.max(ZB_MIN, v.cell)));
+  else if (num(data.cellSize)) z.cell = Math.round(Math.min(ZB_MAX, Math.max(ZB_MIN, data.cellSize)));
+  if (typeof v.transpose === "boolean") z.transpose = v.transpose;
+  if (num(v.zoom)) {
+    const s = Math.min(16, Math.max(1, v.zoom));
+    const centre = (c) => Math.min(Math.max((num(c) ? c : 0.5) - 0.5 / s, 0), 1 - 1 / s);
+    z.view = { s, x: centre(v.cx), y: centre(v.cy) };
+  }
+  z.viewSent = JSON.stringify(zbViewState(z));
 }
 
-// Draw what changed: the cells only when the images, labels, size or layout changed; else the panels and
-// the checkpoint labels (stars, release) in place.
+function zbViewState(z) {
+  const round = (v) => Math.round(v * 10000) / 10000;
+  const s = z.view.s;
+  return {
+    cell: z.cell, transpose: z.transpose, zoom: round(s), cx: round(z.view.x + 0.5 / s), cy: round(z.view.y + 0.5 / s),
+  };
+}
+
+function zbSend(z, event) {
+  z.sent += 1;
+  z.pending.push({ ...event, id: `${z.token}:${z.sent}` });
+  zbEmit(z);
+}
+
+// Every message carries the unconfirmed events and the current view (the last view is the one that counts).
+function zbEmit(z) {
+  const view = zbViewState(z);
+  z.viewSent = JSON.stringify(view);
+  z.emitRaw({ events: z.pending.slice(), view });
+}
+
+// A changed view reaches the page once it has been quiet for a moment (not every wheel step).
+function zbViewChanged(z) {
+  if (!z.emitRaw) return;
+  clearTimeout(z.viewTimer);
+  z.viewTimer = setTimeout(() => {
+    if (z.emitRaw && z.root.isConnected && JSON.stringify(zbViewState(z)) !== z.viewSent) zbEmit(z);
+  }, ZB_VIEW_DELAY);
+}
+
+// Draw what changed: the cells only when the images, labels or layout changed; else the panels and the
+// checkpoint labels (stars, release) in place. The cell size is CSS variables: changing it redraws nothing.
 function zbRefresh(z) {
   const data = z.data;
-  if (!z.size) {
-    const width = z.root.clientWidth || window.innerWidth;
-    const fit = Math.floor((width - 200) / Math.max(1, Math.min(8, data.columns.length))) - 8;
-    z.size = Math.max(96, Math.min(512, data.cellSize || fit));
-  }
-  z.sizeInput.value = z.size;
   z.flip.checked = z.transpose;
   z.head.replaceChildren();
   if (data.title) z.head.append(zbEl("h1", null, data.title));
   if (data.header) z.head.append(zbEl("div", "zb-header", data.header.join("\n")));
   zbMode(z);
+  zbSignalLegend(z);
   const panels = JSON.stringify(data.panels || []);
   const gridKey = JSON.stringify([
-    data.columns.map((c) => [c.label, c.name, c.hash]), data.rows, data.cells, data.aspect, z.size, z.transpose,
+    data.columns.map((c) => [c.label, c.name, c.hash]), data.rows, data.cells, data.aspect, z.transpose,
     z.transpose ? panels : null, // transposed, the panels are columns of the same table
   ]);
   if (gridKey !== z.gridKey) {
@@ -121,7 +197,8 @@ function zbRefresh(z) {
     zbStrips(z);
   }
   z.labels.forEach((el, c) => zbLabel(el, data.columns[c], data.signals));
-  zbCorner(z);
+  zbFit(z, true); // the box's bleed, and the fitted size
+  if (z.cell !== "fit") zbSize(z, z.cell);
   zbApply(z);
   if (z.open) zbOpen(z, z.open.r, z.open.c);
 }
@@ -132,8 +209,76 @@ function zbMode(z) {
   z.root.classList.toggle("zb-drawing", z.boxMode);
   z.hint.textContent = z.boxMode
     ? "drag over any image: the region becomes a zoom panel"
-    : "wheel or pinch: zoom all · drag: pan all · click: large view, ← → flip" + (z.emit ? ", 1-5 rate" : "");
+    : "scroll: wheel · zoom all: Ctrl/⌘+wheel or pinch · pan all: drag when zoomed · double-click: reset zoom · " +
+      "click: large view, ← → flip" + (z.emit ? ", 1-5 rate, K/X shortlist" : "") + ", Esc close";
 }
+
+// What the bars under each checkpoint's label are, top to bottom (their values on hover).
+function zbSignalLegend(z) {
+  const signals = z.data.signals || [];
+  const text = signals.length
+    ? "signals under each checkpoint, top to bottom: " +
+      signals.map((s) => `${s.label} ${s.good === "high" ? "↑" : "↓"}`).join(" · ") +
+      " (green = best of the run, red = worst; hover for the value)"
+    : "";
+  if (z.legend.textContent !== text) z.legend.textContent = text;
+  z.legend.style.display = text ? "" : "none";
+}
+
+// --- cell size -------------------------------------------------------------------------------------------------
+
+// Show cells ``size`` px wide: two CSS variables and a class; nothing is drawn again.
+function zbSize(z, size) {
+  z.size = size;
+  const h = Math.round(size * z.data.aspect);
+  z.root.style.setProperty("--zb-w", size + "px");
+  z.root.style.setProperty("--zb-h", h + "px");
+  z.root.classList.toggle("zb-narrow", size < ZB_NARROW);
+  z.sizeInput.value = size;
+  z.sizeText.textContent = `${size} px`;
+  z.fitButton.classList.toggle("zb-on", z.cell === "fit");
+  z.fitButton.setAttribute("aria-pressed", String(z.cell === "fit"));
+  zbApply(z);
+}
+
+// The largest cell that shows every column in the box's width (between ZB_FIT_MIN and ZB_MAX, and no taller
+// than the box shows at once). ``force``: recompute even when the width changed only a little.
+function zbFit(z, force) {
+  if (!z.data) return;
+  if (z.bleed) {
+    // On the page the box may use the main column's side padding: every pixel counts with 31 columns.
+    const [left, right] = z.bleed();
+    z.scroll.style.marginLeft = -left + "px";
+    z.scroll.style.marginRight = -right + "px";
+  }
+  if (z.cell !== "fit") return;
+  const width = z.scroll.clientWidth || z.root.clientWidth || window.innerWidth;
+  // A page scrollbar that comes and goes with the grid's height would refit back and forth: just after a
+  // shrink, a growth by no more than a scrollbar's width is ignored.
+  const now = performance.now();
+  if (!force && z.size && width > z.fitWidth && width < z.fitWidth + 20 && now - z.shrankAt < 1000) return;
+  if (width < z.fitWidth) z.shrankAt = now;
+  z.fitWidth = width;
+  const data = z.data;
+  const a = data.aspect || 1;
+  let units; // the table's width is units × size + fixed px
+  let fixed;
+  if (!z.transpose) {
+    units = data.columns.length;
+    fixed = (units + 1) * ZB_GAP;
+  } else {
+    const panels = data.panels || [];
+    const rows = data.rows.length;
+    units = rows * (1 + panels.reduce((sum, p) => sum + p.w / p.h, 0));
+    const label = z.labels.length ? z.labels[0].offsetWidth : 0;
+    fixed = (label || 150) + (1 + rows * (1 + panels.length) + 1) * ZB_GAP;
+  }
+  const tall = Math.floor((window.innerHeight * 0.78 - 150) / a); // one row of cells visible at once
+  const fit = Math.floor((width - fixed) / Math.max(units, 1));
+  zbSize(z, Math.max(ZB_FIT_MIN, Math.min(ZB_MAX, fit, Math.max(tall, ZB_FIT_MIN))));
+}
+
+// --- the table ------------------------------------------------------------------------------------------------
 
 function zbBuild(z) {
   const data = z.data;
@@ -141,25 +286,26 @@ function zbBuild(z) {
   z.images = [];
   z.labels = [];
   z.strips = [];
+  z.stripBands = [];
   z.table = zbEl("table");
   const head = zbEl("tr");
-  z.corner = zbEl("th", "zb-corner");
-  z.cornerKey = null;
-  head.append(z.corner);
   z.table.append(head);
   if (!z.transpose) {
+    // Row labels are lines above their rows (sticky at the left): the width is for the images.
     data.columns.forEach((_, c) => head.append(zbColumnHead(z, c)));
     data.rows.forEach((label, r) => {
+      z.table.append(zbBand(data.columns.length, label));
       const tr = zbEl("tr");
-      tr.append(zbEl("td", "zb-rowlabel", label));
       data.columns.forEach((_, c) => tr.append(zbCell(z, r, c)));
       z.table.append(tr);
     });
   } else {
+    head.append(zbEl("th", "zb-corner"));
     const panels = data.panels || [];
-    data.rows.forEach((label) => head.append(zbEl("th", "zb-rowhead", label)));
+    data.rows.forEach((label) => head.append(zbRowHead(label)));
     panels.forEach((panel, p) => data.rows.forEach((label, r) => {
-      const th = zbEl("th", "zb-rowhead zb-panel", `${panel.name} · ${label}`);
+      const th = zbRowHead(`${panel.name} · ${label}`);
+      th.classList.add("zb-panel");
       if (r === 0) zbRemoveButton(z, th, panel, p);
       head.append(th);
     }));
@@ -176,18 +322,38 @@ function zbBuild(z) {
   z.scroll.replaceChildren(z.table);
 }
 
+function zbBand(span, text) {
+  const tr = zbEl("tr", "zb-band");
+  const td = zbEl("td");
+  td.colSpan = span;
+  const label = zbEl("span", "zb-rowlabel", text);
+  label.title = text;
+  td.append(label);
+  tr.append(td);
+  return tr;
+}
+
+function zbRowHead(text) {
+  const th = zbEl("th", "zb-rowhead");
+  th.append(zbEl("span", "zb-rowtext", text));
+  th.title = text;
+  return th;
+}
+
 // The panels under the grid: for each panel, one strip per grid row, aligned with the columns.
 function zbStrips(z) {
-  for (const tr of z.strips) tr.remove();
+  for (const tr of [...z.strips, ...z.stripBands]) tr.remove();
   z.strips = [];
+  z.stripBands = [];
   (z.data.panels || []).forEach((panel, p) => {
     z.data.rows.forEach((label, r) => {
+      const band = zbBand(z.data.columns.length, `${panel.name} · ${label}`);
+      band.classList.add("zb-panel");
+      if (r === 0) zbRemoveButton(z, band.firstChild.firstChild, panel, p);
       const tr = zbEl("tr", "zb-strip");
-      const cell = zbEl("td", "zb-rowlabel zb-panel", `${panel.name} · ${label}`);
-      if (r === 0) zbRemoveButton(z, cell, panel, p);
-      tr.append(cell);
       z.data.columns.forEach((_, c) => tr.append(zbCrop(z, r, c, panel, false)));
-      z.table.append(tr);
+      z.table.append(band, tr);
+      z.stripBands.push(band);
       z.strips.push(tr);
     });
   });
@@ -204,54 +370,72 @@ function zbRemoveButton(z, parent, panel, p) {
 
 function zbColumnHead(z, c) {
   const th = zbEl("th", "zb-ck");
-  th.style.width = z.size + "px";
-  th.style.maxWidth = z.size + "px";
   z.labels[c] = th;
   return th;
 }
 
-// A checkpoint's label: the short label, its stars, release and shortlist marks, the file name and hash, and the
-// signal strip (one chip per signal: its value on a colour scale, green = best of the run, red = worst).
+// Epoch and step in a few characters ("e12", "s2400"): from the column's fields, else read off its label.
+function zbShort(col) {
+  const field = (key, pattern) => {
+    if (col[key] !== undefined && col[key] !== null) return String(col[key]);
+    const m = `${col.label || ""} ${col.name || ""}`.match(pattern);
+    return m ? m[1] : null;
+  };
+  const epoch = field("epoch", /\bepoch (\d+)/);
+  const step = field("step", /\bstep (\d+)/);
+  if (epoch === null && step === null) return [col.label || col.name || "", ""];
+  return [epoch === null ? `s${step}` : `e${epoch}`, epoch !== null && step !== null ? `s${step}` : ""];
+}
+
+// A checkpoint's label: compact lines (narrow columns) and the full label, file name and hash (wide columns or a
+// row label; on hover always), its stars, release and shortlist marks, and the signal strip (a bar per signal:
+// its value on a colour scale, green = best of the run, red = worst; the value on hover or in a wide bar).
 function zbLabel(el, col, signals) {
-  const key = JSON.stringify([col.label, col.name, col.hash, col.stars, col.release, col.short, col.signals]);
+  const key = JSON.stringify([col.label, col.name, col.hash, col.epoch, col.step, col.stars, col.release, col.short,
+    col.signals, (signals || []).map((s) => s.label)]);
   if (el.__zbKey === key) return;
   el.__zbKey = key;
-  el.replaceChildren(zbEl("span", "zb-label", col.label));
-  if (col.stars) el.append(zbEl("span", "zb-stars", "★".repeat(col.stars) + "☆".repeat(5 - col.stars)));
-  if (col.release) el.append(zbEl("span", "zb-release", "release"));
-  if (col.short) el.append(zbEl("span", "zb-short-mark", "shortlist"));
-  el.append(zbEl("span", "zb-name", col.name));
-  if (col.hash) el.append(zbEl("span", "zb-hash", col.hash));
-  el.title = [col.label, col.name, col.hash].filter(Boolean).join("\n");
+  const [first, second] = zbShort(col);
+  const compact = zbEl("div", "zb-compact");
+  for (const [cls, text] of [["zb-e", first], ["zb-s", second]]) {
+    if (!text) continue;
+    const line = zbEl("span", cls, text);
+    line.style.setProperty("--zb-chars", String(text.length)); // grid.css shrinks a long line to fit
+    compact.append(line);
+  }
+  const full = zbEl("div", "zb-full");
+  full.append(zbEl("span", "zb-label", col.label));
+  el.replaceChildren(compact, full);
+  if (col.stars) {
+    const stars = zbEl("span", "zb-stars");
+    stars.append(zbEl("span", "zb-full", "★".repeat(col.stars) + "☆".repeat(5 - col.stars)));
+    stars.append(zbEl("span", "zb-compact", `${col.stars}★`));
+    el.append(stars);
+  }
+  const mark = (cls, long, short) => {
+    const span = zbEl("span", cls);
+    span.append(zbEl("span", "zb-full", long), zbEl("span", "zb-compact", short));
+    el.append(span);
+  };
+  if (col.release) mark("zb-release", "release", "rel");
+  if (col.short) mark("zb-short-mark", "shortlist", "SL");
+  full.append(zbEl("span", "zb-name", col.name));
+  if (col.hash) full.append(zbEl("span", "zb-hash", col.hash));
+  el.title = [col.label, col.name, col.hash, col.stars ? `rated ${col.stars} of 5` : "", col.release ? "release" : "",
+    col.short ? "on the shortlist" : ""].filter(Boolean).join("\n");
   if (signals && signals.length && col.signals) {
     const strip = zbEl("div", "zb-sig");
     signals.forEach((s, i) => {
       const [value, tone] = col.signals[i] || [null, null];
-      const chip = zbEl("span", "zb-chip", value === null || value === undefined ? "–" : zbNumber(value));
-      if (tone !== null && tone !== undefined) chip.style.background = `hsl(${Math.round(tone * 120)}, 65%, 82%)`;
-      chip.title = `${s.label}: ${value === null || value === undefined ? "no value" : value}\n${s.means}\n` +
+      const none = value === null || value === undefined;
+      const chip = zbEl("span", "zb-chip", none ? "–" : zbNumber(value));
+      if (tone !== null && tone !== undefined) chip.style.background = `hsl(${Math.round(tone * 120)}, 65%, 72%)`;
+      chip.title = `${s.label}: ${none ? "no value" : value}\n${s.means}\n` +
         `(${s.good === "high" ? "higher" : "lower"} is better)`;
       strip.append(chip);
     });
     el.append(strip);
   }
-}
-
-// The corner above the row labels names the strip's signals, one per chip line.
-function zbCorner(z) {
-  const signals = z.data.signals || [];
-  const key = JSON.stringify(signals.map((s) => s.label));
-  if (!z.corner || z.cornerKey === key) return;
-  z.cornerKey = key;
-  z.corner.replaceChildren();
-  if (!signals.length) return;
-  const strip = zbEl("div", "zb-sig zb-siglabels");
-  for (const s of signals) {
-    const chip = zbEl("span", "zb-chip", `${s.label} ${s.good === "high" ? "↑" : "↓"}`);
-    chip.title = `${s.means} (${s.good === "high" ? "higher" : "lower"} is better)`;
-    strip.append(chip);
-  }
-  z.corner.append(strip);
 }
 
 function zbNumber(v) {
@@ -263,8 +447,6 @@ function zbCell(z, r, c) {
   const cell = z.data.cells[r][c];
   const td = zbEl("td");
   const div = zbEl("div", "zb-cell");
-  div.style.width = z.size + "px";
-  div.style.height = Math.round(z.size * z.data.aspect) + "px";
   if (cell.src) {
     const img = zbEl("img");
     img.src = cell.src;
@@ -284,30 +466,30 @@ function zbCell(z, r, c) {
 }
 
 function zbCrop(z, r, c, panel, transposed) {
-  // The panel's region of this cell's image (a CSS crop of the same image: no new file). Under the grid a
-  // strip is as wide as its column; transposed, as tall as the checkpoint's row.
+  // The panel's region of this cell's image (a CSS crop of the same image: no new file), sized from the cell
+  // width (--zb-w). Under the grid a strip is as wide as its column; transposed, as tall as the checkpoint's row.
   const cell = z.data.cells[r][c];
   const td = zbEl("td");
   const a = z.data.aspect;
-  let w = z.size;
-  let h = Math.max(8, Math.round((w * a * panel.h) / panel.w));
-  if (transposed) {
-    h = Math.round(z.size * a);
-    w = Math.max(8, Math.round((h * panel.w) / (panel.h * a)));
-  }
-  const k = w / panel.w; // px per image width
+  const w = (f) => `calc(var(--zb-w) * ${f})`;
   const div = zbEl("div", "zb-cropcell");
-  div.style.width = w + "px";
-  div.style.height = h + "px";
+  let k; // px per image width, as a multiple of the cell width
+  if (!transposed) {
+    div.style.width = "var(--zb-w)";
+    div.style.height = `max(8px, ${w((a * panel.h) / panel.w)})`;
+    k = 1 / panel.w;
+  } else {
+    div.style.width = `max(8px, ${w(panel.w / panel.h)})`;
+    div.style.height = "var(--zb-h)";
+    k = 1 / panel.h;
+  }
   div.dataset.panel = panel.name;
   if (cell.src) {
     const img = zbEl("img");
     img.src = cell.src;
     img.draggable = false;
     img.alt = `${panel.name} · ${z.data.columns[c].label} · ${z.data.rows[r]}`;
-    Object.assign(img.style, {
-      width: k + "px", height: k * a + "px", left: -panel.x * k + "px", top: -panel.y * k * a + "px",
-    });
+    Object.assign(img.style, { width: w(k), height: w(k * a), left: w(-panel.x * k), top: w(-panel.y * k * a) });
     div.append(img);
   } else {
     div.classList.add("zb-pending");
@@ -316,14 +498,17 @@ function zbCrop(z, r, c, panel, transposed) {
   return td;
 }
 
+// --- synced zoom and pan ----------------------------------------------------------------------------------------
+
 function zbApply(z) {
-  const w = z.size;
-  const h = Math.round(z.size * z.data.aspect);
-  const transform = `translate(${-z.view.x * w * z.view.s}px, ${-z.view.y * h * z.view.s}px) scale(${z.view.s})`;
+  const { s, x, y } = z.view;
+  // Percentages of the image (the cell's size): the same transform holds at any cell size.
+  const transform = `translate(${-x * s * 100}%, ${-y * s * 100}%) scale(${s})`;
   for (const img of z.images) img.style.transform = transform;
   // Enlarged, each image pixel stays a sharp square (no blur over the detail being judged); shrunk, the
   // browser's smooth filter (nearest-neighbour shrinking would alias).
-  z.root.classList.toggle("zb-shrunk", z.size * z.view.s < (z.data.imageWidth || 0));
+  z.root.classList.toggle("zb-shrunk", z.size * s < (z.data.imageWidth || 0));
+  z.root.classList.toggle("zb-zoomed", s > 1);
 }
 
 function zbClamp(z, v) { return Math.min(Math.max(v, 0), 1 - 1 / z.view.s); }
@@ -344,6 +529,7 @@ function zbZoomAt(z, div, x, y, scale) {
   z.view.x = zbClamp(z, fx - (x - rect.left) / rect.width / z.view.s);
   z.view.y = zbClamp(z, fy - (y - rect.top) / rect.height / z.view.s);
   zbApply(z);
+  zbViewChanged(z);
 }
 
 function zbPointer(z, div, r, c) {
@@ -355,6 +541,7 @@ function zbPointer(z, div, r, c) {
     return { d: Math.hypot(a.x - b.x, a.y - b.y) || 1, x: (a.x + b.x) / 2, y: (a.y + b.y) / 2 };
   };
   div.addEventListener("pointerdown", (e) => {
+    if (e.button !== undefined && e.button > 0) return; // the middle button scrolls, the right one is a menu
     points.set(e.pointerId, { x: e.clientX, y: e.clientY });
     div.setPointerCapture(e.pointerId);
     if (points.size === 2 && !z.boxMode) {
@@ -363,7 +550,8 @@ function zbPointer(z, div, r, c) {
       pinch = { start: spread(), s: z.view.s };
       return;
     }
-    drag = { x: e.clientX, y: e.clientY, vx: z.view.x, vy: z.view.y, moved: false };
+    // A drag pans only when zoomed in (else a click opens the large view, and a touch drag scrolls).
+    drag = { x: e.clientX, y: e.clientY, vx: z.view.x, vy: z.view.y, moved: false, pan: z.view.s > 1 };
     drag.start = zbFraction(z, div, e.clientX, e.clientY);
     if (z.boxMode) {
       drag.rect = zbEl("div", "zb-drawn");
@@ -389,6 +577,7 @@ function zbPointer(z, div, r, c) {
       });
       return;
     }
+    if (!drag.pan) return;
     z.view.x = zbClamp(z, drag.vx - (e.clientX - drag.x) / div.clientWidth / z.view.s);
     z.view.y = zbClamp(z, drag.vy - (e.clientY - drag.y) / div.clientHeight / z.view.s);
     zbApply(z);
@@ -416,17 +605,25 @@ function zbPointer(z, div, r, c) {
       if (box.w > 0.005 && box.h > 0.005 && z.emit) z.emit({ type: "box", row: r, col: c, ...box });
     } else if (!done.moved) {
       zbOpen(z, r, c);
+    } else if (done.pan) {
+      zbViewChanged(z);
     }
   };
   div.addEventListener("pointerup", end);
   div.addEventListener("pointercancel", end);
+  // A plain wheel scrolls the grid and the page, as everywhere; Ctrl/⌘ + wheel zooms every cell, and so does a
+  // trackpad pinch (browsers send it as a wheel with ctrlKey).
   div.addEventListener("wheel", (e) => {
-    if (Math.abs(e.deltaX) > Math.abs(e.deltaY)) return; // a sideways swipe scrolls the grid
-    e.preventDefault();
-    zbZoomAt(z, div, e.clientX, e.clientY, z.view.s * Math.exp(-e.deltaY / 300));
+    if (!e.ctrlKey && !e.metaKey) return;
+    e.preventDefault(); // not the browser's page zoom
+    const dy = e.deltaMode === 1 ? e.deltaY * 16 : e.deltaY;
+    const rate = Math.abs(dy) < 40 ? 100 : 300; // a pinch sends many small deltas, a wheel notch ~100
+    zbZoomAt(z, div, e.clientX, e.clientY, z.view.s * Math.exp(-dy / rate));
   }, { passive: false });
-  div.addEventListener("dblclick", () => { z.view = { s: 1, x: 0, y: 0 }; zbApply(z); });
+  div.addEventListener("dblclick", () => { z.view = { s: 1, x: 0, y: 0 }; zbApply(z); zbViewChanged(z); });
 }
+
+// --- the large view --------------------------------------------------------------------------------------------
 
 function zbOpen(z, r, c) {
   z.open = { r, c };
@@ -466,20 +663,31 @@ function zbClose(z) {
   if (z.box.open) z.box.close();
 }
 
+// Typing in a field (anywhere, also inside a shadow root) is never a grid key.
+function zbTyping(e) {
+  const target = (e.composedPath && e.composedPath()[0]) || e.target;
+  const tag = (target && target.tagName) || "";
+  return ["INPUT", "TEXTAREA", "SELECT"].includes(tag) || Boolean(target && target.isContentEditable);
+}
+
+// The large view's keys. A key the grid handles goes no further (no tab list, no other widget sees it).
 function zbKey(z, e) {
-  if (!z.open || !z.root.isConnected) return;
-  if (e.key === "Escape") zbClose(z);
+  if (!z.open || !z.root.isConnected || zbTyping(e) || e.ctrlKey || e.metaKey || e.altKey) return;
+  const col = z.data.columns[z.open.c];
   const step = e.key === "ArrowRight" ? 1 : e.key === "ArrowLeft" ? -1 : 0;
-  if (step) {
-    e.preventDefault();
-    e.stopImmediatePropagation();
+  if (e.key === "Escape") {
+    zbClose(z);
+  } else if (step) {
     const n = z.data.columns.length;
     zbOpen(z, z.open.r, (z.open.c + step + n) % n);
-  } else if (z.emit && /^[0-5]$/.test(e.key) && z.data.columns[z.open.c].rateable) {
+  } else if (z.emit && /^[0-5]$/.test(e.key) && col.rateable) {
     zbRate(z, z.open.c, Number(e.key));
-  } else if (z.emit && /^[kxKX]$/.test(e.key) && z.data.columns[z.open.c].rateable) {
+  } else if (z.emit && /^[kxKX]$/.test(e.key) && col.rateable) {
     // A quick pass over the run: keep or drop each checkpoint on the shortlist while flipping with ← →.
-    const col = z.data.columns[z.open.c];
     z.emit({ type: "shortlist", col: z.open.c, checkpoint: col.checkpoint, keep: e.key.toLowerCase() === "k" });
+  } else {
+    return;
   }
+  e.preventDefault();
+  e.stopImmediatePropagation();
 }
