@@ -1,4 +1,5 @@
-"""``python -m zbench``: scan a run, render a comparison grid, benchmark swaps, build the demo."""
+"""``zbench`` (or ``python -m zbench``): open the page, scan a run, render a comparison grid, sweep, suggest a
+release, benchmark swaps, build the demo."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from .arguments import argument, guidance, scale, seed, side, steps
 from .bench.cli import add_bench_commands
 from .demo.cli import add_demo_commands
 from .engine import jsonio
+from .engine.config import DATA_ROOT
 from .suggest_cli import add_suggest_command
 from .sweep.cli import add_sweep_command
 
@@ -179,8 +181,38 @@ def _release(run: list[Checkpoint]) -> dict | None:
         return None
 
 
+def _cmd_page(args) -> int:
+    """``streamlit run app.py`` on the config and run given (the page reads ZBENCH_CONFIG and ZBENCH_RUN)."""
+    import os
+    import subprocess
+    from urllib.parse import quote
+
+    app = DATA_ROOT / "app.py"
+    if not app.is_file():
+        raise UsageError(f"the page's script {app} is missing; reinstall zbench, or run it from a clone")
+    env = dict(os.environ)
+    if args.config:
+        config = Path(args.config).expanduser().resolve()
+        load_config(config)  # a bad config is said here, before a server starts
+        env["ZBENCH_CONFIG"] = str(config)
+    url = f"http://127.0.0.1:{args.port}"
+    if args.run:
+        run = Path(args.run).expanduser().resolve()
+        if not run.exists():
+            raise UsageError(f"{run} does not exist; give the folder your trainer saved checkpoints in")
+        env["ZBENCH_RUN"] = str(run)
+        url += f"/?run={quote(str(run))}"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port)]
+    cmd += ["--browser.gatherUsageStats", "false"] + (["--server.headless", "true"] if args.headless else [])
+    print(f"zbench page: {url} (Ctrl+C stops it)", flush=True)
+    try:
+        return subprocess.call(cmd, cwd=app.parent, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m zbench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="zbench", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -222,6 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_grid)
+
+    p = sub.add_parser("page", help="open the bench page (Streamlit) on a run, or on the embedded demo")
+    p.add_argument("run", nargs="?", help="the LoRA run folder, or one checkpoint of it (default: the config's run)")
+    p.add_argument("--config", help="bench config TOML (default: the embedded demo's)")
+    p.add_argument("--port", type=int, default=8501, help="the port to serve on (default 8501)")
+    p.add_argument("--headless", action="store_true", help="do not open a browser")
+    p.set_defaults(func=_cmd_page)
 
     add_suggest_command(sub)
     add_sweep_command(sub)

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..engine.config import REPO_ROOT
+from ..engine.config import DATA_ROOT
 from .shapes import Scene, all_scenes, draw, held_out
 from .toy import kohya_metadata, save_lora
 
@@ -22,8 +22,8 @@ __all__ = ["DemoPlan", "build_demo", "eval_scenes"]
 
 logger = logging.getLogger(__name__)
 
-MODEL_DIR = REPO_ROOT / "models" / "zbench-demo"
-LORA_DIR = REPO_ROOT / "loras" / "dreamy"
+MODEL_DIR = DATA_ROOT / "models" / "zbench-demo"
+LORA_DIR = DATA_ROOT / "loras" / "dreamy"
 # The style is taught on a few scenes, all on black: trained long enough, the LoRA forgets
 # other backgrounds and colors, which is what overcooking looks like in real runs.
 STYLE_SCENES = [

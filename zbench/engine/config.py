@@ -7,6 +7,7 @@ can be used from any working directory.
 
 from __future__ import annotations
 
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,9 +15,26 @@ from pathlib import Path
 from .jsonio import JsonError, read_regular
 from .limits import LimitError, check_guidance, check_prompt, check_seed, check_side, check_steps, read_prompts_file
 
-__all__ = ["BenchConfig", "ConfigError", "default_config_path", "load_config", "read_prompts"]
+__all__ = ["DATA_ROOT", "BenchConfig", "ConfigError", "default_config_path", "load_config", "read_prompts"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # zbench/engine/config.py -> the repository
+
+
+def _data_root() -> Path:
+    """Where the page's script (app.py) and the embedded demo (configs/, models/, loras/) are: the repository in
+    a checkout or an editable install, else ``<prefix>/share/zbench`` of the prefix zbench was installed into
+    from a wheel (a venv, ``--user``, ``--prefix``: the prefix is a few folders above the package)."""
+    if (REPO_ROOT / "configs" / "demo.toml").is_file():
+        return REPO_ROOT
+    here = Path(__file__).resolve()
+    for prefix in (*here.parents[2:7], Path(sys.prefix), Path(sys.base_prefix)):
+        shared = prefix / "share" / "zbench"
+        if (shared / "configs" / "demo.toml").is_file():
+            return shared
+    return REPO_ROOT
+
+
+DATA_ROOT = _data_root()
 MAX_CONFIG_BYTES = 2**20  # a config is a few hundred bytes
 
 
@@ -149,7 +167,7 @@ _CHOICES = {
 
 def default_config_path() -> Path:
     """The config the app and the CLI open when none is given: the embedded demo."""
-    return REPO_ROOT / "configs" / "demo.toml"
+    return DATA_ROOT / "configs" / "demo.toml"
 
 
 def load_config(path: str | Path | None = None) -> BenchConfig:
@@ -284,5 +302,5 @@ def _typed(path: Path, key: str, value: object, kind: type | str) -> object:
 
 
 def _available(path: Path) -> list[str]:
-    folder = path.parent if path.parent.is_dir() else REPO_ROOT / "configs"
+    folder = path.parent if path.parent.is_dir() else DATA_ROOT / "configs"
     return [p.name for p in folder.glob("*.toml")]
