@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import base64
+from concurrent.futures import Future
 
 import streamlit as st
 
 import zbench
 
+from .grid import keep_grid
 from .request import GridPlan
+from .resources import animation
 from .text import literal
 
 
@@ -35,9 +37,28 @@ def timeline_tab(plan: GridPlan, results: list[zbench.CellResult], zooms: list[z
         st.image(frames[index][0], caption=literal(f"frame {index + 1} of {len(frames)}"))
     with play:
         st.caption("Played epoch by epoch (base and last frame held)")
-        # Encoded once per row, region and set of images: reruns of the page reuse it.
-        key = (row, region, tuple((r.cell.name, id(r.image)) for r in results if r.cell.row == row))
-        if st.session_state.get("timeline_anim", (None,))[0] != key:
-            st.session_state["timeline_anim"] = (key, base64.b64encode(zbench.webp_bytes(frames)).decode("ascii"))
-        data = st.session_state["timeline_anim"][1]
-        st.html(f'<img src="data:image/webp;base64,{data}" style="max-width:100%;image-rendering:pixelated">')
+        # Encoded once per server on a background thread (seconds at a real run's size; the grid's first row is
+        # encoded as soon as the grid is drawn): the frames above show at once, the animation when it is ready.
+        job = animation(frames)
+        if job.done():
+            _play(job)
+        else:
+            st.fragment(_wait_for, run_every=0.5)(job)
+
+
+def _play(job: Future[str]) -> None:
+    try:
+        data = job.result()
+    except Exception as err:  # the frames above still step through the checkpoints
+        st.error(f"could not encode the animation: {literal(err)}")
+        return
+    st.html(f'<img src="data:image/webp;base64,{data}" style="max-width:100%;image-rendering:pixelated">')
+
+
+def _wait_for(job: Future[str]) -> None:
+    """Until the animation is encoded; then the page reruns once to show it (the grid keeps its cells)."""
+    if not job.done():
+        st.caption("preparing the animation…")
+        return
+    keep_grid()
+    st.rerun(scope="app")
