@@ -117,12 +117,20 @@ def check_scale(value: object, key: str = "scale") -> float:
 
 
 def check_scales(values: Iterable[object], key: str = "scales") -> list[float]:
-    scales = [check_scale(v, key) for v in values]
-    if not scales:
-        raise LimitError(key, "give at least one LoRA scale, e.g. 1")
-    if len(scales) > MAX_SCALES:
-        raise LimitError(key, f"at most {MAX_SCALES} LoRA scales (each is a row of the grid), got {len(scales):,}")
-    return scales
+    return _rows(values, check_scale, key, MAX_SCALES, "LoRA scales", "give at least one LoRA scale, e.g. 1")
+
+
+def _rows(values: Iterable[object], check, key: str, most: int, what: str, none: str) -> list:
+    """Each of ``values`` checked by ``check``, stopping as soon as there are more than ``most`` (a generator of a
+    million seeds is never drawn out), and at least one."""
+    out = []
+    for value in values:
+        out.append(check(value, key))
+        if len(out) > most:
+            raise LimitError(key, f"at most {most} {what} (each is a row of the grid)")
+    if not out:
+        raise LimitError(key, none)
+    return out
 
 
 def check_seed(value: object, key: str = "seed") -> int:
@@ -133,14 +141,7 @@ def check_seed(value: object, key: str = "seed") -> int:
 
 
 def check_seeds(values: Iterable[object], key: str = "seeds") -> list[int]:
-    seeds = []
-    for value in values:
-        seeds.append(check_seed(value, key))
-        if len(seeds) > MAX_SEEDS:
-            raise LimitError(key, f"at most {MAX_SEEDS} seeds (each is a row of the grid)")
-    if not seeds:
-        raise LimitError(key, "give at least one seed, e.g. 42")
-    return seeds
+    return _rows(values, check_seed, key, MAX_SEEDS, "seeds", "give at least one seed, e.g. 42")
 
 
 def _control(text: str) -> str | None:
@@ -168,14 +169,7 @@ def check_prompt(value: object, key: str = "prompt", *, empty: bool = False) -> 
 
 
 def check_prompts(values: Iterable[object], key: str = "prompts") -> list[str]:
-    prompts = []
-    for value in values:
-        prompts.append(check_prompt(value, key))
-        if len(prompts) > MAX_PROMPTS:
-            raise LimitError(key, f"at most {MAX_PROMPTS} prompts (each is a row of the grid)")
-    if not prompts:
-        raise LimitError(key, "give at least one prompt")
-    return prompts
+    return _rows(values, check_prompt, key, MAX_PROMPTS, "prompts", "give at least one prompt")
 
 
 def read_prompts_file(path: str | Path, key: str = "prompts_file") -> list[str]:
