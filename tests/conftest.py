@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -78,6 +79,26 @@ def write_config(tiny_model):
         return path
 
     return write
+
+
+@pytest.fixture()
+def run_dir(tmp_path, make_lora):
+    """The page's run: two checkpoints written out of order (the page must sort naturally) and a hidden .bak."""
+    run = tmp_path / "run"
+    for epoch in (10, 5):
+        make_lora(run / f"style_{epoch}.safetensors", rank=4, seed=epoch, strength=3.0)
+    shutil.copy(run / "style_5.safetensors", run / "style_5.safetensors.bak")  # hidden
+    return run
+
+
+@pytest.fixture()
+def app_config(tmp_path, write_config, run_dir, monkeypatch):
+    """The page (AppTest) on the tiny model and ``run_dir``, with its own image cache and a fast run watcher."""
+    path = write_config(tmp_path / "app.toml", run_dir)
+    monkeypatch.setenv("ZBENCH_CONFIG", str(path))
+    monkeypatch.setenv("ZBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ZBENCH_SCAN_TTL", "0.2")
+    return path
 
 
 @pytest.fixture()

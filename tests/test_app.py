@@ -6,7 +6,6 @@ the page's flows are checked through the widgets and the data the component is g
 
 import io
 import json
-import shutil
 import threading
 from pathlib import Path
 
@@ -19,24 +18,6 @@ import zbench
 from ui.text import literal  # what the page shows of text that comes from files
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-
-
-@pytest.fixture()
-def run_dir(tmp_path, make_lora):
-    run = tmp_path / "run"
-    for epoch in (10, 5):  # written out of order: the page must sort naturally
-        make_lora(run / f"style_{epoch}.safetensors", rank=4, seed=epoch, strength=3.0)
-    shutil.copy(run / "style_5.safetensors", run / "style_5.safetensors.bak")  # hidden
-    return run
-
-
-@pytest.fixture()
-def app_config(tmp_path, write_config, run_dir, monkeypatch):
-    path = write_config(tmp_path / "app.toml", run_dir)
-    monkeypatch.setenv("ZBENCH_CONFIG", str(path))
-    monkeypatch.setenv("ZBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("ZBENCH_SCAN_TTL", "0.2")
-    return path
 
 
 @pytest.fixture()

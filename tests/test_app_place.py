@@ -17,30 +17,12 @@ APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
 @pytest.fixture()
-def run_dir(tmp_path, make_lora):
-    run = tmp_path / "run"
-    for epoch in (10, 5):
-        make_lora(run / f"style_{epoch}.safetensors", rank=4, seed=epoch, strength=3.0)
-    (run / "style_5.safetensors.bak").write_bytes((run / "style_5.safetensors").read_bytes())  # hidden
-    return run
-
-
-@pytest.fixture()
 def other_run(tmp_path, make_lora):
     """A second run, elsewhere: what a link names."""
     run = tmp_path / "elsewhere" / "other"
     for epoch in (1, 2, 3):
         make_lora(run / f"other-{epoch:06d}.safetensors", rank=4, seed=100 + epoch)
     return run
-
-
-@pytest.fixture()
-def app_config(tmp_path, write_config, run_dir, monkeypatch):
-    path = write_config(tmp_path / "app.toml", run_dir)
-    monkeypatch.setenv("ZBENCH_CONFIG", str(path))
-    monkeypatch.setenv("ZBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("ZBENCH_SCAN_TTL", "0.2")
-    return path
 
 
 def _page(**query: str) -> AppTest:
