@@ -10,23 +10,18 @@ import base64
 import io
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from e2e_support import BROWSER_TESTS, CHROMIUM, playwright
 from PIL import Image
 
 from zbench import DecisionStore
 from zbench.demo.bigrun import blend_run
 from zbench.demo.serve import demo_config, demo_model, serve_page
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-playwright = pytest.importorskip("playwright.sync_api", reason="pip install -r requirements.txt")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)"),
-]
+pytestmark = BROWSER_TESTS
 EPOCHS = 25  # a real run: 25 kohya-named checkpoints
 
 

@@ -11,21 +11,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 
 import pytest
+from e2e_support import BROWSER_TESTS, CHROMIUM, playwright
 
 from zbench.demo.bigrun import blend_run
 from zbench.demo.serve import demo_config, demo_model, serve_page
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-playwright = pytest.importorskip("playwright.sync_api", reason="pip install -r requirements.txt")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)"),
-]
+pytestmark = BROWSER_TESTS
 EPOCHS = 30  # the run: 30 checkpoints and the base column
 CELLS = EPOCHS + 1
 

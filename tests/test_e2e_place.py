@@ -8,15 +8,11 @@ import shutil
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from e2e_support import BROWSER_TESTS, CHROMIUM, playwright
 
 from zbench.demo.serve import demo_config, demo_model, serve_page
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-playwright = pytest.importorskip("playwright.sync_api", reason="pip install -r requirements.txt")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)"),
-]
+pytestmark = BROWSER_TESTS
 
 
 @pytest.fixture()
