@@ -17,6 +17,7 @@ from . import jsonio
 from .alphas import alpha_problem, configured_alpha
 from .header import HeaderError, read_header, read_scalars
 from .keys import DOWN_WEIGHT, detect_arch, detect_format, detect_trainer, family_name, module_of
+from .lycoris import adapter_kind, header_summary
 from .names import parse_name, sort_run
 
 __all__ = ["Checkpoint", "describe", "file_hash", "scan_run"]
@@ -42,6 +43,8 @@ class Checkpoint:
     epoch: int | None = None
     step: int | None = None
     rank: int | None = None  # the largest rank of any module in the file
+    adapter: str = "lora"  # "lora", "lokr" or "loha": how the file's factors make a weight change
+    factor: int | None = None  # LoKr: the larger side of its small Kronecker half (w1), most common over modules
     alpha: float | None = None
     format: str = "unknown"  # the key layout: "kohya", "diffusers", "ai-toolkit", "peft", "bare" (+fused-qkv...)
     trainer: str = "unknown"  # who wrote it, from metadata and layout: "kohya sd-scripts", "OneTrainer"...
@@ -65,6 +68,11 @@ class Checkpoint:
         return self.path.parent.parent if "/" in self.name else self.path.parent
 
     @property
+    def adapter_name(self) -> str:
+        """The adapter family as people write it: "LoRA", "LoKr" or "LoHa"."""
+        return {"lokr": "LoKr", "loha": "LoHa"}.get(self.adapter, "LoRA")
+
+    @property
     def label(self) -> str:
         """Short column label: "epoch 10", "step 500", or "final"."""
         if self.epoch is not None and self.step is not None:
@@ -83,7 +91,9 @@ class Checkpoint:
             "label": self.label,
             "epoch": self.epoch,
             "step": self.step,
+            "adapter": self.adapter,
             "rank": self.rank,
+            "factor": self.factor,
             "alpha": self.alpha,
             "format": self.format,
             "trainer": self.trainer,
@@ -173,29 +183,30 @@ def describe(path: Path, name: str) -> Checkpoint:
     ck.trainer = detect_trainer(keys, meta, path)
     ck.modules = frozenset(m for k in keys if (m := module_of(k)) is not None)
     ck.arch = detect_arch(ck.modules)
-    ranks = {module_of(k): int(v["shape"][0]) for k, v in header.items() if DOWN_WEIGHT.search(k) and v["shape"]}
+    kind = adapter_kind(keys)
+    if kind:
+        ck.adapter = kind
+        by_key, ck.factor = header_summary(header)
+        ranks = {module_of(k + ".alpha"): r for k, r in by_key.items()}
+    else:
+        ranks = {module_of(k): int(v["shape"][0]) for k, v in header.items() if DOWN_WEIGHT.search(k) and v["shape"]}
     ck.rank = max(ranks.values()) if ranks else _int(meta.get("ss_network_dim"))
     _apply_metadata(ck, meta)
     try:
-        alpha = _read_alpha(path, header, meta, ranks)
+        alpha = _read_alpha(path, header, meta, ranks, zero_is_rank=bool(kind))
     except (OSError, ValueError) as err:
         ck.error = f"{name}: {err}. The file is corrupt or hand-edited: re-save it from the trainer."
         return ck
     ck.alpha = alpha if alpha is not None else _float(meta.get("ss_network_alpha"))
-    if ck.format in ("lokr", "loha"):
+    if "dora" in ck.format:
         ck.error = (
-            f"{name} is a {ck.format.upper()} file; zbench hot-swaps LoRA only (lora_A/lora_B or "
-            "lora_down/lora_up keys). Export the run as LoRA to compare it here."
-        )
-    elif "dora" in ck.format:
-        ck.error = (
-            f"{name} is a DoRA checkpoint (dora_scale keys); diffusers drops the magnitude vectors, so its "
-            "renders would be wrong. Compare DoRA runs in your trainer's sampler."
+            f"{name} is a weight-decomposed (DoRA) {ck.adapter_name} (dora_scale keys); zbench does not apply the "
+            "magnitude vectors yet, so its renders would be wrong. Compare DoRA runs in your trainer's sampler."
         )
     elif not ranks:
         ck.error = (
-            f"{name} holds no LoRA tensors (no lora_A/lora_down keys among {len(keys)}): it is not a LoRA. "
-            "Move it out of the run folder."
+            f"{name} holds no adapter tensors (no lora_A/lora_down, LoKr or LoHa keys among {len(keys)}): it is not "
+            "a LoRA. Move it out of the run folder."
         )
     return ck
 
@@ -231,9 +242,13 @@ def _apply_metadata(ck: Checkpoint, meta: dict[str, str]) -> None:
         ck.step = step
 
 
-def _read_alpha(path: Path, header: dict, meta: dict[str, str], ranks: dict[str, int]) -> float | None:
+def _read_alpha(
+    path: Path, header: dict, meta: dict[str, str], ranks: dict[str, int], *, zero_is_rank: bool = False
+) -> float | None:
     """The alpha the loader will use: per-module ``.alpha`` tensors (their most common value), else the
     adapter config (diffusers' header field or PEFT's adapter_config.json); None when alpha = rank.
+
+    ``zero_is_rank``: an alpha of 0 means alpha = rank (the LyCORIS library's reading), not a broken file.
 
     Raises:
         ValueError: an alpha that is zero, negative, NaN, infinite or absurd, or an unreadable config.
@@ -241,6 +256,8 @@ def _read_alpha(path: Path, header: dict, meta: dict[str, str], ranks: dict[str,
     keys = [k for k in header if k.endswith(".alpha")]
     if keys:
         values = read_scalars(path, header, keys)
+        if zero_is_rank:
+            values = {k: (float(ranks.get(module_of(k)) or 1) if v == 0 else v) for k, v in values.items()}
         for key in keys:
             if key not in values:
                 raise ValueError(f"{key!r} is not a single number ({header[key]['dtype']} {header[key]['shape']})")

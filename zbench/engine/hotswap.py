@@ -13,6 +13,10 @@ only new numbers in the same places. Three paths, fastest first:
 - inject: the first checkpoint of a run, a new run, or a rank larger than the layers hold;
   layers are (re)created at the largest rank of the run (zero padding is exact).
 
+LoKr and LoHa files (``lycoris.py``) take the same paths with zbench's own layers (``lycoris_layers.py``)
+instead of peft's: inject wraps the run's modules, direct and fast copy factors into them. A checkpoint of
+the other family (LoRA after LoKr, or back) first takes every adapter layer off.
+
 "base" disables the adapter layers, which makes them return the base layer's output exactly.
 Every method that changes the adapter holds ``lock``; a caller that renders holds it across
 swap and render so that concurrent sessions sharing the pipeline never mix checkpoints.
@@ -31,6 +35,8 @@ import torch
 from .checkpoints import Checkpoint
 from .entries import ADAPTER, Entry, EntryCache, clone_entry, entry_for
 from .lora_file import LoraError, LoraRead, read_lora
+from .lycoris import LycorisRead
+from .lycoris_layers import LycorisSlot
 from .pipeline import Base
 from .plan import check_scale
 from .prefetch import Prefetcher
@@ -65,6 +71,7 @@ class AdapterSwapper:
         self._scalings: list[float] = []  # the active checkpoint's scalings at LoRA scale 1
         self._applied: list[float] = []  # what the layers hold now
         self._enabled = False  # whether the adapter layers are on (off = base model)
+        self._slot: LycorisSlot | None = None  # the LoKr/LoHa layers, when the live run is one of those
         self.last_path: SwapPath = "noop"
         self.prefetcher = Prefetcher(base)  # reads the next checkpoint of a grid while this one renders
         self._trust_scalings = True  # until zbench's scalings ever differ from the ones diffusers sets
@@ -138,10 +145,9 @@ class AdapterSwapper:
             return self.last_path
 
     def _activate(self, ck, scale, target_rank) -> SwapPath:
-        denoiser = self.base.denoiser
         if ck is None:
             if self._enabled:
-                denoiser.disable_adapters()
+                self._enable(False)
                 self._enabled = False
             self._active = None
             return "base"
@@ -161,9 +167,13 @@ class AdapterSwapper:
             # Read ahead by the prefetcher, or now; either raises before anything in the pipeline changes.
             read = self.prefetcher.take(ck) or read_lora(self.base, ck)
             try:
-                entry = self._direct(read, run, target_rank)
-                if entry is not None:  # a first visit as cheap as a revisit: one copy into the live layers
+                if self._slot is not None and not isinstance(read, LycorisRead):
+                    self._reset()  # a LoRA after LoKr/LoHa layers: back to the bare base first
+                if isinstance(read, LycorisRead):
+                    entry, path = self._lycoris(read, run, target_rank)
                     entry.write()
+                elif (entry := self._direct(read, run, target_rank)) is not None:
+                    entry.write()  # a first visit as cheap as a revisit: one copy into the live layers
                     path = "direct"
                 else:
                     path = self._load(read, ck, run, target_rank)
@@ -192,12 +202,35 @@ class AdapterSwapper:
         self._scalings = entry.scalings
         self._apply_scalings(entry.scalings, scale)
         if not self._enabled:
-            denoiser.enable_adapters()
+            self._enable(True)
             self._enabled = True
         self._active, self._scale = ck.hash, scale
         return path
 
+    def _enable(self, on: bool) -> None:
+        if self._slot is not None:
+            self._slot.enable(on)
+        elif on:
+            self.base.denoiser.enable_adapters()
+        else:
+            self.base.denoiser.disable_adapters()
+
     # -- the direct, general and inject paths ------------------------------------------------
+
+    def _lycoris(self, read: LycorisRead, run: Path, target_rank: int | None) -> tuple[Entry, SwapPath]:
+        """The copy that makes a LoKr/LoHa checkpoint live: into the run's layers, or into new ones."""
+        if self._slot is not None and run == self._run and self._slot.fits(read):
+            return self._slot.entry(read), "direct"
+        rank = max(read.rank, target_rank or 0, self._rank if run == self._run and self._slot is not None else 0)
+        self._reset()
+        slot = LycorisSlot(self.base.denoiser, read, rank, self.base.device, self.base.dtype)
+        self._slot = slot
+        self._names, self._layers = list(slot.names), list(slot.layers)
+        self._params = [t for layer in slot.layers for t in layer.factors().values()]
+        self._modules, self._rank, self._run = read.modules, rank, run
+        self._applied = [0.0] * len(slot.layers)
+        self._enabled = True  # fresh layers start enabled
+        return slot.entry(read), "inject"
 
     def _direct(self, read: LoraRead, run: Path, target_rank: int | None) -> Entry | None:
         """A new checkpoint of the run the layers were injected for, ready to copy in, when its
@@ -271,9 +304,12 @@ class AdapterSwapper:
     def _reset(self) -> None:
         """Back to the bare base: no adapter layers, nothing cached, the base active."""
         denoiser = self.base.denoiser
+        if self._slot is not None:
+            self._slot.remove()  # the original modules back in place
+            self._slot = None
         # Even an empty peft_config means LoRA layers may be left (diffusers empties it when a
         # hotswap fails, deleting our adapter from the layers but not the layers themselves).
-        if self._layers or hasattr(denoiser, "peft_config"):
+        elif self._layers or hasattr(denoiser, "peft_config"):
             self.base.pipe.unload_lora_weights()
         denoiser._prepare_lora_hotswap_kwargs = None  # set by enable_lora_hotswap
         self._cache.clear()
@@ -283,6 +319,9 @@ class AdapterSwapper:
         self._scalings, self._applied = [], []
 
     def _apply_scalings(self, scalings: list[float], scale: float) -> None:
+        if self._slot is not None:
+            self._slot.apply_scalings(scalings, scale)
+            return
         # Most runs share one alpha/r, so usually nothing changes: skip those writes (one op each).
         for i, (layer, value) in enumerate(zip(self._layers, scalings, strict=True)):
             value *= scale

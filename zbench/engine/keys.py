@@ -28,10 +28,13 @@ UP_WEIGHT = re.compile(r"\.(lora_B|lora_up|lora\.up)(\.[^.]+)?\.weight$")
 # Suffixes that end a LoRA tensor key; what is left is the module the tensor adapts.
 _LORA_SUFFIX = re.compile(
     r"\.(lora_A|lora_B|lora_down|lora_up|lora\.down|lora\.up|lora_mid)(\.[^.]+)?\.(weight|bias)$|\.alpha$|\.dora_scale$"
+    r"|\.(lokr_w[12](_[ab])?|lokr_t[12]|hada_w[12]_[ab]|hada_t[12])(\.default)?$"  # LyCORIS LoKr and LoHa
 )
 
 
-_PREFIX = re.compile(r"^(lora_unet_|diffusion_model\.|base_model\.model\.|transformer\.|unet\.)")
+_PREFIX = re.compile(
+    r"^(lora_unet_|lora_transformer_|lycoris_|diffusion_model\.|base_model\.model\.|transformer\.|unet\.)"
+)
 
 
 def module_of(key: str) -> str | None:
@@ -46,12 +49,11 @@ def module_of(key: str) -> str | None:
 
 
 def detect_format(keys: list[str]) -> str:
-    if any(".lokr_" in k for k in keys):
-        return "lokr"
-    if any(".hada_" in k for k in keys):
-        return "loha"
+    """The key layout ("kohya", "diffusers", "lycoris"...), then marks: "+lokr"/"+loha", "+fused-qkv", "+dora"."""
     parts = []
-    if any(k.startswith(("lora_unet_", "lora_te")) for k in keys):
+    if any(k.startswith("lycoris_") for k in keys):
+        parts.append("lycoris")
+    elif any(k.startswith(("lora_unet_", "lora_te", "lora_transformer_")) for k in keys):
         parts.append("kohya")
     elif any(k.startswith("diffusion_model.") for k in keys):
         parts.append("ai-toolkit")
@@ -63,6 +65,9 @@ def detect_format(keys: list[str]) -> str:
         parts.append("dot-lora")
     else:
         parts.append("bare")
+    kind = "lokr" if any(".lokr_" in k for k in keys) else "loha" if any(".hada_" in k for k in keys) else None
+    if kind:
+        parts.append(kind)
     if any(re.search(r"[._]qkv[._]", k) for k in keys):
         parts.append("fused-qkv")
     if any(k.endswith(".dora_scale") for k in keys):

@@ -10,6 +10,7 @@ that module's shape. Every refusal is a :class:`LoraError` that says the cause a
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -21,12 +22,11 @@ from .alphas import adapter_metadata, alpha_problem
 from .checkpoints import Checkpoint
 from .header import HeaderError, read_header
 from .keys import DOWN_WEIGHT, UP_WEIGHT, family_name, module_of
+from .lycoris import TEXT_ENCODER, LycorisRead, adapter_kind, check_alpha, delta_shape, group_modules, resolve_modules
 from .pipeline import Base
 
-__all__ = ["LoraError", "LoraRead", "read_lora"]
+__all__ = ["LoraError", "LoraRead", "read_lora", "read_lycoris"]
 
-# Text-encoder keys as trainers write them: kohya lora_te_/lora_te1_/lora_te2_, diffusers text_encoder(_2).
-_TEXT_ENCODER = re.compile(r"^(lora_te\d?_|text_encoder(_\d)?\.|te\d?\.)")
 _RESAVE = "Re-save it from the trainer, or move it out of the run folder; the other checkpoints are unaffected."
 
 
@@ -45,7 +45,7 @@ class LoraRead:
     rank: int
 
 
-def read_lora(base: Base, ck: Checkpoint) -> LoraRead:
+def read_lora(base: Base, ck: Checkpoint) -> LoraRead | LycorisRead:
     """Load a checkpoint's file and make it ready for the live base.
 
     Raises:
@@ -62,6 +62,8 @@ def read_lora(base: Base, ck: Checkpoint) -> LoraRead:
         raise LoraError(f"{ck.name} cannot be read: {err}. {_RESAVE}") from err
     except ValueError as err:
         raise LoraError(f"{ck.name}: {err}. {_RESAVE}") from err
+    if adapter_kind(raw):
+        return read_lycoris(base, ck, raw)
     _check_raw(ck, raw)
     try:
         # A copy: diffusers' converters pop keys out of the dict they are given.
@@ -99,10 +101,71 @@ def read_lora(base: Base, ck: Checkpoint) -> LoraRead:
     return LoraRead(sd, metadata, network_alphas or None, modules, rank)
 
 
+def read_lycoris(base: Base, ck: Checkpoint, raw: dict[str, torch.Tensor]) -> LycorisRead:
+    """A LoKr/LoHa file's factors grouped per denoiser module and checked against the live modules.
+
+    Raises:
+        LoraError: text-encoder parts, DoRA, LoRA keys mixed in, missing or mismatched factors, modules this
+            base lacks or whose shapes differ, unusable alphas, NaN or infinite values.
+    """
+    text_encoder = sorted(k for k in raw if TEXT_ENCODER.match(k))
+    if text_encoder:
+        raise LoraError(_text_encoder_message(ck, text_encoder))
+    try:
+        groups, other = group_modules(raw)
+    except ValueError as err:
+        raise LoraError(f"{ck.name}: {err}. {_RESAVE}") from err
+    kinds = sorted({s.kind for s in groups.values()})
+    kind = "+".join(kinds)
+    if other:
+        raise LoraError(
+            f"{ck.name} mixes {kind.upper()} modules with {len(other)} other tensors (e.g. {other[0]!r}); zbench "
+            "applies a file of one adapter family at a time (LoRA, or LoKr/LoHa). Save the run with one algorithm."
+        )
+    if any(s.dora for s in groups.values()):
+        raise LoraError(
+            f"{ck.name} is a weight-decomposed (DoRA) {kind.upper()}: its dora_scale magnitudes are not applied by "
+            "zbench yet, so its renders would be wrong. Compare it in your trainer's sampler, or retrain without "
+            "weight decomposition (dora_wd)."
+        )
+    names = dict(base.denoiser.named_modules())
+    specs, unknown = resolve_modules(groups, set(names))
+    if unknown:
+        raise LoraError(
+            f"{ck.name} names {len(unknown)} of its {len(groups)} {kind.upper()} modules that this base's "
+            f"{base.denoiser_name} lacks (e.g. {unknown[0]!r}). {_arch_hint(base, ck)}"
+        )
+    for name, spec in specs.items():
+        live = getattr(names[name], "base_layer", names[name])  # through zbench's or peft's adapter layer
+        if type(live) not in (torch.nn.Linear, torch.nn.Conv2d):
+            raise LoraError(
+                f"{ck.name}: module {name!r} is a {type(live).__name__}; zbench applies {kind.upper()} to Linear and "
+                f"Conv2d layers. {_RESAVE}"
+            )
+        try:
+            shape = delta_shape(spec)
+        except ValueError as err:
+            raise LoraError(f"{ck.name}: {err}. {_RESAVE}") from err
+        want = tuple(live.weight.shape)
+        if shape != want and not (len(shape) == 2 and shape == (want[0], math.prod(want[1:]))):
+            raise LoraError(
+                f"{ck.name}: module {name!r} has weight {want} in this base, but the file's {spec.kind.upper()} "
+                f"factors make {shape}: it was trained on another model or size. {_arch_hint(base, ck)}"
+            )
+        problem = check_alpha(spec)
+        if problem:
+            raise LoraError(f"{ck.name}: {problem} (module {spec.key!r}). The file is corrupt or hand-edited. "
+                            f"{_RESAVE}")  # fmt: skip
+    state = {f"{name}.{n}": t for name, spec in specs.items() for n, t in spec.tensors.items()}
+    _check_finite(ck, state)
+    rank = max(s.rank for s in specs.values())
+    return LycorisRead(state, specs, frozenset(specs), rank, kind)
+
+
 def _check_raw(ck: Checkpoint, raw: dict[str, torch.Tensor]) -> None:
     """Pairs, ranks and alphas as stored, before diffusers' converter (which loops on a negative alpha
     and folds text-encoder keys into the denoiser's prefix)."""
-    text_encoder = sorted(k for k in raw if _TEXT_ENCODER.match(k))
+    text_encoder = sorted(k for k in raw if TEXT_ENCODER.match(k))
     if text_encoder:
         raise LoraError(_text_encoder_message(ck, text_encoder))
     downs, ups, alphas = {}, {}, {}

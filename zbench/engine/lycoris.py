@@ -1,0 +1,313 @@
+"""LyCORIS adapters (LoKr and LoHa) read for the loaded base: grouped per module, checked, their scale fixed.
+
+The LyCORIS library (and kohya sd-scripts, SimpleTuner and ai-toolkit through it or a copy of it) saves one
+group of tensors per adapted module, named ``<prefix><module>.<tensor>``:
+
+- LoKr: ΔW = scale · kron(w1, w2), w1 = ``lokr_w1`` or ``lokr_w1_a @ lokr_w1_b``; w2 = ``lokr_w2``, or
+  ``lokr_w2_a @ lokr_w2_b`` (conv: w2_b flattened over the kernel), or with ``lokr_t2`` the Tucker form
+  ``einsum("i j ..., i p, j r -> p r ...", t2, w2_a, w2_b)``.
+- LoHa: ΔW = scale · (w1_a @ w1_b) ⊙ (w2_a @ w2_b) (``hada_*``), or with ``hada_t1``/``hada_t2`` each half
+  ``einsum("i j ..., j r, i p -> p r ...", t, w_b, w_a)``.
+
+The scale is the library's, applied once, as its modules' forward, ComfyUI and A1111 apply it:
+``alpha / dim`` with dim the rank (alpha = dim when absent or 0), and 1 for a LoKr whose two halves are both
+stored whole (the library ignores alpha then). Prefixes: ``lycoris_`` (the library's own wrapper, SimpleTuner),
+``lora_unet_``/``lora_transformer_`` (kohya-style), ``diffusion_model.``, ``transformer.``, ``unet.``,
+``base_model.model.`` (PEFT) or none; module names dotted or with dots as underscores.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import torch
+
+__all__ = [
+    "LOHA_TENSORS",
+    "LOKR_TENSORS",
+    "LycorisRead",
+    "ModuleSpec",
+    "adapter_kind",
+    "delta_weight",
+    "group_modules",
+    "header_summary",
+]
+
+LOKR_TENSORS = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2")
+LOHA_TENSORS = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2")
+_EXTRA = ("alpha", "dora_scale")
+_TENSOR = re.compile(r"^(.*)\.(" + "|".join(LOKR_TENSORS + LOHA_TENSORS + _EXTRA) + r")(\.default)?$")
+# Prefixes as the trainers write them, longest first; what is left names a module of the denoiser.
+PREFIXES = ("base_model.model.", "diffusion_model.", "transformer.", "unet.", "lycoris_", "lora_unet_",
+            "lora_transformer_")  # fmt: skip
+# Text-encoder keys as trainers write them: kohya lora_te_/lora_te1_/lora_te2_, diffusers text_encoder(_2).
+TEXT_ENCODER = re.compile(r"^(lora_te\d?_|lycoris_te\d?_|text_encoder(_\d)?\.|te\d?\.)")
+
+
+def adapter_kind(keys) -> str | None:
+    """The adapter family of ``keys``: "lokr", "loha", or None when they hold no LyCORIS tensors."""
+    for key in keys:
+        m = _TENSOR.match(key)
+        if m and m.group(2).startswith("lokr_"):
+            return "lokr"
+        if m and m.group(2).startswith("hada_"):
+            return "loha"
+    return None
+
+
+@dataclass
+class ModuleSpec:
+    """One adapted module's LyCORIS factors as stored, and how the library scales them."""
+
+    key: str  # the module as the file names it ("lycoris_layers_0_attention_to_q")
+    kind: str  # "lokr" or "loha"
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # by name: "lokr_w1", "hada_w1_a"...
+    alpha: float | None = None
+    dora: bool = False
+
+    @property
+    def tucker(self) -> bool:
+        return "lokr_t2" in self.tensors or "hada_t1" in self.tensors
+
+    @property
+    def rank(self) -> int:
+        """The library's ``lora_dim``: the rank of the factorised halves (1 for a LoKr stored whole)."""
+        t = self.tensors
+        if self.kind == "loha":
+            return int(t["hada_w1_b"].shape[0])
+        if "lokr_w1_a" in t:
+            return int(t["lokr_w1_a"].shape[1])
+        if "lokr_t2" in t:
+            return int(t["lokr_t2"].shape[0])
+        if "lokr_w2_a" in t:
+            return int(t["lokr_w2_a"].shape[1])
+        return 1
+
+    @property
+    def scale(self) -> float:
+        """ΔW's factor at strength 1: alpha / rank, or 1 for a LoKr whose halves are both whole."""
+        if self.kind == "lokr" and "lokr_w1" in self.tensors and "lokr_w2" in self.tensors:
+            return 1.0
+        alpha = self.alpha if self.alpha else float(self.rank)
+        return alpha / self.rank
+
+    def rank_dims(self, name: str) -> tuple[int, ...]:
+        """Which dimensions of tensor ``name`` are the rank (zero-padding them leaves ΔW unchanged)."""
+        if name in ("lokr_t2", "hada_t1", "hada_t2"):
+            return (0, 1)
+        if name in ("lokr_w1_b", "hada_w1_b", "hada_w2_b", "lokr_w2_b"):
+            return (0,)
+        if name == "lokr_w1_a":
+            return (1,)
+        if name in ("lokr_w2_a", "hada_w1_a", "hada_w2_a"):
+            return (0,) if self.tucker else (1,)
+        return ()  # lokr_w1, lokr_w2: whole halves
+
+
+def header_summary(header: dict) -> tuple[dict[str, int], int | None]:
+    """Ranks per module key and the LoKr factor (the most common larger side of w1), from a file's header alone.
+
+    Modules whose shapes say nothing usable are left out (reading the file later says what is wrong).
+    """
+    groups: dict[str, ModuleSpec] = {}
+    for key, info in header.items():
+        m = _TENSOR.match(key)
+        if not m or m.group(2) in _EXTRA:
+            continue
+        spec = groups.setdefault(
+            m.group(1), ModuleSpec(m.group(1), "lokr" if m.group(2).startswith("lokr_") else "loha")
+        )
+        try:
+            spec.tensors[m.group(2)] = torch.empty(info["shape"], device="meta")
+        except (TypeError, ValueError, RuntimeError, KeyError):
+            continue
+    ranks, factors = {}, []
+    for key, spec in groups.items():
+        try:
+            ranks[key] = spec.rank
+            if spec.kind == "lokr":
+                t = spec.tensors
+                w1 = t["lokr_w1"].shape if "lokr_w1" in t else (t["lokr_w1_a"].shape[0], t["lokr_w1_b"].shape[1])
+                factors.append(max(w1))
+        except (KeyError, IndexError):
+            continue
+    factor = max(set(factors), key=factors.count) if factors else None
+    return ranks, factor
+
+
+def group_modules(raw: dict[str, torch.Tensor]) -> tuple[dict[str, ModuleSpec], list[str]]:
+    """The file's tensors grouped per module, and the keys that are not LyCORIS tensors.
+
+    Raises:
+        ValueError: a module mixes LoKr and LoHa tensors, or an alpha is not one number.
+    """
+    groups: dict[str, ModuleSpec] = {}
+    other: list[str] = []
+    for key, tensor in raw.items():
+        m = _TENSOR.match(key)
+        if not m:
+            other.append(key)
+            continue
+        module, name = m.group(1), m.group(2)
+        spec = groups.setdefault(module, ModuleSpec(module, ""))
+        if name == "alpha":
+            if tensor.numel() != 1:
+                raise ValueError(f"{key!r} holds {tensor.numel()} values; an alpha is one number")
+            spec.alpha = float(tensor.float().reshape(()))
+        elif name == "dora_scale":
+            spec.dora = True
+        else:
+            kind = "lokr" if name.startswith("lokr_") else "loha"
+            if spec.kind and spec.kind != kind:
+                raise ValueError(f"module {module!r} mixes LoKr and LoHa tensors ({key!r})")
+            spec.kind = kind
+            spec.tensors[name] = tensor
+    stray = [s.key for s in groups.values() if not s.kind]
+    if stray:
+        raise ValueError(f"{stray[0]!r} has an alpha or dora_scale but no LoKr/LoHa factors ({len(stray)} modules)")
+    return groups, other
+
+
+def delta_shape(spec: ModuleSpec) -> tuple[int, ...]:
+    """The shape of ΔW the factors make, from shapes alone (nothing is multiplied).
+
+    Raises:
+        ValueError: a factor is missing or the factors' inner sizes do not meet; the message names them.
+    """
+    t = spec.tensors
+    where = f"module {spec.key!r}"
+
+    def need(*names: str) -> None:
+        missing = [n for n in names if n not in t]
+        if missing:
+            raise ValueError(f"{where} lacks {', '.join(missing)} (it has {', '.join(sorted(t))})")
+
+    def meet(left: str, right: str, a: int, b: int) -> None:
+        if a != b:
+            raise ValueError(f"{where}: {left} and {right} do not meet ({a} vs {b}: shapes "
+                             f"{tuple(t[left].shape)} and {tuple(t[right].shape)})")  # fmt: skip
+
+    def dims(name: str, n: int | tuple[int, ...]) -> None:
+        ok = t[name].dim() in ((n,) if isinstance(n, int) else n)
+        if not ok:
+            raise ValueError(f"{where}: {name} has shape {tuple(t[name].shape)}, which no LyCORIS layout writes")
+
+    if spec.kind == "loha":
+        need("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b")
+        if ("hada_t1" in t) != ("hada_t2" in t):
+            raise ValueError(f"{where} has only one of hada_t1 and hada_t2")
+        for n in ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b"):
+            dims(n, 2)
+        halves = []
+        for i in ("1", "2"):
+            a, b = t[f"hada_w{i}_a"], t[f"hada_w{i}_b"]
+            if spec.tucker:
+                tt = t[f"hada_t{i}"]
+                dims(f"hada_t{i}", (3, 4, 5))
+                meet(f"hada_t{i}", f"hada_w{i}_a", tt.shape[0], a.shape[0])
+                meet(f"hada_t{i}", f"hada_w{i}_b", tt.shape[1], b.shape[0])
+                halves.append((a.shape[1], b.shape[1], *tt.shape[2:]))
+            else:
+                meet(f"hada_w{i}_a", f"hada_w{i}_b", a.shape[1], b.shape[0])
+                halves.append((a.shape[0], b.shape[1]))
+        if halves[0] != halves[1]:
+            raise ValueError(f"{where}: its two Hadamard halves have different shapes {halves[0]} and {halves[1]}")
+        return tuple(int(d) for d in halves[0])
+    # LoKr
+    if "lokr_w1" in t:
+        dims("lokr_w1", 2)
+        w1 = tuple(t["lokr_w1"].shape)
+    else:
+        need("lokr_w1_a", "lokr_w1_b")
+        dims("lokr_w1_a", 2), dims("lokr_w1_b", 2)
+        meet("lokr_w1_a", "lokr_w1_b", t["lokr_w1_a"].shape[1], t["lokr_w1_b"].shape[0])
+        w1 = (t["lokr_w1_a"].shape[0], t["lokr_w1_b"].shape[1])
+    if "lokr_w2" in t:
+        dims("lokr_w2", (2, 3, 4, 5))
+        w2 = tuple(t["lokr_w2"].shape)
+    else:
+        need("lokr_w2_a", "lokr_w2_b")
+        a, b = t["lokr_w2_a"], t["lokr_w2_b"]
+        dims("lokr_w2_a", 2), dims("lokr_w2_b", 2)
+        if "lokr_t2" in t:
+            tt = t["lokr_t2"]
+            dims("lokr_t2", (3, 4, 5))
+            meet("lokr_t2", "lokr_w2_a", tt.shape[0], a.shape[0])
+            meet("lokr_t2", "lokr_w2_b", tt.shape[1], b.shape[0])
+            w2 = (a.shape[1], b.shape[1], *tt.shape[2:])
+        else:
+            meet("lokr_w2_a", "lokr_w2_b", a.shape[1], b.shape[0])
+            w2 = (a.shape[0], b.shape[1])
+    kernel = w2[2:]
+    return (int(w1[0] * w2[0]), int(w1[1] * w2[1]), *(int(k) for k in kernel))
+
+
+def delta_weight(spec_tensors: dict[str, torch.Tensor], kind: str, shape: tuple[int, ...] | torch.Size) -> torch.Tensor:
+    """ΔW at scale 1, in the live module's weight ``shape`` (out, in, *kernel), as the library rebuilds it."""
+    t = spec_tensors
+    if kind == "loha":
+        halves = []
+        for i in ("1", "2"):
+            a, b = t[f"hada_w{i}_a"], t[f"hada_w{i}_b"]
+            if f"hada_t{i}" in t:
+                halves.append(torch.einsum("i j ..., j r, i p -> p r ...", t[f"hada_t{i}"], b, a))
+            else:
+                halves.append((a @ b).reshape(shape))
+        return (halves[0] * halves[1]).reshape(shape)
+    w1 = t["lokr_w1"] if "lokr_w1" in t else t["lokr_w1_a"] @ t["lokr_w1_b"]
+    if "lokr_w2" in t:
+        w2 = t["lokr_w2"]
+    elif "lokr_t2" in t:
+        w2 = torch.einsum("i j ..., i p, j r -> p r ...", t["lokr_t2"], t["lokr_w2_a"], t["lokr_w2_b"])
+    else:
+        w2 = t["lokr_w2_a"] @ t["lokr_w2_b"]
+    for _ in range(w2.dim() - w1.dim()):
+        w1 = w1.unsqueeze(-1)
+    return torch.kron(w1, w2.contiguous()).reshape(shape)
+
+
+def check_alpha(spec: ModuleSpec) -> str | None:
+    """What is wrong with a module's alpha (see ``alphas.alpha_problem``), or None; 0 or absent means alpha = dim."""
+    from .alphas import alpha_problem
+
+    return None if spec.alpha == 0 or spec.alpha is None else alpha_problem(spec.alpha, spec.rank)
+
+
+@dataclass
+class LycorisRead:
+    """A LyCORIS checkpoint read and checked for the live base (the LoRA path's ``LoraRead`` counterpart)."""
+
+    state: dict[str, torch.Tensor]  # "<module>.<tensor>" (module dotted, as the denoiser names it)
+    specs: dict[str, ModuleSpec]  # by dotted module name; their tensors are the file's, never the live ones
+    modules: frozenset[str]
+    rank: int
+    kind: str  # "lokr", "loha", or "lokr+loha" when a file mixes them across modules
+
+    def tensors(self, module: str) -> dict[str, torch.Tensor]:
+        """The module's factors from ``state`` (which the prefetcher may have moved to the device)."""
+        return {n: self.state[f"{module}.{n}"] for n in self.specs[module].tensors}
+
+
+def resolve_modules(groups: dict[str, ModuleSpec], names: set[str]) -> tuple[dict[str, ModuleSpec], list[str]]:
+    """Map the file's module keys onto the denoiser's dotted module names.
+
+    Returns:
+        The specs by dotted name, and the file's keys that name no module of ``names``.
+    """
+    underscored: dict[str, str] = {}
+    for n in names:
+        underscored.setdefault(n.replace(".", "_"), n)
+    out, unknown = {}, []
+    for key, spec in groups.items():
+        bare = key
+        for p in PREFIXES:
+            if bare.startswith(p):
+                bare = bare[len(p) :]
+                break
+        name = bare if bare in names else underscored.get(bare.replace(".", "_"))
+        if name is None:
+            unknown.append(key)
+        else:
+            out[name] = spec
+    return out, unknown

@@ -1,0 +1,161 @@
+"""LoKr and LoHa layers that are swapped like LoRA: fixed-shape factor buffers written in place.
+
+A :class:`DeltaLayer` wraps one live Linear or Conv2d of the denoiser and adds ``scale · op(x, ΔW)`` to its
+output, ΔW rebuilt from the factors it holds (see ``lycoris.py``); disabled, it returns the base layer's output
+untouched. Why not merge ΔW into the base weights: a merged swap rewrites every adapted weight (the whole
+6 B-parameter transformer of Z-Image-Turbo, 11.5 GiB, for a typical LoKr) and needs a pristine copy to restore
+exactly, where writing the factors costs what the file holds (a few MiB). The price is at render time, measured
+in ``bench swap``: a LoKr on a Linear is applied without ever building kron(w1, w2) (two small matmuls over the
+input, reshaped), a LoHa or a conv builds its ΔW once per forward.
+
+A :class:`LycorisSlot` owns the wrapped layers of one run: created from its first checkpoint with every rank
+dimension padded to the run's largest (zero padding leaves ΔW exact), filled by one ``torch._foreach_copy_`` per
+swap, and removed (the original modules put back) when the run or the adapter type changes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .entries import Entry
+from .lycoris import LycorisRead, ModuleSpec, delta_weight
+
+__all__ = ["DeltaLayer", "LycorisSlot"]
+
+
+class DeltaLayer(torch.nn.Module):
+    """A live module plus a LyCORIS ΔW (modifies nothing of the base layer; see the module docstring)."""
+
+    def __init__(self, base_layer: torch.nn.Module, kind: str, slots: dict[str, torch.Tensor]):
+        super().__init__()
+        self.base_layer = base_layer
+        self.kind = kind
+        self.names = tuple(slots)
+        for name, tensor in slots.items():
+            self.register_buffer(name, tensor, persistent=False)
+        self.scale = 0.0  # ΔW's factor: the checkpoint's alpha / rank times the LoRA strength
+        self.enabled = True
+
+    @property
+    def weight(self) -> torch.Tensor:  # code that inspects the wrapped module (dtype, device) still works
+        return self.base_layer.weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.base_layer.bias
+
+    def factors(self) -> dict[str, torch.Tensor]:
+        return {n: getattr(self, n) for n in self.names}
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        out = self.base_layer(x, *args, **kwargs)
+        if not self.enabled or self.scale == 0.0:
+            return out
+        return out + self._delta(x).to(out.dtype)
+
+    def _delta(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.factors()
+        x = x.to(next(iter(t.values())).dtype)
+        base = self.base_layer
+        if isinstance(base, torch.nn.Linear) and self.kind == "lokr" and "lokr_t2" not in t:
+            # kron(w1, w2) @ x without kron: x as (b, d) blocks, then w1 · X · w2ᵀ (w1: a×b, w2: c×d).
+            w1 = t["lokr_w1"] if "lokr_w1" in t else t["lokr_w1_a"] @ t["lokr_w1_b"]
+            h = x.reshape(*x.shape[:-1], w1.shape[1], -1)
+            h = h @ t["lokr_w2"].T if "lokr_w2" in t else (h @ t["lokr_w2_b"].T) @ t["lokr_w2_a"].T
+            h = torch.matmul(w1, h)
+            return h.reshape(*x.shape[:-1], -1) * self.scale
+        dw = delta_weight(t, self.kind, base.weight.shape) * self.scale
+        if isinstance(base, torch.nn.Linear):
+            return F.linear(x, dw)
+        if base.padding_mode != "zeros":
+            return base._conv_forward(x, dw, None)  # the layer's own padding mode, without its bias
+        return F.conv2d(x, dw, None, base.stride, base.padding, base.dilation, base.groups)
+
+
+def _padded(tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """``tensor`` zero-padded at the end of each dimension to ``shape``."""
+    if tuple(tensor.shape) == shape:
+        return tensor
+    out = tensor.new_zeros(shape)
+    out[tuple(slice(0, s) for s in tensor.shape)] = tensor
+    return out
+
+
+def _slot_shape(spec: ModuleSpec, name: str, shape: torch.Size, rank: int) -> tuple[int, ...]:
+    dims = spec.rank_dims(name)
+    return tuple(max(s, rank) if i in dims else s for i, s in enumerate(shape))
+
+
+def _layout(spec: ModuleSpec) -> tuple:
+    """What must match for a checkpoint to be written into a slot: type, which tensors, non-rank sizes."""
+    return (spec.kind, tuple(
+        (n, tuple(s if i not in spec.rank_dims(n) else -1 for i, s in enumerate(t.shape)))
+        for n, t in sorted(spec.tensors.items())
+    ))  # fmt: skip
+
+
+class LycorisSlot:
+    """The DeltaLayers of one run in a denoiser (modifies the denoiser's module tree in place)."""
+
+    def __init__(self, denoiser: torch.nn.Module, read: LycorisRead, rank: int, device, dtype):
+        """Wrap every module ``read`` adapts, with buffers at ``rank`` (≥ the file's) on ``device`` in ``dtype``."""
+        self.denoiser = denoiser
+        self.names: list[str] = sorted(read.specs)
+        self.layouts = {n: _layout(read.specs[n]) for n in self.names}
+        self.rank = rank
+        self.layers: list[DeltaLayer] = []
+        self._originals: list[tuple[torch.nn.Module, str, torch.nn.Module]] = []
+        try:
+            for name in self.names:
+                spec = read.specs[name]
+                parent_name, _, child = name.rpartition(".")
+                parent = denoiser.get_submodule(parent_name) if parent_name else denoiser
+                original = getattr(parent, child)
+                slots = {n: torch.zeros(_slot_shape(spec, n, t.shape, rank), device=device, dtype=dtype)
+                         for n, t in spec.tensors.items()}  # fmt: skip
+                layer = DeltaLayer(original, spec.kind, slots)
+                setattr(parent, child, layer)
+                self._originals.append((parent, child, original))
+                self.layers.append(layer)
+        except BaseException:
+            self.remove()
+            raise
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for layer in self.layers for t in layer.factors().values())
+
+    def fits(self, read: LycorisRead) -> bool:
+        """Whether ``read`` can be written into these layers (same modules and layouts, rank within the slot)."""
+        return (
+            sorted(read.specs) == self.names
+            and read.rank <= self.rank
+            and all(_layout(read.specs[n]) == self.layouts[n] for n in self.names)
+        )
+
+    def entry(self, read: LycorisRead) -> Entry:
+        """The copy that writes ``read`` into the layers (padded to the slot's ranks), with its scales."""
+        src, dst = [], []
+        for name, layer in zip(self.names, self.layers, strict=True):
+            live = layer.factors()
+            for n, t in read.tensors(name).items():
+                target = live[n]
+                src.append(_padded(t.to(target.device, target.dtype), tuple(target.shape)))
+                dst.append(target)
+        scalings = [read.specs[n].scale for n in self.names]
+        return Entry(src, dst, [], scalings, sum(t.numel() * t.element_size() for t in src))
+
+    def apply_scalings(self, scalings: list[float], strength: float) -> None:
+        for layer, value in zip(self.layers, scalings, strict=True):
+            layer.scale = value * strength
+
+    def enable(self, on: bool) -> None:
+        for layer in self.layers:
+            layer.enabled = on
+
+    def remove(self) -> None:
+        """Put the original modules back: the denoiser is exactly as before the slot."""
+        for parent, child, original in reversed(self._originals):
+            setattr(parent, child, original)
+        self._originals, self.layers = [], []
