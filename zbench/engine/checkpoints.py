@@ -186,14 +186,16 @@ def describe(path: Path, name: str) -> Checkpoint:
     kind = adapter_kind(keys)
     if kind:
         ck.adapter = kind
-        by_key, ck.factor = header_summary(header)
+        by_key, ck.factor, whole = header_summary(header)
         ranks = {module_of(k + ".alpha"): r for k, r in by_key.items()}
+        ignored = {module_of(k + ".alpha") for k in whole}
     else:
         ranks = {module_of(k): int(v["shape"][0]) for k, v in header.items() if DOWN_WEIGHT.search(k) and v["shape"]}
+        ignored = set()
     ck.rank = max(ranks.values()) if ranks else _int(meta.get("ss_network_dim"))
     _apply_metadata(ck, meta)
     try:
-        alpha = _read_alpha(path, header, meta, ranks, zero_is_rank=bool(kind))
+        alpha = _read_alpha(path, header, meta, ranks, zero_is_rank=bool(kind), ignored=ignored)
     except (OSError, ValueError) as err:
         ck.error = f"{name}: {err}. The file is corrupt or hand-edited: re-save it from the trainer."
         return ck
@@ -243,17 +245,24 @@ def _apply_metadata(ck: Checkpoint, meta: dict[str, str]) -> None:
 
 
 def _read_alpha(
-    path: Path, header: dict, meta: dict[str, str], ranks: dict[str, int], *, zero_is_rank: bool = False
+    path: Path,
+    header: dict,
+    meta: dict[str, str],
+    ranks: dict[str, int],
+    *,
+    zero_is_rank: bool = False,
+    ignored: set[str] = frozenset(),
 ) -> float | None:
     """The alpha the loader will use: per-module ``.alpha`` tensors (their most common value), else the
     adapter config (diffusers' header field or PEFT's adapter_config.json); None when alpha = rank.
 
-    ``zero_is_rank``: an alpha of 0 means alpha = rank (the LyCORIS library's reading), not a broken file.
+    ``zero_is_rank``: an alpha of 0 means alpha = rank (the LyCORIS library's reading), not a broken file;
+    ``ignored``: modules whose alpha the loader ignores (whole LoKr halves), neither checked nor shown.
 
     Raises:
         ValueError: an alpha that is zero, negative, NaN, infinite or absurd, or an unreadable config.
     """
-    keys = [k for k in header if k.endswith(".alpha")]
+    keys = [k for k in header if k.endswith(".alpha") and module_of(k) not in ignored]
     if keys:
         values = read_scalars(path, header, keys)
         if zero_is_rank:

@@ -71,6 +71,11 @@ class ModuleSpec:
         return "lokr_t2" in self.tensors or "hada_t1" in self.tensors
 
     @property
+    def whole(self) -> bool:
+        """A LoKr whose two halves are stored whole: the library ignores its alpha (scale 1)."""
+        return self.kind == "lokr" and "lokr_w1" in self.tensors and "lokr_w2" in self.tensors
+
+    @property
     def rank(self) -> int:
         """The library's ``lora_dim``: the rank of the factorised halves (1 for a LoKr stored whole)."""
         t = self.tensors
@@ -87,7 +92,7 @@ class ModuleSpec:
     @property
     def scale(self) -> float:
         """ΔW's factor at strength 1: alpha / rank, or 1 for a LoKr whose halves are both whole."""
-        if self.kind == "lokr" and "lokr_w1" in self.tensors and "lokr_w2" in self.tensors:
+        if self.whole:
             return 1.0
         alpha = self.alpha if self.alpha else float(self.rank)
         return alpha / self.rank
@@ -105,8 +110,9 @@ class ModuleSpec:
         return ()  # lokr_w1, lokr_w2: whole halves
 
 
-def header_summary(header: dict) -> tuple[dict[str, int], int | None]:
-    """Ranks per module key and the LoKr factor (the most common larger side of w1), from a file's header alone.
+def header_summary(header: dict) -> tuple[dict[str, int], int | None, set[str]]:
+    """Ranks per module key, the LoKr factor (the most common larger side of w1), and the module keys whose
+    alpha is ignored (whole LoKr halves), from a file's header alone.
 
     Modules whose shapes say nothing usable are left out (reading the file later says what is wrong).
     """
@@ -123,6 +129,7 @@ def header_summary(header: dict) -> tuple[dict[str, int], int | None]:
         except (TypeError, ValueError, RuntimeError, KeyError):
             continue
     ranks, factors = {}, []
+    whole = {key for key, spec in groups.items() if spec.whole}
     for key, spec in groups.items():
         try:
             ranks[key] = spec.rank
@@ -133,7 +140,7 @@ def header_summary(header: dict) -> tuple[dict[str, int], int | None]:
         except (KeyError, IndexError):
             continue
     factor = max(set(factors), key=factors.count) if factors else None
-    return ranks, factor
+    return ranks, factor, whole
 
 
 def group_modules(raw: dict[str, torch.Tensor]) -> tuple[dict[str, ModuleSpec], list[str]]:
@@ -271,7 +278,9 @@ def check_alpha(spec: ModuleSpec) -> str | None:
     """What is wrong with a module's alpha (see ``alphas.alpha_problem``), or None; 0 or absent means alpha = dim."""
     from .alphas import alpha_problem
 
-    return None if spec.alpha == 0 or spec.alpha is None else alpha_problem(spec.alpha, spec.rank)
+    if spec.alpha == 0 or spec.alpha is None or spec.whole:
+        return None  # absent, or ignored: ai-toolkit's full-rank LoKr stores alpha 9999999999 (inf in fp16)
+    return alpha_problem(spec.alpha, spec.rank)
 
 
 @dataclass

@@ -1,0 +1,228 @@
+"""LoKr and LoHa checkpoints: written by the LyCORIS library itself, rendered by zbench, compared with the library.
+
+The reference for every format is the library's own modules loaded from the saved file
+(``create_lycoris_from_weights``) and applied by their forward on a fresh pipeline; that applies alpha/dim once
+(lycoris-lora 4.1.3's ``get_diff_weight``/``merge_to`` apply it twice, so they are no reference).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from zbench import AdapterSwapper, LoraError, RenderSettings, render_image, scan_run
+from zbench.engine.lycoris import delta_weight, group_modules
+from zbench.engine.lycoris_layers import DeltaLayer
+
+lycoris = pytest.importorskip("lycoris")
+logging.getLogger("lycoris").setLevel(logging.ERROR)
+
+SETTINGS = RenderSettings(steps=3, guidance=0.0, width=64, height=64)
+PROMPT, SEED = "a red circle on a blue background", 7
+
+# (algo, create_lycoris options): LoKr with both halves whole (alpha ignored), with the large half factorised,
+# with both factorised, and LoHa at alpha/dim = 0.5 and 2.
+FORMATS = {
+    "lokr-whole": ("lokr", {"linear_dim": 4, "linear_alpha": 2, "factor": 4}),
+    "lokr-w2-factorised": ("lokr", {"linear_dim": 2, "linear_alpha": 1, "factor": 2}),
+    "lokr-both-factorised": ("lokr", {"linear_dim": 1, "linear_alpha": 4, "factor": -1, "decompose_both": True}),
+    "loha-half": ("loha", {"linear_dim": 4, "linear_alpha": 2}),
+    "loha-double": ("loha", {"linear_dim": 2, "linear_alpha": 4}),
+}
+
+
+def pixels(image):
+    return np.asarray(image).astype(np.int16)
+
+
+def write_lycoris(module: torch.nn.Module, path, algo: str, *, seed: int, **options) -> None:
+    """Train nothing: create the library's network on ``module``, give it random factors, save it as the library does.
+
+    Side effects: wraps ``module``'s layers with the library's (use a throwaway pipeline).
+    """
+    net = lycoris.create_lycoris(module, 1.0, algo=algo, **options)
+    net.apply_to()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if "alpha" not in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    net.save_weights(str(path), torch.float32, {})
+
+
+def reference(fresh_base, path=None, *, multiplier=1.0):
+    """The library's modules loaded from ``path`` and applied by their forward on a new pipeline."""
+    ref = fresh_base()
+    if path is not None:
+        net, weights = lycoris.create_lycoris_from_weights(multiplier, str(path), ref.pipe.transformer)
+        net.apply_to()
+        net.load_state_dict(weights, strict=False)
+    return pixels(render_image(ref, PROMPT, SEED, SETTINGS))
+
+
+@pytest.fixture()
+def lyco_run(tmp_path, fresh_base):
+    """A run with one checkpoint per format (epochs 10, 20, ...), each written by the library."""
+    run = tmp_path / "lyco"
+    for i, (algo, options) in enumerate(FORMATS.values()):
+        write_lycoris(fresh_base().pipe.transformer, run / f"lyco_{10 * (i + 1)}.safetensors", algo, seed=i, **options)
+    return run
+
+
+def test_every_format_renders_as_the_library_applies_it(lyco_run, fresh_base):
+    cks = scan_run(lyco_run)
+    assert [c.adapter for c in cks] == [FORMATS[k][0] for k in FORMATS] and not any(c.error for c in cks)
+    assert all(c.format.startswith("lycoris+") for c in cks)
+    base = fresh_base()
+    swapper = AdapterSwapper(base)
+    plain = pixels(render_image(base, PROMPT, SEED, SETTINGS))
+    for ck, name in zip(cks, FORMATS, strict=True):
+        swapper.activate(ck, target_rank=max(c.rank for c in cks))
+        mine = pixels(render_image(base, PROMPT, SEED, SETTINGS))
+        assert np.abs(mine - reference(fresh_base, ck.path)).max() <= 1, name
+        assert np.abs(mine - plain).max() > 8, f"{name} changed nothing: the test would not see a wrong scale"
+    # Half strength is the library's multiplier 0.5.
+    swapper.activate(cks[3], scale=0.5)
+    half = pixels(render_image(base, PROMPT, SEED, SETTINGS))
+    assert np.abs(half - reference(fresh_base, cks[3].path, multiplier=0.5)).max() <= 1
+
+
+def test_lora_lokr_loha_and_base_in_any_order_leave_no_trace(lyco_run, fresh_base, make_lora, tmp_path):
+    lora = make_lora(tmp_path / "lora" / "plain_10.safetensors", rank=4, seed=3)
+    lyco = scan_run(lyco_run)
+    (plain,) = scan_run(lora.parent)
+    base = fresh_base()
+    swapper = AdapterSwapper(base)
+    expected = {None: reference(fresh_base)}
+    ref = fresh_base()
+    ref.pipe.load_lora_weights(str(lora), adapter_name="ref")
+    expected[plain.path] = pixels(render_image(ref, PROMPT, SEED, SETTINGS))
+    for ck in (lyco[0], lyco[3]):
+        expected[ck.path] = reference(fresh_base, ck.path)
+    order = [lyco[0], None, lyco[3], plain, lyco[0], lyco[3], None, plain, lyco[3], lyco[0]]
+    for ck in order:
+        swapper.activate(ck)
+        got = pixels(render_image(base, PROMPT, SEED, SETTINGS))
+        assert np.abs(got - expected[ck.path if ck else None]).max() <= 1, (ck and ck.name, swapper.last_path)
+    # Same layout, lower rank: a copy into the live layers; a revisit: the cached copy.
+    swapper.activate(lyco[3])
+    swapper.activate(lyco[4])
+    assert swapper.last_path == "direct"
+    swapper.activate(lyco[3])
+    assert swapper.last_path == "fast"
+    assert np.abs(pixels(render_image(base, PROMPT, SEED, SETTINGS)) - expected[lyco[3].path]).max() <= 1
+
+
+def test_ranks_differ_within_a_run(tmp_path, fresh_base):
+    """A rank-2 and a rank-4 LoKr of one run: layers padded to the larger rank render both exactly."""
+    run = tmp_path / "ranks"
+    write_lycoris(fresh_base().pipe.transformer, run / "r_10.safetensors", "lokr", seed=1, linear_dim=2,
+                  linear_alpha=1, factor=2)  # fmt: skip
+    write_lycoris(fresh_base().pipe.transformer, run / "r_20.safetensors", "lokr", seed=2, linear_dim=3,
+                  linear_alpha=1, factor=2)  # fmt: skip
+    cks = scan_run(run)
+    assert [c.rank for c in cks] == [2, 3] and cks[0].factor == 2
+    base = fresh_base()
+    swapper = AdapterSwapper(base)
+    for ck in (cks[0], cks[1], cks[0]):
+        swapper.activate(ck, target_rank=3)
+        got = pixels(render_image(base, PROMPT, SEED, SETTINGS))
+        assert np.abs(got - reference(fresh_base, ck.path)).max() <= 1
+    assert swapper.injected_rank == 3 and swapper.last_path == "fast"
+
+
+def _edit(src, dst, change):
+    sd = load_file(str(src))
+    change(sd)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    save_file(sd, str(dst))
+    return dst
+
+
+def _first(sd, suffix):
+    return next(k for k in sorted(sd) if k.endswith(suffix))
+
+
+def _rename_block(sd):
+    """Keys of an SDXL UNet block where the Z-Image layer was: a LoKr for another base."""
+    for k in [k for k in sd if "layers_0_" in k]:
+        sd[k.replace("layers_0_", "input_blocks_4_")] = sd.pop(k)
+
+
+BAD = {
+    "wrong factor shape": (
+        lambda sd: sd.__setitem__(_first(sd, ".lokr_w1"), torch.ones(3, 3)),
+        "factors make",
+    ),
+    "missing factor": (lambda sd: sd.pop(_first(sd, ".lokr_w2_b")), "lacks lokr_w2_b"),
+    "NaN": (lambda sd: sd[_first(sd, ".lokr_w2_b")].fill_(float("nan")), "NaN or infinite"),
+    "another base": (_rename_block, "lacks"),
+    "text encoder": (
+        lambda sd: sd.update({"lora_te1_encoder_layers_0_mlp_fc1.lokr_w1": torch.ones(2, 2)}),
+        "text encoder",
+    ),
+    "DoRA": (lambda sd: sd.update({_first(sd, ".lokr_w1").replace("lokr_w1", "dora_scale"): torch.ones(4)}), "DoRA"),
+    "LoRA keys mixed in": (
+        lambda sd: sd.update({"lycoris_layers_0_attention_to_q.lora_down.weight": torch.ones(2, 32)}),
+        "mixes",
+    ),
+    "negative alpha": (lambda sd: sd[_first(sd, ".alpha")].fill_(-1.0), "alpha"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_lycoris_files_are_error_cells_and_never_poison_the_pipeline(case, lyco_run, fresh_base, tmp_path):
+    change, words = BAD[case]
+    good = scan_run(lyco_run)
+    run = tmp_path / "bad"
+    _edit(good[1].path, run / "bad_10.safetensors", change)
+    bad = scan_run(run)[0]
+    base = fresh_base()
+    swapper = AdapterSwapper(base)
+    swapper.activate(good[3])
+    with pytest.raises(LoraError) as err:
+        if bad.error:
+            raise LoraError(bad.error)
+        swapper.activate(bad)
+    assert words in str(err.value) and bad.name in str(err.value), str(err.value)
+    swapper.activate(good[1])
+    got = pixels(render_image(base, PROMPT, SEED, SETTINGS))
+    assert np.abs(got - reference(fresh_base, good[1].path)).max() <= 1
+
+
+@pytest.mark.parametrize("algo", ["lokr", "loha"])
+@pytest.mark.parametrize("tucker", [False, True])
+def test_conv_layers_match_the_library(tmp_path, algo, tucker):
+    """Conv2d LoKr/LoHa (SDXL UNets), with and without the Tucker core: zbench's layer equals the library's."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.SiLU(), torch.nn.Conv2d(16, 8, 3, padding=1)
+    )
+    x = torch.randn(2, 8, 12, 12)
+    path = tmp_path / "conv.safetensors"
+    options = {"linear_dim": 2, "linear_alpha": 1, "conv_dim": 2, "conv_alpha": 1, "use_tucker": tucker, "factor": 2}
+    lyco = lycoris.create_lycoris(net, 1.0, algo=algo, **options)
+    lyco.apply_to()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in lyco.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+        expected = net(x)  # the library's modules, as trained
+    lyco.save_weights(str(path), torch.float32, {})
+    lyco.restore()
+    groups, other = group_modules(load_file(str(path)))
+    assert not other and all(s.tucker == tucker for s in groups.values())
+    with torch.no_grad():
+        for i in (0, 2):
+            spec = groups[f"lycoris_{i}"]
+            layer = DeltaLayer(net[i], spec.kind, {n: t.clone() for n, t in spec.tensors.items()})
+            layer.scale = spec.scale
+            assert delta_weight(spec.tensors, spec.kind, net[i].weight.shape).shape == net[i].weight.shape
+            net[i] = layer
+        got = net(x)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
