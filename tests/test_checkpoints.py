@@ -192,7 +192,7 @@ def test_formats_and_lokr(tmp_path):
     save_file({"diffusion_model.layers.0.attention.to_q.lokr_w1": torch.zeros(2, 2)}, str(tmp_path / "a_2.safetensors"))
     cks = scan_run(tmp_path)
     assert cks[0].format == "kohya" and cks[0].arch == "z-image"
-    assert cks[1].format == "lokr" and "LOKR" in cks[1].error
+    assert cks[1].format == "ai-toolkit+lokr" and cks[1].adapter == "lokr" and cks[1].adapter_name == "LoKr"
 
 
 def test_missing_folder_says_what_to_do(tmp_path):

@@ -226,3 +226,65 @@ def test_conv_layers_match_the_library(tmp_path, algo, tucker):
             net[i] = layer
         got = net(x)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_trainer_layouts_name_the_same_modules(lyco_run, fresh_base, tmp_path):
+    """ai-toolkit (diffusion_model.<dotted>), musubi-tuner/kohya (lora_unet_<underscored>) and ai-toolkit's Flux
+    style (transformer.<dotted>) spell the library's keys differently; each renders the same LoKr."""
+    source = scan_run(lyco_run)[1]
+    base = fresh_base()
+    dotted = {n.replace(".", "_"): n for n, _ in base.pipe.transformer.named_modules()}
+    expected = reference(fresh_base, source.path)
+    spellings = {
+        "ai-toolkit": lambda m: f"diffusion_model.{dotted[m]}",
+        "kohya": lambda m: f"lora_unet_{m}",
+        "diffusers": lambda m: f"transformer.{dotted[m]}",
+    }
+    swapper = AdapterSwapper(base)
+    for layout, spell in spellings.items():
+        sd = load_file(str(source.path))
+        renamed = {}
+        for key, value in sd.items():
+            module, _, tensor = key.removeprefix("lycoris_").rpartition(".")
+            renamed[f"{spell(module)}.{tensor}"] = value
+        path = tmp_path / layout / "lokr_10.safetensors"
+        path.parent.mkdir()
+        save_file(renamed, str(path))
+        (ck,) = scan_run(path.parent)
+        assert ck.error is None and ck.format == f"{layout}+lokr", (ck.format, ck.error)
+        swapper.activate(ck)
+        assert np.abs(pixels(render_image(base, PROMPT, SEED, SETTINGS)) - expected).max() <= 1, layout
+
+
+@pytest.mark.parametrize("kind", ["lokr", "loha"])
+def test_peft_folders_render_as_peft_applies_them(tmp_path, fresh_base, kind):
+    """PEFT's LoKrConfig/LoHaConfig adapters (adapter_model.safetensors + adapter_config.json): scaled by the config's
+    alpha / r, per-module patterns included, as peft's own layers apply them."""
+    from peft import LoHaConfig, LoKrConfig, inject_adapter_in_model
+    from peft.utils import get_peft_model_state_dict
+
+    from zbench.demo.toy import lora_targets
+
+    ref = fresh_base()
+    targets = sorted(lora_targets(ref.pipe.transformer))
+    config = (LoKrConfig if kind == "lokr" else LoHaConfig)(
+        r=2, alpha=1, target_modules=targets, alpha_pattern={targets[0]: 6}, init_weights=False
+    )
+    inject_adapter_in_model(config, ref.pipe.transformer)
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name, p in ref.pipe.transformer.named_parameters():
+            if ".lokr_" in name or ".hada_" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    expected = pixels(render_image(ref, PROMPT, SEED, SETTINGS))
+    folder = tmp_path / "peft" / "checkpoint-10"
+    folder.mkdir(parents=True)
+    save_file(get_peft_model_state_dict(ref.pipe.transformer), str(folder / "adapter_model.safetensors"))
+    config.save_pretrained(str(folder))
+    (ck,) = scan_run(folder.parent)
+    assert ck.error is None and ck.adapter == kind and ck.step == 10
+    base = fresh_base()
+    plain = pixels(render_image(base, PROMPT, SEED, SETTINGS))
+    AdapterSwapper(base).activate(ck)
+    got = pixels(render_image(base, PROMPT, SEED, SETTINGS))
+    assert np.abs(got - expected).max() <= 1 and np.abs(got - plain).max() > 8

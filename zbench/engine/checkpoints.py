@@ -207,8 +207,8 @@ def describe(path: Path, name: str) -> Checkpoint:
         )
     elif not ranks:
         ck.error = (
-            f"{name} holds no adapter tensors (no lora_A/lora_down, LoKr or LoHa keys among {len(keys)}): it is not "
-            "a LoRA. Move it out of the run folder."
+            f"{name} holds no LoRA, LoKr or LoHa tensors (no lora_A/lora_down, lokr_ or hada_ keys among "
+            f"{len(keys)}): it is not a LoRA or other adapter. Move it out of the run folder."
         )
     return ck
 
@@ -335,6 +335,7 @@ def _mark_odd_module_sets(cks: list[Checkpoint]) -> None:
     if count * 2 <= len(usable):
         return  # no majority: nothing to call odd
     arch = next(c.arch for c in usable if c.modules == common)
+    family = next(c.adapter_name for c in usable if c.modules == common)
     for c in usable:
         if c.modules == common:
             continue
@@ -352,7 +353,8 @@ def _mark_odd_module_sets(cks: list[Checkpoint]) -> None:
             )
         else:
             cause = (
-                f"adapts a different set of modules from the rest of this run ({len(missing)} missing, "
+                (f"is a {c.adapter_name} (the rest of this run is {family}) and " if c.adapter_name != family else "")
+                + f"adapts a different set of modules from the rest of this run ({len(missing)} missing, "
                 f"{len(extra)} extra, e.g. {sorted(extra or missing)[0]!r}): it is from another run or base model"
             )
         c.error = f"{c.name} {cause}. Move it to its own folder."

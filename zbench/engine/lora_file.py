@@ -18,11 +18,20 @@ import safetensors
 import torch
 from safetensors.torch import load_file
 
-from .alphas import adapter_metadata, alpha_problem
+from .alphas import adapter_metadata, alpha_problem, read_adapter_config
 from .checkpoints import Checkpoint
 from .header import HeaderError, read_header
 from .keys import DOWN_WEIGHT, UP_WEIGHT, family_name, module_of
-from .lycoris import TEXT_ENCODER, LycorisRead, adapter_kind, check_alpha, delta_shape, group_modules, resolve_modules
+from .lycoris import (
+    TEXT_ENCODER,
+    LycorisRead,
+    adapter_kind,
+    check_alpha,
+    delta_shape,
+    group_modules,
+    peft_scales,
+    resolve_modules,
+)
 from .pipeline import Base
 
 __all__ = ["LoraError", "LoraRead", "read_lora", "read_lycoris"]
@@ -130,6 +139,12 @@ def read_lycoris(base: Base, ck: Checkpoint, raw: dict[str, torch.Tensor]) -> Ly
         )
     names = dict(base.denoiser.named_modules())
     specs, unknown = resolve_modules(groups, set(names))
+    try:
+        config = read_adapter_config(ck.path)  # a PEFT folder: its LoKrConfig/LoHaConfig scales the factors
+        if config and config.get("peft_type") in ("LOKR", "LOHA"):
+            peft_scales(config, specs)
+    except ValueError as err:
+        raise LoraError(f"{ck.name}: {err}. {_RESAVE}") from err
     if unknown:
         raise LoraError(
             f"{ck.name} names {len(unknown)} of its {len(groups)} {kind.upper()} modules that this base's "

@@ -65,6 +65,7 @@ class ModuleSpec:
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # by name: "lokr_w1", "hada_w1_a"...
     alpha: float | None = None
     dora: bool = False
+    peft_scale: float | None = None  # a PEFT LoKr/LoHa folder: alpha / r from adapter_config.json, as peft scales
 
     @property
     def tucker(self) -> bool:
@@ -91,7 +92,10 @@ class ModuleSpec:
 
     @property
     def scale(self) -> float:
-        """ΔW's factor at strength 1: alpha / rank, or 1 for a LoKr whose halves are both whole."""
+        """ΔW's factor at strength 1: alpha / rank, or 1 for a LoKr whose halves are both whole (PEFT: its config's
+        alpha / r, whole halves or not)."""
+        if self.peft_scale is not None:
+            return self.peft_scale
         if self.whole:
             return 1.0
         alpha = self.alpha if self.alpha else float(self.rank)
@@ -296,6 +300,24 @@ class LycorisRead:
     def tensors(self, module: str) -> dict[str, torch.Tensor]:
         """The module's factors from ``state`` (which the prefetcher may have moved to the device)."""
         return {n: self.state[f"{module}.{n}"] for n in self.specs[module].tensors}
+
+
+def peft_scales(config: dict, specs: dict[str, ModuleSpec]) -> None:
+    """Set each module's scale from a PEFT ``LoKrConfig``/``LoHaConfig`` (alpha / r, per-module patterns honoured).
+
+    Raises:
+        ValueError: r or alpha is not a positive number.
+    """
+    from peft.utils.other import get_pattern_key
+
+    r, alpha = config.get("r", 8), config.get("alpha", 8)
+    ranks, alphas = config.get("rank_pattern") or {}, config.get("alpha_pattern") or {}
+    for name, spec in specs.items():
+        r_m = ranks.get(get_pattern_key(list(ranks), name), r)
+        a_m = alphas.get(get_pattern_key(list(alphas), name), alpha)
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in (r_m, a_m)):
+            raise ValueError(f"adapter_config.json gives module {name!r} r={r_m!r}, alpha={a_m!r}; both must be > 0")
+        spec.peft_scale = a_m / r_m
 
 
 def resolve_modules(groups: dict[str, ModuleSpec], names: set[str]) -> tuple[dict[str, ModuleSpec], list[str]]:
