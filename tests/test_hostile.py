@@ -12,7 +12,7 @@ from the trainers' own saving code (cited per case), never with zbench's writers
 |                        | JSON, NaN/Infinity, duplicate keys, non-object or non-string __metadata__,     |
 |                        | unknown dtype, non-numeric shape or offsets, overlapping or gapped tensors,    |
 |                        | size/shape mismatch, trailing bytes, invalid Unicode                           |
-| not a LoRA             | pickle (.pt), plain weights, a LoKr in a LoRA run, DoRA                      |
+| not a LoRA             | pickle (.pt), plain weights, a LoKr in a LoRA run, DoRA                        |
 | alpha (hang, strength) | negative, zero, NaN, infinite, absurd, multi-value .alpha; lora_alpha 0 in     |
 |                        | metadata; PEFT adapter_config.json with a bad or unreadable lora_alpha         |
 | structure (poison)     | lora_A without lora_B, ranks that disagree, lora_A narrower or wider than its  |
