@@ -19,6 +19,8 @@ def add_bench_commands(sub) -> None:
     b.add_argument("--layers", type=int, default=30, help="main blocks (Z-Image-Turbo: 30)")
     b.add_argument("--refiner-layers", type=int, default=2, help="noise and context refiner blocks each (2)")
     b.add_argument("--repeats", type=int, default=15)
+    b.add_argument("--lokr-factor", type=int, default=8, help="LoKr rows: w1 is factor x factor, w2 whole (8)")
+    b.add_argument("--loha-rank", type=int, default=16, help="LoHa rows' rank (16: the size of a rank-32 LoRA)")
     b.add_argument("--device", default="cpu")
     b.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     b.set_defaults(func=_swap)
@@ -48,6 +50,8 @@ def _swap(args) -> int:
         layers=args.layers,
         refiner_layers=args.refiner_layers,
         repeats=args.repeats,
+        lokr_factor=args.lokr_factor,
+        loha_rank=args.loha_rank,
         device=args.device,
         dtype=args.dtype,
         progress=lambda msg: print(f"... {msg}", file=sys.stderr),

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from ..demo.toy import random_lora, save_lora
+from ..demo.toy import random_lora, random_lycoris, save_lora
 from ..engine.checkpoints import scan_run
 from ..engine.config import BenchConfig
 from ..engine.hotswap import ADAPTER, AdapterSwapper
@@ -37,6 +37,7 @@ class SwapBench:
     model_params: int
     device: str
     dtype: str
+    sizes: dict[str, float] | None = None  # MiB of one checkpoint's tensors in the live layers, per adapter type
 
 
 def _time(fn: Callable[[], object], repeats: int, sync: Callable[[], None]) -> tuple[float, float]:
@@ -82,6 +83,45 @@ def write_checkpoints(transformer, run: Path, *, count: int, rank: int, dtype: t
     return scan_run(run)
 
 
+def write_lycoris(transformer, run: Path, kind: str, *, count: int, rank: int, factor: int, dtype) -> list:
+    """``count`` random LoKr or LoHa checkpoints of ``transformer`` as the LyCORIS library saves them, scanned."""
+    from safetensors.torch import save_file
+
+    run.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        state = random_lycoris(transformer, kind, rank=rank, seed=i, factor=factor)
+        save_file({k: v.to(dtype).contiguous() for k, v in state.items()}, str(run / f"{kind}_{i + 1:03d}.safetensors"))
+    return scan_run(run)
+
+
+def _lycoris_rows(base, run: Path, kind: str, *, rank: int, factor: int, repeats: int, sync, progress):
+    """Cached swaps and first visits between three LoKr or LoHa checkpoints, and their bytes in the live layers."""
+    label = {"lokr": "LoKr", "loha": "LoHa"}[kind]
+    shape = f"factor {factor}, whole halves" if kind == "lokr" else f"rank {rank}"
+    progress(f"writing 3 {label} checkpoints ({shape})")
+    cks = write_lycoris(base.denoiser, run, kind, count=3, rank=rank, factor=factor, dtype=base.dtype)
+    swapper = AdapterSwapper(base, cache_mb=1 << 20)
+    for ck in cks:
+        swapper.activate(ck)
+    nbytes = swapper.adapter_bytes
+    order = iter(range(10**9))
+
+    def cached():
+        swapper.activate(cks[next(order) % 3])
+
+    def first_visit():
+        swapper.clear_cache()
+        swapper.activate(cks[next(order) % 3])
+
+    progress(f"timing: {label}, cached and first visits")
+    rows = [
+        (f"zbench swap, {label} {shape} (in-place copy from cache)", "RAM", *_time(cached, repeats * 4, sync)),
+        (f"zbench first visit, {label} (read, check, copy)", "file", *_time(first_visit, repeats, sync)),
+    ]
+    swapper.reset()
+    return rows, nbytes
+
+
 def bench_swap(
     *,
     rank: int = 32,
@@ -89,13 +129,16 @@ def bench_swap(
     layers: int = 30,
     refiner_layers: int = 2,
     repeats: int = 15,
+    lokr_factor: int = 8,
+    loha_rank: int = 16,
     device: str = "cpu",
     dtype: str = "bfloat16",
     progress: Callable[[str], None] = print,
 ) -> SwapBench:
     """Time every way of switching between checkpoints of one run, side by side in one process.
 
-    Defaults are Z-Image-Turbo's transformer (6.15 B params) with rank-32 LoRAs (238 modules).
+    Defaults are Z-Image-Turbo's transformer (6.15 B params) with rank-32 LoRAs (238 modules), and LoKr (factor 8,
+    both halves whole) and LoHa (rank 16) checkpoints of about the same stored size over the same modules.
     """
     from diffusers import ZImagePipeline
 
@@ -122,6 +165,7 @@ def bench_swap(
             swapper.activate(cks[next(order) % 3])
 
         rows = []
+        sizes = {"LoRA": nbytes / 2**20}
         progress("timing: ours (in-memory cache)")
         rows.append(("zbench swap (in-place copy from cache)", "RAM", *_time(ours, repeats * 4, sync)))
 
@@ -150,6 +194,12 @@ def bench_swap(
         progress("timing: diffusers unload_lora_weights + load_lora_weights")
         rows.append(("diffusers unload + load_lora_weights", "file", *_time(reload, repeats, sync)))
         pipe.unload_lora_weights()
+        swapper.reset()
+        for kind in ("lokr", "loha"):
+            more, size = _lycoris_rows(base, Path(tmp) / kind, kind, rank=10**6 if kind == "lokr" else loha_rank,
+                                       factor=lokr_factor, repeats=repeats, sync=sync, progress=progress)  # fmt: skip
+            rows += more
+            sizes[{"lokr": "LoKr", "loha": "LoHa"}[kind]] = size / 2**20
         progress("timing: safetensors load_file (for reference)")
         rows.append(
             (
@@ -167,6 +217,7 @@ def bench_swap(
         model_params=model_params,
         device=str(dev),
         dtype=dtype,
+        sizes=sizes,
     )
 
 
@@ -188,4 +239,10 @@ def format_table(result: SwapBench) -> str:
         f"ours / memcpy floor: {ours / floor:.2f}x    "
         f"(unload+load) / ours: {reload / ours:.1f}x    hotswap=True / ours: {hot / ours:.1f}x",
     ]
+    for label in ("LoKr", "LoHa"):
+        row = next((r for r in result.rows if r[0].startswith(f"zbench swap, {label}")), None)
+        if row is not None and result.sizes:
+            mib, lora = result.sizes[label], result.sizes["LoRA"]
+            lines.append(f"{label} cached swap / LoRA cached swap: {row[2] / ours:.2f}x at {mib:.0f} MiB vs "
+                         f"{lora:.0f} MiB ({row[2] / ours * lora / mib:.2f}x per byte)")  # fmt: skip
     return "\n".join(lines)

@@ -19,7 +19,15 @@ from typing import Literal
 import torch
 from safetensors.torch import save_file
 
-__all__ = ["build_tiny_pipeline", "byte_tokenizer", "kohya_metadata", "lora_targets", "random_lora", "save_lora"]
+__all__ = [
+    "build_tiny_pipeline",
+    "byte_tokenizer",
+    "kohya_metadata",
+    "lora_targets",
+    "random_lora",
+    "random_lycoris",
+    "save_lora",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +152,50 @@ def random_lora(
         lin = targets[name]
         out[f"{name}.lora_A.weight"] = torch.randn(rank, lin.in_features, generator=gen) / lin.in_features**0.5
         out[f"{name}.lora_B.weight"] = torch.randn(lin.out_features, rank, generator=gen) * strength / rank**0.5
+    return out
+
+
+def _factor(dim: int, factor: int) -> tuple[int, int]:
+    """The LyCORIS library's split of ``dim`` into (small, large) near ``factor`` (its ``factorization``)."""
+    if factor > 0 and dim % factor == 0:
+        return min(factor, dim // factor), max(factor, dim // factor)
+    m, n = 1, dim
+    while m < n:
+        new = m + 1
+        while dim % new:
+            new += 1
+        if new + dim // new > m + n or new > (dim if factor < 0 else factor):
+            break
+        m, n = new, dim // new
+    return min(m, n), max(m, n)
+
+
+def random_lycoris(
+    transformer: torch.nn.Module, kind: Literal["lokr", "loha"], *, rank: int, seed: int, factor: int = 8
+) -> dict[str, torch.Tensor]:
+    """LoKr or LoHa tensors as the LyCORIS library saves them (``lycoris_<module>.lokr_w1``...), random but seeded.
+
+    LoKr: w1 whole (factor x factor), w2 whole when ``rank`` ≥ half its larger side, else ``lokr_w2_a @ lokr_w2_b``
+    (the library's rule); alpha = rank. LoHa: two rank-``rank`` pairs, alpha = rank. Scaled so ΔW is small.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for name, lin in sorted(lora_targets(transformer).items()):
+        key = "lycoris_" + name.replace(".", "_")
+        out_dim, in_dim = lin.out_features, lin.in_features
+        if kind == "lokr":
+            (a, c), (b, d) = _factor(out_dim, factor), _factor(in_dim, factor)
+            out[f"{key}.lokr_w1"] = torch.randn(a, b, generator=gen) / b**0.5
+            if rank >= max(c, d) / 2:
+                out[f"{key}.lokr_w2"] = torch.randn(c, d, generator=gen) * 0.1 / d**0.5
+            else:
+                out[f"{key}.lokr_w2_a"] = torch.randn(c, rank, generator=gen) * 0.1 / rank**0.5
+                out[f"{key}.lokr_w2_b"] = torch.randn(rank, d, generator=gen) / d**0.5
+        else:
+            for i in ("1", "2"):
+                out[f"{key}.hada_w{i}_a"] = torch.randn(out_dim, rank, generator=gen) * 0.3 / rank**0.5
+                out[f"{key}.hada_w{i}_b"] = torch.randn(rank, in_dim, generator=gen) / in_dim**0.5
+        out[f"{key}.alpha"] = torch.tensor(float(rank))
     return out
 
 
