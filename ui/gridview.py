@@ -130,6 +130,7 @@ def grid_data(
                 "label": label,
                 "name": name,
                 "hash": "" if ck is None or not ck.hash_read else f"sha256 {ck.hash_read}",
+                "adapter": None if ck is None else ck.adapter_text,  # "LoKr · factor 8 · …" on hover
                 "stars": None if ck is None else ratings.get(ck.name),
                 "release": ck is not None and ck.name == release,
                 "rateable": ck is not None and ck.error is None,

@@ -52,14 +52,15 @@ def _cmd_scan(args) -> int:
         print(f"no checkpoints in {args.loras} (looked for *.safetensors and checkpoint-*/ folders)")
         return 0
     print(
-        f"{'#':>3}  {'checkpoint':<44} {'epoch':>6} {'step':>7} {'rank':>5} {'alpha':>6} {'trainer':<16} "
-        f"{'format':<12} {'size':>9}" + (f"  {'hash':<12}" if args.hash else "")
+        f"{'#':>3}  {'checkpoint':<44} {'epoch':>6} {'step':>7} {'adapter':<8} {'rank':>5} {'alpha':>6} "
+        f"{'trainer':<16} {'format':<12} {'size':>9}" + (f"  {'hash':<12}" if args.hash else "")
     )
     for i, c in enumerate(cks, 1):
         alpha = "" if c.alpha is None else f"{c.alpha:g}"
+        adapter = c.adapter_name + (f" f{c.factor}" if c.factor else "")
         size = f"{c.size / 2**20:.1f} MiB" if c.size else ""
         print(
-            f"{i:>3}  {c.name[:44]:<44} {_s(c.epoch):>6} {_s(c.step):>7} {_s(c.rank):>5} {alpha:>6} "
+            f"{i:>3}  {c.name[:44]:<44} {_s(c.epoch):>6} {_s(c.step):>7} {adapter:<8} {_s(c.rank):>5} {alpha:>6} "
             f"{c.trainer:<16} {c.format:<12} {size:>9}" + (f"  {c.hash:<12}" if args.hash else "")
         )
         if args.all_meta:

@@ -73,6 +73,21 @@ class Checkpoint:
         return {"lokr": "LoKr", "loha": "LoHa"}.get(self.adapter, "LoRA")
 
     @property
+    def adapter_text(self) -> str:
+        """What the file is, in one line: "LoKr · factor 8 · rank 16 · alpha 8 · denoiser"."""
+        parts = [self.adapter_name]
+        if self.factor:
+            parts.append(f"factor {self.factor}")
+        if self.rank and not (self.adapter == "lokr" and self.rank == 1):
+            parts.append(f"rank {self.rank}")
+        elif self.adapter == "lokr" and self.rank == 1:
+            parts.append("whole halves")
+        if self.alpha is not None:
+            parts.append(f"alpha {self.alpha:g}")
+        parts.append("denoiser")
+        return " · ".join(parts)
+
+    @property
     def label(self) -> str:
         """Short column label: "epoch 10", "step 500", or "final"."""
         if self.epoch is not None and self.step is not None:
@@ -94,6 +109,7 @@ class Checkpoint:
             "adapter": self.adapter,
             "rank": self.rank,
             "factor": self.factor,
+            "adapter_text": self.adapter_text,
             "alpha": self.alpha,
             "format": self.format,
             "trainer": self.trainer,

@@ -118,8 +118,11 @@ def detect_trainer(keys: list[str], meta: dict[str, str], path: Path) -> str:
     OneTrainer ``ot_revision``/``ot_branch``; kohya sd-scripts and musubi-tuner ``ss_*`` fields
     (musubi with its own ``ss_network_module``); SimpleTuner diffusers' ``lora_adapter_metadata``
     plus ``modelspec.*``; diffusers' scripts the adapter metadata alone; PEFT ``adapter_model``
-    files; DiffSynth-Studio PEFT keys that keep the adapter name (``lora_A.default``).
+    files; DiffSynth-Studio PEFT keys that keep the adapter name (``lora_A.default``); the LyCORIS library's
+    ``lycoris_`` keys (SimpleTuner adds a ``lycoris_config`` field).
     """
+    if any(k.startswith("lycoris_") for k in keys):  # the LyCORIS library's own wrapper, which SimpleTuner uses
+        return "SimpleTuner" if "lycoris_config" in meta or any(k.startswith("modelspec.") for k in meta) else "LyCORIS"
     software = meta.get("software", "")
     if "ai-toolkit" in software or "training_info" in meta:
         return "ai-toolkit"
