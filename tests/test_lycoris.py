@@ -39,10 +39,10 @@ def pixels(image):
     return np.asarray(image).astype(np.int16)
 
 
-def write_lycoris(module: torch.nn.Module, path, algo: str, *, seed: int, **options) -> None:
+def write_lycoris(module: torch.nn.Module, path, algo: str, *, seed: int, **options):
     """Train nothing: create the library's network on ``module``, give it random factors, save it as the library does.
 
-    Side effects: wraps ``module``'s layers with the library's (use a throwaway pipeline).
+    Returns the network. Side effects: wraps ``module``'s layers with the library's (use a throwaway pipeline).
     """
     net = lycoris.create_lycoris(module, 1.0, algo=algo, **options)
     net.apply_to()
@@ -53,6 +53,7 @@ def write_lycoris(module: torch.nn.Module, path, algo: str, *, seed: int, **opti
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
     path.parent.mkdir(parents=True, exist_ok=True)
     net.save_weights(str(path), torch.float32, {})
+    return net
 
 
 def reference(fresh_base, path=None, *, multiplier=1.0):
@@ -288,3 +289,82 @@ def test_peft_folders_render_as_peft_applies_them(tmp_path, fresh_base, kind):
     AdapterSwapper(base).activate(ck)
     got = pixels(render_image(base, PROMPT, SEED, SETTINGS))
     assert np.abs(got - expected).max() <= 1 and np.abs(got - plain).max() > 8
+
+
+@pytest.mark.parametrize(("algo", "on_output"), [("lora", True), ("lora", False), ("lokr", True), ("loha", True)])
+def test_dora_renders_as_the_library_applies_it(tmp_path, fresh_base, algo, on_output):
+    """Weight-decomposed (DoRA) LoRA, LoKr and LoHa: the magnitudes rescale each output row (or input column) of
+    W + ΔW, at strength 1 and 0.5 (the library blends the rescale factor, not ΔW). The reference is the library's
+    network that wrote the file, as trained (its loader cannot read back a per-input-column magnitude)."""
+    run = tmp_path / "dora"
+    writer = fresh_base()
+    net = write_lycoris(writer.pipe.transformer, run / "dora_10.safetensors", algo, seed=4, linear_dim=2,
+                        linear_alpha=1, factor=2, dora_wd=True, wd_on_output=on_output)  # fmt: skip
+    (ck,) = scan_run(run)
+    assert ck.error is None and "dora" in ck.format and "(DoRA)" in ck.adapter_text
+    base = fresh_base()
+    swapper = AdapterSwapper(base)
+    plain = pixels(render_image(base, PROMPT, SEED, SETTINGS))
+    for strength in (1.0, 0.5):
+        for module in net.loras:
+            module.multiplier = strength
+        expected = pixels(render_image(writer, PROMPT, SEED, SETTINGS))
+        swapper.activate(ck, scale=strength)
+        got = pixels(render_image(base, PROMPT, SEED, SETTINGS))
+        assert np.abs(got - expected).max() <= 1, strength
+        if on_output:  # the library's modules loaded from the file agree
+            assert np.abs(got - reference(fresh_base, ck.path, multiplier=strength)).max() <= 1, strength
+        assert np.abs(got - plain).max() > 8
+    swapper.activate(None)
+    assert np.abs(pixels(render_image(base, PROMPT, SEED, SETTINGS)) - plain).max() == 0
+
+
+def test_a_dora_magnitude_of_the_wrong_length_is_an_error_cell(tmp_path, fresh_base):
+    run = tmp_path / "dora"
+    write_lycoris(fresh_base().pipe.transformer, run / "src.safetensors", "lora", seed=4, linear_dim=2,
+                  linear_alpha=1, dora_wd=True)  # fmt: skip
+    bad = _edit(run / "src.safetensors", tmp_path / "bad" / "bad_10.safetensors",
+                lambda sd: sd.__setitem__(_first(sd, ".dora_scale"), torch.ones(3, 1)))  # fmt: skip
+    (ck,) = scan_run(bad.parent)
+    with pytest.raises(LoraError, match=r"DoRA magnitude \(dora_scale\) has shape \(3, 1\)"):
+        AdapterSwapper(fresh_base()).activate(ck)
+
+
+def _peft_dora(fresh_base, folder, seed):
+    """A PEFT DoRA LoRA (lora_magnitude_vector, use_dora in diffusers' adapter metadata) and its render by peft."""
+    from diffusers import ZImagePipeline
+    from peft import LoraConfig, inject_adapter_in_model
+    from peft.utils import get_peft_model_state_dict
+
+    from zbench.demo.toy import lora_targets
+
+    ref = fresh_base()
+    targets = sorted(lora_targets(ref.pipe.transformer))
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=targets, use_dora=True, init_lora_weights=False)
+    inject_adapter_in_model(config, ref.pipe.transformer)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in ref.pipe.transformer.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3 + (1.0 if "magnitude" in name else 0.0))
+    ZImagePipeline.save_lora_weights(
+        str(folder),
+        transformer_lora_layers=get_peft_model_state_dict(ref.pipe.transformer),
+        weight_name=f"peftdora_{seed}0.safetensors",
+        transformer_lora_adapter_metadata={"r": 4, "lora_alpha": 8, "use_dora": True, "target_modules": targets},
+    )
+    return pixels(render_image(ref, PROMPT, SEED, SETTINGS))
+
+
+def test_peft_dora_swaps_carry_their_magnitudes(tmp_path, fresh_base):
+    """PEFT's DoRA (diffusers loads it): every swap, cached or not, brings that checkpoint's magnitudes too."""
+    run = tmp_path / "peftdora"
+    expected = [_peft_dora(fresh_base, run, seed) for seed in (1, 2)]
+    cks = scan_run(run)
+    assert all(c.error is None for c in cks)
+    base = fresh_base()
+    swapper = AdapterSwapper(base)
+    for i in (0, 1, 0, 1):
+        swapper.activate(cks[i])
+        got = pixels(render_image(base, PROMPT, SEED, SETTINGS))
+        assert np.abs(got - expected[i]).max() <= 1, (i, swapper.last_path)

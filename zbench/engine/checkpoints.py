@@ -75,7 +75,7 @@ class Checkpoint:
     @property
     def adapter_text(self) -> str:
         """What the file is, in one line: "LoKr · factor 8 · rank 16 · alpha 8 · denoiser"."""
-        parts = [self.adapter_name]
+        parts = [self.adapter_name + (" (DoRA)" if "dora" in self.format else "")]
         if self.factor:
             parts.append(f"factor {self.factor}")
         if self.rank and not (self.adapter == "lokr" and self.rank == 1):
@@ -199,8 +199,8 @@ def describe(path: Path, name: str) -> Checkpoint:
     ck.trainer = detect_trainer(keys, meta, path)
     ck.modules = frozenset(m for k in keys if (m := module_of(k)) is not None)
     ck.arch = detect_arch(ck.modules)
-    kind = adapter_kind(keys)
-    if kind:
+    kind = adapter_kind(keys)  # "dora": a LoRA with magnitudes, counted like a LoRA here
+    if kind in ("lokr", "loha"):
         ck.adapter = kind
         by_key, ck.factor, whole = header_summary(header)
         ranks = {module_of(k + ".alpha"): r for k, r in by_key.items()}
@@ -216,12 +216,7 @@ def describe(path: Path, name: str) -> Checkpoint:
         ck.error = f"{name}: {err}. The file is corrupt or hand-edited: re-save it from the trainer."
         return ck
     ck.alpha = alpha if alpha is not None else _float(meta.get("ss_network_alpha"))
-    if "dora" in ck.format:
-        ck.error = (
-            f"{name} is a weight-decomposed (DoRA) {ck.adapter_name} (dora_scale keys); zbench does not apply the "
-            "magnitude vectors yet, so its renders would be wrong. Compare DoRA runs in your trainer's sampler."
-        )
-    elif not ranks:
+    if not ranks:
         ck.error = (
             f"{name} holds no LoRA, LoKr or LoHa tensors (no lora_A/lora_down, lokr_ or hada_ keys among "
             f"{len(keys)}): it is not a LoRA or other adapter. Move it out of the run folder."

@@ -23,12 +23,14 @@ from .checkpoints import Checkpoint
 from .header import HeaderError, read_header
 from .keys import DOWN_WEIGHT, UP_WEIGHT, family_name, module_of
 from .lycoris import (
+    KIND_NAMES,
     TEXT_ENCODER,
     LycorisRead,
     adapter_kind,
     check_alpha,
     delta_shape,
     group_modules,
+    magnitude_problem,
     peft_scales,
     resolve_modules,
 )
@@ -72,7 +74,7 @@ def read_lora(base: Base, ck: Checkpoint) -> LoraRead | LycorisRead:
     except ValueError as err:
         raise LoraError(f"{ck.name}: {err}. {_RESAVE}") from err
     if adapter_kind(raw):
-        return read_lycoris(base, ck, raw)
+        return read_lycoris(base, ck, raw, metadata)
     _check_raw(ck, raw)
     try:
         # A copy: diffusers' converters pop keys out of the dict they are given.
@@ -110,7 +112,7 @@ def read_lora(base: Base, ck: Checkpoint) -> LoraRead | LycorisRead:
     return LoraRead(sd, metadata, network_alphas or None, modules, rank)
 
 
-def read_lycoris(base: Base, ck: Checkpoint, raw: dict[str, torch.Tensor]) -> LycorisRead:
+def read_lycoris(base: Base, ck: Checkpoint, raw: dict[str, torch.Tensor], metadata: dict | None = None) -> LycorisRead:
     """A LoKr/LoHa file's factors grouped per denoiser module and checked against the live modules.
 
     Raises:
@@ -124,37 +126,37 @@ def read_lycoris(base: Base, ck: Checkpoint, raw: dict[str, torch.Tensor]) -> Ly
         groups, other = group_modules(raw)
     except ValueError as err:
         raise LoraError(f"{ck.name}: {err}. {_RESAVE}") from err
-    kinds = sorted({s.kind for s in groups.values()})
-    kind = "+".join(kinds)
+    kind = "+".join(sorted({s.kind for s in groups.values()}))
+    label = "+".join(KIND_NAMES[k] for k in kind.split("+"))
+    label += " (DoRA)" if any(s.dora for s in groups.values()) else ""
     if other:
         raise LoraError(
-            f"{ck.name} mixes {kind.upper()} modules with {len(other)} other tensors (e.g. {other[0]!r}); zbench "
-            "applies a file of one adapter family at a time (LoRA, or LoKr/LoHa). Save the run with one algorithm."
-        )
-    if any(s.dora for s in groups.values()):
-        raise LoraError(
-            f"{ck.name} is a weight-decomposed (DoRA) {kind.upper()}: its dora_scale magnitudes are not applied by "
-            "zbench yet, so its renders would be wrong. Compare it in your trainer's sampler, or retrain without "
-            "weight decomposition (dora_wd)."
+            f"{ck.name} mixes {label} modules with {len(other)} other tensors (e.g. {other[0]!r}); zbench applies "
+            "LoRA, LoKr and LoHa (with or without DoRA), one algorithm per module. Save the run with one algorithm."
         )
     names = dict(base.denoiser.named_modules())
     specs, unknown = resolve_modules(groups, set(names))
     try:
-        config = read_adapter_config(ck.path)  # a PEFT folder: its LoKrConfig/LoHaConfig scales the factors
+        # A PEFT folder's LoKrConfig/LoHaConfig, or a LoRA config (diffusers' header field or adapter_config.json,
+        # as ``adapter_metadata`` read it) for a PEFT DoRA: the config scales the factors.
+        config = read_adapter_config(ck.path)
         if config and config.get("peft_type") in ("LOKR", "LOHA"):
             peft_scales(config, specs)
+        elif metadata and any(s.kind == "lora" for s in specs.values()):
+            prefix = base.denoiser_name + "."
+            peft_scales({k.removeprefix(prefix): v for k, v in metadata.items() if k.startswith(prefix)}, specs)
     except ValueError as err:
         raise LoraError(f"{ck.name}: {err}. {_RESAVE}") from err
     if unknown:
         raise LoraError(
-            f"{ck.name} names {len(unknown)} of its {len(groups)} {kind.upper()} modules that this base's "
+            f"{ck.name} names {len(unknown)} of its {len(groups)} {label} modules that this base's "
             f"{base.denoiser_name} lacks (e.g. {unknown[0]!r}). {_arch_hint(base, ck)}"
         )
     for name, spec in specs.items():
         live = getattr(names[name], "base_layer", names[name])  # through zbench's or peft's adapter layer
         if type(live) not in (torch.nn.Linear, torch.nn.Conv2d):
             raise LoraError(
-                f"{ck.name}: module {name!r} is a {type(live).__name__}; zbench applies {kind.upper()} to Linear and "
+                f"{ck.name}: module {name!r} is a {type(live).__name__}; zbench applies {label} to Linear and "
                 f"Conv2d layers. {_RESAVE}"
             )
         try:
@@ -164,9 +166,12 @@ def read_lycoris(base: Base, ck: Checkpoint, raw: dict[str, torch.Tensor]) -> Ly
         want = tuple(live.weight.shape)
         if shape != want and not (len(shape) == 2 and shape == (want[0], math.prod(want[1:]))):
             raise LoraError(
-                f"{ck.name}: module {name!r} has weight {want} in this base, but the file's {spec.kind.upper()} "
+                f"{ck.name}: module {name!r} has weight {want} in this base, but the file's {KIND_NAMES[spec.kind]} "
                 f"factors make {shape}: it was trained on another model or size. {_arch_hint(base, ck)}"
             )
+        problem = magnitude_problem(spec, want)
+        if problem:
+            raise LoraError(f"{ck.name}: {problem}: it was trained on another model or is corrupt. {_RESAVE}")
         problem = check_alpha(spec)
         if problem:
             raise LoraError(f"{ck.name}: {problem} (module {spec.key!r}). The file is corrupt or hand-edited. "

@@ -36,8 +36,18 @@ __all__ = [
 
 LOKR_TENSORS = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2")
 LOHA_TENSORS = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2")
-_EXTRA = ("alpha", "dora_scale")
-_TENSOR = re.compile(r"^(.*)\.(" + "|".join(LOKR_TENSORS + LOHA_TENSORS + _EXTRA) + r")(\.default)?$")
+# A LoRA's factors under the names this module uses (read only for DoRA files, which diffusers cannot apply).
+LORA_TENSORS = {"lora_down.weight": "lora_down", "lora_up.weight": "lora_up", "lora_A.weight": "lora_down",
+                "lora_B.weight": "lora_up", "lora_magnitude_vector": "dora_scale",
+                "lora_magnitude_vector.weight": "dora_scale"}  # fmt: skip
+KIND_NAMES = {"lokr": "LoKr", "loha": "LoHa", "lora": "LoRA"}
+MAGNITUDE = "dora_scale"  # DoRA's magnitude vector, per output row (or per input column in older LyCORIS files)
+_EXTRA = ("alpha", MAGNITUDE)
+_TENSOR = re.compile(
+    r"^(.*)\.("
+    + "|".join((*LOKR_TENSORS, *LOHA_TENSORS, *_EXTRA, *(re.escape(k) for k in LORA_TENSORS)))
+    + r")(\.default)?$"
+)
 # Prefixes as the trainers write them, longest first; what is left names a module of the denoiser.
 PREFIXES = ("base_model.model.", "diffusion_model.", "transformer.", "unet.", "lycoris_", "lora_unet_",
             "lora_transformer_")  # fmt: skip
@@ -46,14 +56,16 @@ TEXT_ENCODER = re.compile(r"^(lora_te\d?_|lycoris_te\d?_|text_encoder(_\d)?\.|te
 
 
 def adapter_kind(keys) -> str | None:
-    """The adapter family of ``keys``: "lokr", "loha", or None when they hold no LyCORIS tensors."""
+    """Which files zbench applies with its own layers: "lokr", "loha", "dora" (a LoRA with ``dora_scale``
+    magnitudes), or None for a plain LoRA, which goes through diffusers."""
+    keys = list(keys)
     for key in keys:
         m = _TENSOR.match(key)
         if m and m.group(2).startswith("lokr_"):
             return "lokr"
         if m and m.group(2).startswith("hada_"):
             return "loha"
-    return None
+    return "dora" if any(k.endswith("." + MAGNITUDE) or ".lora_magnitude_vector" in k for k in keys) else None
 
 
 @dataclass
@@ -61,11 +73,18 @@ class ModuleSpec:
     """One adapted module's LyCORIS factors as stored, and how the library scales them."""
 
     key: str  # the module as the file names it ("lycoris_layers_0_attention_to_q")
-    kind: str  # "lokr" or "loha"
-    tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # by name: "lokr_w1", "hada_w1_a"...
+    kind: str  # "lokr", "loha" or "lora"
+    # By name: "lokr_w1", "hada_w1_a", "lora_down"..., and "dora_scale" for a weight-decomposed (DoRA) module.
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     alpha: float | None = None
-    dora: bool = False
+    # Whose DoRA: "lycoris" (dora_scale; the strength blends the rescale) or "peft" (lora_magnitude_vector; the
+    # strength scales ΔW inside the norm, as diffusers' set_adapters does).
+    dora_style: str = "lycoris"
     peft_scale: float | None = None  # a PEFT LoKr/LoHa folder: alpha / r from adapter_config.json, as peft scales
+
+    @property
+    def dora(self) -> bool:
+        return MAGNITUDE in self.tensors
 
     @property
     def tucker(self) -> bool:
@@ -80,6 +99,8 @@ class ModuleSpec:
     def rank(self) -> int:
         """The library's ``lora_dim``: the rank of the factorised halves (1 for a LoKr stored whole)."""
         t = self.tensors
+        if self.kind == "lora":
+            return int(t["lora_down"].shape[0])
         if self.kind == "loha":
             return int(t["hada_w1_b"].shape[0])
         if "lokr_w1_a" in t:
@@ -105,13 +126,15 @@ class ModuleSpec:
         """Which dimensions of tensor ``name`` are the rank (zero-padding them leaves ΔW unchanged)."""
         if name in ("lokr_t2", "hada_t1", "hada_t2"):
             return (0, 1)
-        if name in ("lokr_w1_b", "hada_w1_b", "hada_w2_b", "lokr_w2_b"):
+        if name in ("lokr_w1_b", "hada_w1_b", "hada_w2_b", "lokr_w2_b", "lora_down"):
             return (0,)
+        if name == "lora_up":
+            return (1,)
         if name == "lokr_w1_a":
             return (1,)
         if name in ("lokr_w2_a", "hada_w1_a", "hada_w2_a"):
             return (0,) if self.tucker else (1,)
-        return ()  # lokr_w1, lokr_w2: whole halves
+        return ()  # lokr_w1, lokr_w2: whole halves; dora_scale
 
 
 def header_summary(header: dict) -> tuple[dict[str, int], int | None, set[str]]:
@@ -123,11 +146,10 @@ def header_summary(header: dict) -> tuple[dict[str, int], int | None, set[str]]:
     groups: dict[str, ModuleSpec] = {}
     for key, info in header.items():
         m = _TENSOR.match(key)
-        if not m or m.group(2) in _EXTRA:
+        if not m or m.group(2) in _EXTRA or m.group(2) in LORA_TENSORS:
             continue
-        spec = groups.setdefault(
-            m.group(1), ModuleSpec(m.group(1), "lokr" if m.group(2).startswith("lokr_") else "loha")
-        )
+        kind = "lokr" if m.group(2).startswith("lokr_") else "loha"
+        spec = groups.setdefault(m.group(1), ModuleSpec(m.group(1), kind))
         try:
             spec.tensors[m.group(2)] = torch.empty(info["shape"], device="meta")
         except (TypeError, ValueError, RuntimeError, KeyError):
@@ -166,17 +188,18 @@ def group_modules(raw: dict[str, torch.Tensor]) -> tuple[dict[str, ModuleSpec], 
             if tensor.numel() != 1:
                 raise ValueError(f"{key!r} holds {tensor.numel()} values; an alpha is one number")
             spec.alpha = float(tensor.float().reshape(()))
-        elif name == "dora_scale":
-            spec.dora = True
+        elif name == MAGNITUDE or LORA_TENSORS.get(name) == MAGNITUDE:
+            spec.tensors[MAGNITUDE] = tensor
+            spec.dora_style = "lycoris" if name == MAGNITUDE else "peft"
         else:
-            kind = "lokr" if name.startswith("lokr_") else "loha"
+            kind = "lokr" if name.startswith("lokr_") else "loha" if name.startswith("hada_") else "lora"
             if spec.kind and spec.kind != kind:
-                raise ValueError(f"module {module!r} mixes LoKr and LoHa tensors ({key!r})")
+                raise ValueError(f"module {module!r} mixes {spec.kind} and {kind} tensors ({key!r})")
             spec.kind = kind
-            spec.tensors[name] = tensor
+            spec.tensors[LORA_TENSORS.get(name, name)] = tensor
     stray = [s.key for s in groups.values() if not s.kind]
     if stray:
-        raise ValueError(f"{stray[0]!r} has an alpha or dora_scale but no LoKr/LoHa factors ({len(stray)} modules)")
+        raise ValueError(f"{stray[0]!r} has an alpha or dora_scale but no factors ({len(stray)} modules like it)")
     return groups, other
 
 
@@ -204,6 +227,13 @@ def delta_shape(spec: ModuleSpec) -> tuple[int, ...]:
         if not ok:
             raise ValueError(f"{where}: {name} has shape {tuple(t[name].shape)}, which no LyCORIS layout writes")
 
+    if spec.kind == "lora":
+        need("lora_down", "lora_up")
+        down, up = t["lora_down"], t["lora_up"]
+        if down.dim() not in (2, 4) or up.dim() != down.dim() or any(k != 1 for k in up.shape[2:]):
+            raise ValueError(f"{where}: lora_down {tuple(down.shape)} and lora_up {tuple(up.shape)} make no LoRA")
+        meet("lora_up", "lora_down", up.shape[1], down.shape[0])
+        return (int(up.shape[0]), *(int(d) for d in down.shape[1:]))
     if spec.kind == "loha":
         need("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b")
         if ("hada_t1" in t) != ("hada_t2" in t):
@@ -257,6 +287,8 @@ def delta_shape(spec: ModuleSpec) -> tuple[int, ...]:
 def delta_weight(spec_tensors: dict[str, torch.Tensor], kind: str, shape: tuple[int, ...] | torch.Size) -> torch.Tensor:
     """ΔW at scale 1, in the live module's weight ``shape`` (out, in, *kernel), as the library rebuilds it."""
     t = spec_tensors
+    if kind == "lora":
+        return (t["lora_up"].flatten(1) @ t["lora_down"].flatten(1)).reshape(shape)
     if kind == "loha":
         halves = []
         for i in ("1", "2"):
@@ -276,6 +308,20 @@ def delta_weight(spec_tensors: dict[str, torch.Tensor], kind: str, shape: tuple[
     for _ in range(w2.dim() - w1.dim()):
         w1 = w1.unsqueeze(-1)
     return torch.kron(w1, w2.contiguous()).reshape(shape)
+
+
+def magnitude_problem(spec: ModuleSpec, shape: tuple[int, ...]) -> str | None:
+    """What is wrong with a DoRA magnitude for a weight of ``shape``, or None: one value per output row (the
+    library's default, PEFT's) or per input column (older LyCORIS files)."""
+    m = spec.tensors.get(MAGNITUDE)
+    if m is None:
+        return None
+    if m.numel() == shape[0] and m.shape[0] == shape[0]:
+        return None
+    if m.dim() >= 2 and m.shape[0] == 1 and m.shape[1] == shape[1] and m.numel() == shape[1]:
+        return None
+    return (f"module {spec.key!r}: its DoRA magnitude (dora_scale) has shape {tuple(m.shape)}, but the module has "
+            f"{shape[0]} outputs and {shape[1]} inputs")  # fmt: skip
 
 
 def check_alpha(spec: ModuleSpec) -> str | None:
@@ -303,21 +349,23 @@ class LycorisRead:
 
 
 def peft_scales(config: dict, specs: dict[str, ModuleSpec]) -> None:
-    """Set each module's scale from a PEFT ``LoKrConfig``/``LoHaConfig`` (alpha / r, per-module patterns honoured).
+    """Set each module's scale from a PEFT config: ``LoKrConfig``/``LoHaConfig`` (alpha / r) or ``LoraConfig``
+    (lora_alpha / r, or / sqrt(r) with rsLoRA), per-module patterns honoured.
 
     Raises:
         ValueError: r or alpha is not a positive number.
     """
     from peft.utils.other import get_pattern_key
 
-    r, alpha = config.get("r", 8), config.get("alpha", 8)
+    lora = "lora_alpha" in config or "alpha" not in config
+    r, alpha = config.get("r", 8), config.get("lora_alpha" if lora else "alpha", 8)
     ranks, alphas = config.get("rank_pattern") or {}, config.get("alpha_pattern") or {}
     for name, spec in specs.items():
         r_m = ranks.get(get_pattern_key(list(ranks), name), r)
         a_m = alphas.get(get_pattern_key(list(alphas), name), alpha)
         if not all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in (r_m, a_m)):
             raise ValueError(f"adapter_config.json gives module {name!r} r={r_m!r}, alpha={a_m!r}; both must be > 0")
-        spec.peft_scale = a_m / r_m
+        spec.peft_scale = a_m / (r_m**0.5 if lora and config.get("use_rslora") else r_m)
 
 
 def resolve_modules(groups: dict[str, ModuleSpec], names: set[str]) -> tuple[dict[str, ModuleSpec], list[str]]:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .entries import Entry
-from .lycoris import LycorisRead, ModuleSpec, delta_weight
+from .lycoris import MAGNITUDE, LycorisRead, ModuleSpec, delta_weight
 
 __all__ = ["DeltaLayer", "LycorisSlot"]
 
@@ -27,14 +27,16 @@ __all__ = ["DeltaLayer", "LycorisSlot"]
 class DeltaLayer(torch.nn.Module):
     """A live module plus a LyCORIS ΔW (modifies nothing of the base layer; see the module docstring)."""
 
-    def __init__(self, base_layer: torch.nn.Module, kind: str, slots: dict[str, torch.Tensor]):
+    def __init__(self, base_layer: torch.nn.Module, kind: str, slots: dict[str, torch.Tensor], *, peft_dora=False):
         super().__init__()
         self.base_layer = base_layer
         self.kind = kind
+        self.peft_dora = peft_dora  # DoRA as peft applies it (the strength scales ΔW, no blend); see _decomposed
         self.names = tuple(slots)
         for name, tensor in slots.items():
             self.register_buffer(name, tensor, persistent=False)
-        self.scale = 0.0  # ΔW's factor: the checkpoint's alpha / rank times the LoRA strength
+        self.scale = 0.0  # ΔW's factor at strength 1: the checkpoint's alpha / rank (see ModuleSpec.scale)
+        self.strength = 1.0  # the LoRA strength the page or sweep asks for
         self.enabled = True
 
     @property
@@ -49,13 +51,42 @@ class DeltaLayer(torch.nn.Module):
         return {n: getattr(self, n) for n in self.names}
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if self.enabled and MAGNITUDE in self.names:
+            return self._decomposed(x)
         out = self.base_layer(x, *args, **kwargs)
-        if not self.enabled or self.scale == 0.0:
+        if not self.enabled or self.scale * self.strength == 0.0:
             return out
         return out + self._delta(x).to(out.dtype)
 
+    def _op(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        base = self.base_layer
+        return F.linear(x, weight, bias) if isinstance(base, torch.nn.Linear) else base._conv_forward(x, weight, bias)
+
+    def _decomposed(self, x: torch.Tensor) -> torch.Tensor:
+        """DoRA: W' = (W + ΔW) · m / ‖W + ΔW‖, per output row (or per input column when the magnitude says so).
+
+        The strength s acts as the writer's code applies it: the LyCORIS library blends the rescale factor,
+        s·(m/‖·‖ − 1) + 1, with ΔW unscaled; peft (diffusers' set_adapters) scales ΔW by s inside the norm.
+        """
+        t = self.factors()
+        m = t.pop(MAGNITUDE)
+        w = self.base_layer.weight
+        scale = self.scale * self.strength if self.peft_dora else self.scale
+        merged = (w + delta_weight(t, self.kind, w.shape).to(w.dtype) * scale).to(m.dtype)
+        if m.numel() == w.shape[0] and m.shape[0] == w.shape[0]:
+            norm = merged.reshape(w.shape[0], -1).norm(dim=1)
+            norm = norm.reshape(w.shape[0], *[1] * (w.dim() - 1))
+        else:
+            norm = merged.transpose(0, 1).reshape(w.shape[1], -1).norm(dim=1)
+            norm = norm.reshape(1, w.shape[1], *[1] * (w.dim() - 2))
+        factor = m.reshape(norm.shape) / (norm + torch.finfo(merged.dtype).eps)
+        if self.strength != 1.0 and not self.peft_dora:
+            factor = self.strength * (factor - 1) + 1
+        return self._op(x, (merged * factor).to(x.dtype), self.base_layer.bias)
+
     def _delta(self, x: torch.Tensor) -> torch.Tensor:
         t = self.factors()
+        scale = self.scale * self.strength
         x = x.to(next(iter(t.values())).dtype)
         base = self.base_layer
         if isinstance(base, torch.nn.Linear) and self.kind == "lokr" and "lokr_t2" not in t:
@@ -64,13 +95,8 @@ class DeltaLayer(torch.nn.Module):
             h = x.reshape(*x.shape[:-1], w1.shape[1], -1)
             h = h @ t["lokr_w2"].T if "lokr_w2" in t else (h @ t["lokr_w2_b"].T) @ t["lokr_w2_a"].T
             h = torch.matmul(w1, h)
-            return h.reshape(*x.shape[:-1], -1) * self.scale
-        dw = delta_weight(t, self.kind, base.weight.shape) * self.scale
-        if isinstance(base, torch.nn.Linear):
-            return F.linear(x, dw)
-        if base.padding_mode != "zeros":
-            return base._conv_forward(x, dw, None)  # the layer's own padding mode, without its bias
-        return F.conv2d(x, dw, None, base.stride, base.padding, base.dilation, base.groups)
+            return h.reshape(*x.shape[:-1], -1) * scale
+        return self._op(x, delta_weight(t, self.kind, base.weight.shape) * scale, None)
 
 
 def _padded(tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -89,7 +115,7 @@ def _slot_shape(spec: ModuleSpec, name: str, shape: torch.Size, rank: int) -> tu
 
 def _layout(spec: ModuleSpec) -> tuple:
     """What must match for a checkpoint to be written into a slot: type, which tensors, non-rank sizes."""
-    return (spec.kind, tuple(
+    return (spec.kind, spec.dora_style, tuple(
         (n, tuple(s if i not in spec.rank_dims(n) else -1 for i, s in enumerate(t.shape)))
         for n, t in sorted(spec.tensors.items())
     ))  # fmt: skip
@@ -114,7 +140,7 @@ class LycorisSlot:
                 original = getattr(parent, child)
                 slots = {n: torch.zeros(_slot_shape(spec, n, t.shape, rank), device=device, dtype=dtype)
                          for n, t in spec.tensors.items()}  # fmt: skip
-                layer = DeltaLayer(original, spec.kind, slots)
+                layer = DeltaLayer(original, spec.kind, slots, peft_dora=spec.dora and spec.dora_style == "peft")
                 setattr(parent, child, layer)
                 self._originals.append((parent, child, original))
                 self.layers.append(layer)
@@ -148,7 +174,7 @@ class LycorisSlot:
 
     def apply_scalings(self, scalings: list[float], strength: float) -> None:
         for layer, value in zip(self.layers, scalings, strict=True):
-            layer.scale = value * strength
+            layer.scale, layer.strength = value, strength
 
     def enable(self, on: bool) -> None:
         for layer in self.layers:
