@@ -12,7 +12,7 @@ from the trainers' own saving code (cited per case), never with zbench's writers
 |                        | JSON, NaN/Infinity, duplicate keys, non-object or non-string __metadata__,     |
 |                        | unknown dtype, non-numeric shape or offsets, overlapping or gapped tensors,    |
 |                        | size/shape mismatch, trailing bytes, invalid Unicode                           |
-| not a LoRA             | pickle (.pt), plain weights, a LoKr in a LoRA run, DoRA                        |
+| not a LoRA             | pickle (.pt), plain weights, a LoKr in a LoRA run, bad DoRA                    |
 | alpha (hang, strength) | negative, zero, NaN, infinite, absurd, multi-value .alpha; lora_alpha 0 in     |
 |                        | metadata; PEFT adapter_config.json with a bad or unreadable lora_alpha         |
 | structure (poison)     | lora_A without lora_B, ranks that disagree, lora_A narrower or wider than its  |
@@ -308,10 +308,10 @@ CASES = [
         r"is a LoKr \(the rest of this run is LoRA\)",
     ),
     Case(
-        "DoRA",
+        "DoRA magnitude of the wrong length",
         _state_edit(_add_dora_scales),
-        "scan",
-        r"DoRA",
+        "cell",
+        r"DoRA magnitude \(dora_scale\) has shape \(1,\)",
     ),
     # alphas: diffusers' converter loops forever on a negative one; zero renders the base as "ok"
     Case("negative alpha", _alpha_file(-4.0), "scan", r"alpha is -4"),
@@ -344,7 +344,7 @@ CASES = [
     Case("SDXL LoRA in a Z-Image run", _sdxl, "scan", r"targets SDXL.*rest of this run targets Z-Image"),
     Case("SDXL LoRA alone", _sdxl, "cell", r"SDXL.*the loaded base is Z-Image", alone=True),
     Case("text-encoder parts in a run", _text_encoder, "scan", r"also adapts the text encoder"),
-    Case("text-encoder parts alone", _text_encoder, "cell", r"also adapts the text encoder", alone=True),
+    Case("text-encoder parts alone", _text_encoder, "cell", r"that this base's text encoder lacks", alone=True),
     Case("modules this base lacks in a run", _unknown_modules, "scan", r"different set of modules"),
     Case("modules this base lacks alone", _unknown_modules, "cell", r"that this base lacks", alone=True),
     Case("odd module set", _odd_set, "scan", r"different set of modules"),

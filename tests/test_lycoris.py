@@ -163,9 +163,9 @@ BAD = {
     "missing factor": (lambda sd: sd.pop(_first(sd, ".lokr_w2_b")), "lacks lokr_w2_b"),
     "NaN": (lambda sd: sd[_first(sd, ".lokr_w2_b")].fill_(float("nan")), "NaN or infinite"),
     "another base": (_rename_block, "lacks"),
-    "text encoder": (
-        lambda sd: sd.update({"lora_te1_encoder_layers_0_mlp_fc1.lokr_w1": torch.ones(2, 2)}),
-        "text encoder",
+    "text encoder the base lacks": (
+        lambda sd: sd.update({"lora_te2_encoder_layers_0_mlp_fc1.lokr_w1": torch.ones(2, 2)}),
+        "adapts text_encoder_2",
     ),
     "DoRA": (lambda sd: sd.update({_first(sd, ".lokr_w1").replace("lokr_w1", "dora_scale"): torch.ones(4)}), "DoRA"),
     "LoRA keys mixed in": (
@@ -368,3 +368,42 @@ def test_peft_dora_swaps_carry_their_magnitudes(tmp_path, fresh_base):
         swapper.activate(cks[i])
         got = pixels(render_image(base, PROMPT, SEED, SETTINGS))
         assert np.abs(got - expected[i]).max() <= 1, (i, swapper.last_path)
+
+
+def _with_text_encoder(fresh_base, path, seed, te_algo="lora"):
+    """A checkpoint adapting the denoiser (LoKr) and the text encoder (``te_algo``), written by the library as
+    kohya's LyCORIS wrapper names them (``lora_unet_``, ``lora_te_``), and its render by the library as trained."""
+    writer = fresh_base()
+    parts = {}
+    for root, algo, prefix in ((writer.pipe.transformer, "lokr", "lora_unet_"), (writer.pipe.text_encoder, te_algo,
+                               "lora_te_")):  # fmt: skip
+        net = write_lycoris(root, path, algo, seed=seed, linear_dim=2, linear_alpha=1, factor=2)
+        parts |= {prefix + k.removeprefix("lycoris_"): v for k, v in load_file(str(path)).items()}
+    save_file(parts, str(path))
+    assert net is not None
+    return pixels(render_image(writer, PROMPT, SEED, SETTINGS))
+
+
+def test_text_encoder_parts_re_encode_prompts_only_when_they_differ(tmp_path, fresh_base):
+    run = tmp_path / "te"
+    expected = {
+        "te_10.safetensors": _with_text_encoder(fresh_base, run / "te_10.safetensors", 1),
+        "te_20.safetensors": _with_text_encoder(fresh_base, run / "te_20.safetensors", 2, te_algo="loha"),
+    }
+    cks = scan_run(run)
+    assert [c.error for c in cks] == [None, None]
+    base = fresh_base()
+    plain = pixels(render_image(base, PROMPT, SEED, SETTINGS))
+    encodes = []
+    base.pipe.text_encoder.register_forward_hook(lambda *a: encodes.append(1))
+    swapper = AdapterSwapper(base)
+    for ck in (cks[0], cks[1], None, cks[0], cks[1]):
+        swapper.activate(ck)
+        got = pixels(render_image(base, PROMPT, SEED, SETTINGS))
+        want = plain if ck is None else expected[ck.name]
+        assert np.abs(got - want).max() <= 1, ck and ck.name
+    # One encoding per text-encoder adapter (the base's was cached before the hook); revisits reuse them.
+    assert len(encodes) == 2, len(encodes)
+    swapper.activate(cks[0], scale=0.5)  # a new strength changes the encoder's output: encoded again
+    render_image(base, PROMPT, SEED, SETTINGS)
+    assert len(encodes) == 3

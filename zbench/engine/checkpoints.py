@@ -17,7 +17,7 @@ from . import jsonio
 from .alphas import alpha_problem, configured_alpha
 from .header import HeaderError, read_header, read_scalars
 from .keys import DOWN_WEIGHT, detect_arch, detect_format, detect_trainer, family_name, module_of
-from .lycoris import adapter_kind, header_summary
+from .lycoris import adapter_kind, header_summary, text_parts
 from .names import parse_name, sort_run
 
 __all__ = ["Checkpoint", "describe", "file_hash", "scan_run"]
@@ -45,6 +45,7 @@ class Checkpoint:
     rank: int | None = None  # the largest rank of any module in the file
     adapter: str = "lora"  # "lora", "lokr" or "loha": how the file's factors make a weight change
     factor: int | None = None  # LoKr: the larger side of its small Kronecker half (w1), most common over modules
+    parts: tuple[str, ...] = ("denoiser",)  # what it adapts: "denoiser", "text_encoder", "text_encoder_2"
     alpha: float | None = None
     format: str = "unknown"  # the key layout: "kohya", "diffusers", "ai-toolkit", "peft", "bare" (+fused-qkv...)
     trainer: str = "unknown"  # who wrote it, from metadata and layout: "kohya sd-scripts", "OneTrainer"...
@@ -84,7 +85,8 @@ class Checkpoint:
             parts.append("whole halves")
         if self.alpha is not None:
             parts.append(f"alpha {self.alpha:g}")
-        parts.append("denoiser")
+        names = {"denoiser": "denoiser", "text_encoder": "text encoder", "text_encoder_2": "text encoder 2"}
+        parts.append(" + ".join(names.get(p, p) for p in self.parts))
         return " · ".join(parts)
 
     @property
@@ -110,6 +112,7 @@ class Checkpoint:
             "rank": self.rank,
             "factor": self.factor,
             "adapter_text": self.adapter_text,
+            "parts": list(self.parts),
             "alpha": self.alpha,
             "format": self.format,
             "trainer": self.trainer,
@@ -200,6 +203,7 @@ def describe(path: Path, name: str) -> Checkpoint:
     ck.modules = frozenset(m for k in keys if (m := module_of(k)) is not None)
     ck.arch = detect_arch(ck.modules)
     kind = adapter_kind(keys)  # "dora": a LoRA with magnitudes, counted like a LoRA here
+    ck.parts = text_parts(keys)
     if kind in ("lokr", "loha"):
         ck.adapter = kind
         by_key, ck.factor, whole = header_summary(header)

@@ -72,6 +72,7 @@ class AdapterSwapper:
         self._applied: list[float] = []  # what the layers hold now
         self._enabled = False  # whether the adapter layers are on (off = base model)
         self._slot: LycorisSlot | None = None  # the LoKr/LoHa layers, when the live run is one of those
+        self._text = False  # whether the active checkpoint adapts a text encoder
         self.last_path: SwapPath = "noop"
         self.prefetcher = Prefetcher(base)  # reads the next checkpoint of a grid while this one renders
         self._trust_scalings = True  # until zbench's scalings ever differ from the ones diffusers sets
@@ -150,6 +151,7 @@ class AdapterSwapper:
                 self._enable(False)
                 self._enabled = False
             self._active = None
+            self.base.text_adapter = None
             return "base"
         if ck.error:
             raise LoraError(ck.error)
@@ -157,6 +159,7 @@ class AdapterSwapper:
             if scale != self._scale:
                 self._apply_scalings(self._scalings, scale)
                 self._scale = scale
+                self._text_adapter(ck, scale)
             return "noop"
         entry = self._cache.get(ck.hash)
         run = ck.run_dir
@@ -205,7 +208,13 @@ class AdapterSwapper:
             self._enable(True)
             self._enabled = True
         self._active, self._scale = ck.hash, scale
+        self._text = bool(getattr(entry, "text", False))
+        self._text_adapter(ck, scale)
         return path
+
+    def _text_adapter(self, ck: Checkpoint, scale: float) -> None:
+        """Tell the base which text-encoder adapter is live, so prompts encoded under another are not reused."""
+        self.base.text_adapter = f"{ck.hash}@{scale!r}" if self._text else None
 
     def _enable(self, on: bool) -> None:
         if self._slot is not None:
@@ -223,7 +232,10 @@ class AdapterSwapper:
             return self._slot.entry(read), "direct"
         rank = max(read.rank, target_rank or 0, self._rank if run == self._run and self._slot is not None else 0)
         self._reset()
-        slot = LycorisSlot(self.base.denoiser, read, rank, self.base.device, self.base.dtype)
+        pipe = self.base.pipe
+        components = {self.prefix: self.base.denoiser}
+        components |= {c: getattr(pipe, c) for c in ("text_encoder", "text_encoder_2") if hasattr(pipe, c)}
+        slot = LycorisSlot(components, read, rank)
         self._slot = slot
         self._names, self._layers = list(slot.names), list(slot.layers)
         self._params = [t for layer in slot.layers for t in layer.factors().values()]
@@ -316,6 +328,7 @@ class AdapterSwapper:
         self._names, self._layers, self._params = [], [], []
         self._modules, self._rank, self._run = frozenset(), 0, None
         self._active, self._enabled = None, False
+        self._text, self.base.text_adapter = False, None
         self._scalings, self._applied = [], []
 
     def _apply_scalings(self, scalings: list[float], scale: float) -> None:

@@ -73,7 +73,7 @@ def read_lora(base: Base, ck: Checkpoint) -> LoraRead | LycorisRead:
         raise LoraError(f"{ck.name} cannot be read: {err}. {_RESAVE}") from err
     except ValueError as err:
         raise LoraError(f"{ck.name}: {err}. {_RESAVE}") from err
-    if adapter_kind(raw):
+    if adapter_kind(raw) or any(TEXT_ENCODER.match(k) for k in raw):
         return read_lycoris(base, ck, raw, metadata)
     _check_raw(ck, raw)
     try:
@@ -113,15 +113,14 @@ def read_lora(base: Base, ck: Checkpoint) -> LoraRead | LycorisRead:
 
 
 def read_lycoris(base: Base, ck: Checkpoint, raw: dict[str, torch.Tensor], metadata: dict | None = None) -> LycorisRead:
-    """A LoKr/LoHa file's factors grouped per denoiser module and checked against the live modules.
+    """A file zbench applies with its own layers (LoKr, LoHa, DoRA, text-encoder parts), grouped per module of the
+    pipeline's denoiser and text encoders, and checked against the live modules.
 
     Raises:
-        LoraError: text-encoder parts, DoRA, LoRA keys mixed in, missing or mismatched factors, modules this
-            base lacks or whose shapes differ, unusable alphas, NaN or infinite values.
+        LoraError: other tensors mixed in, text-encoder parts for an encoder the pipeline lacks, missing or
+            mismatched factors, modules this base lacks or whose shapes differ, a magnitude of the wrong length,
+            unusable alphas, NaN or infinite values.
     """
-    text_encoder = sorted(k for k in raw if TEXT_ENCODER.match(k))
-    if text_encoder:
-        raise LoraError(_text_encoder_message(ck, text_encoder))
     try:
         groups, other = group_modules(raw)
     except ValueError as err:
@@ -134,23 +133,38 @@ def read_lycoris(base: Base, ck: Checkpoint, raw: dict[str, torch.Tensor], metad
             f"{ck.name} mixes {label} modules with {len(other)} other tensors (e.g. {other[0]!r}); zbench applies "
             "LoRA, LoKr and LoHa (with or without DoRA), one algorithm per module. Save the run with one algorithm."
         )
-    names = dict(base.denoiser.named_modules())
-    specs, unknown = resolve_modules(groups, set(names))
+    components = {base.denoiser_name: base.denoiser}
+    for te in ("text_encoder", "text_encoder_2"):
+        if isinstance(getattr(base.pipe, te, None), torch.nn.Module):
+            components[te] = getattr(base.pipe, te)
+    names = {f"{c}.{n}": m for c, module in components.items() for n, m in module.named_modules() if n}
+    specs, unknown, absent = resolve_modules(
+        groups, {c: {n for n, _ in m.named_modules() if n} for c, m in components.items()}, base.denoiser_name
+    )
+    if absent:
+        component, key = absent[0]
+        raise LoraError(
+            f"{ck.name} adapts {component} (keys like {key!r}), which this {type(base.pipe).__name__} does not have "
+            f"(it has {', '.join(components)}): it was trained for another base model. {_arch_hint(base, ck)}"
+        )
+    own = {n.removeprefix(base.denoiser_name + "."): spec for n, spec in specs.items()
+           if n.startswith(base.denoiser_name + ".")}  # fmt: skip
     try:
         # A PEFT folder's LoKrConfig/LoHaConfig, or a LoRA config (diffusers' header field or adapter_config.json,
         # as ``adapter_metadata`` read it) for a PEFT DoRA: the config scales the factors.
         config = read_adapter_config(ck.path)
         if config and config.get("peft_type") in ("LOKR", "LOHA"):
-            peft_scales(config, specs)
-        elif metadata and any(s.kind == "lora" for s in specs.values()):
+            peft_scales(config, own)
+        elif metadata and any(s.kind == "lora" for s in own.values()):
             prefix = base.denoiser_name + "."
-            peft_scales({k.removeprefix(prefix): v for k, v in metadata.items() if k.startswith(prefix)}, specs)
+            peft_scales({k.removeprefix(prefix): v for k, v in metadata.items() if k.startswith(prefix)}, own)
     except ValueError as err:
         raise LoraError(f"{ck.name}: {err}. {_RESAVE}") from err
     if unknown:
+        where = "text encoder" if TEXT_ENCODER.match(unknown[0]) else base.denoiser_name
         raise LoraError(
-            f"{ck.name} names {len(unknown)} of its {len(groups)} {label} modules that this base's "
-            f"{base.denoiser_name} lacks (e.g. {unknown[0]!r}). {_arch_hint(base, ck)}"
+            f"{ck.name} names {len(unknown)} of its {len(groups)} {label} modules that this base's {where} lacks "
+            f"(e.g. {unknown[0]!r}). {_arch_hint(base, ck)}"
         )
     for name, spec in specs.items():
         live = getattr(names[name], "base_layer", names[name])  # through zbench's or peft's adapter layer
@@ -179,7 +193,8 @@ def read_lycoris(base: Base, ck: Checkpoint, raw: dict[str, torch.Tensor], metad
     state = {f"{name}.{n}": t for name, spec in specs.items() for n, t in spec.tensors.items()}
     _check_finite(ck, state)
     rank = max(s.rank for s in specs.values())
-    return LycorisRead(state, specs, frozenset(specs), rank, kind)
+    text = any(not n.startswith(base.denoiser_name + ".") for n in specs)
+    return LycorisRead(state, specs, frozenset(specs), rank, kind, text)
 
 
 def _check_raw(ck: Checkpoint, raw: dict[str, torch.Tensor]) -> None:

@@ -53,6 +53,23 @@ PREFIXES = ("base_model.model.", "diffusion_model.", "transformer.", "unet.", "l
             "lora_transformer_")  # fmt: skip
 # Text-encoder keys as trainers write them: kohya lora_te_/lora_te1_/lora_te2_, diffusers text_encoder(_2).
 TEXT_ENCODER = re.compile(r"^(lora_te\d?_|lycoris_te\d?_|text_encoder(_\d)?\.|te\d?\.)")
+# Each text-encoder prefix and the pipeline component it adapts (kohya numbers SDXL's encoders from 1).
+TEXT_PREFIXES = (("lora_te1_", "text_encoder"), ("lora_te2_", "text_encoder_2"), ("lora_te_", "text_encoder"),
+                 ("text_encoder_2.", "text_encoder_2"), ("text_encoder.", "text_encoder"))  # fmt: skip
+
+
+def text_parts(keys) -> tuple[str, ...]:
+    """What a file's keys adapt: ("denoiser",), plus "text_encoder"/"text_encoder_2" for text-encoder keys."""
+    found = set()
+    for key in keys:
+        for p, component in TEXT_PREFIXES:
+            if key.startswith(p):
+                found.add(component)
+                break
+        else:
+            if not key.startswith("lora_te"):  # kohya-style names are all caught above
+                found.add("denoiser")
+    return tuple(sorted(found, key=("denoiser", "text_encoder", "text_encoder_2").index)) or ("denoiser",)
 
 
 def adapter_kind(keys) -> str | None:
@@ -339,9 +356,10 @@ class LycorisRead:
 
     state: dict[str, torch.Tensor]  # "<module>.<tensor>" (module dotted, as the denoiser names it)
     specs: dict[str, ModuleSpec]  # by dotted module name; their tensors are the file's, never the live ones
-    modules: frozenset[str]
+    modules: frozenset[str]  # "<component>.<module>"
     rank: int
-    kind: str  # "lokr", "loha", or "lokr+loha" when a file mixes them across modules
+    kind: str  # "lokr", "loha", "lora" (DoRA or text-encoder parts), or "lokr+loha"... when a file mixes them
+    text: bool = False  # it adapts a text encoder: prompts must be encoded with it active
 
     def tensors(self, module: str) -> dict[str, torch.Tensor]:
         """The module's factors from ``state`` (which the prefetcher may have moved to the device)."""
@@ -368,25 +386,42 @@ def peft_scales(config: dict, specs: dict[str, ModuleSpec]) -> None:
         spec.peft_scale = a_m / (r_m**0.5 if lora and config.get("use_rslora") else r_m)
 
 
-def resolve_modules(groups: dict[str, ModuleSpec], names: set[str]) -> tuple[dict[str, ModuleSpec], list[str]]:
-    """Map the file's module keys onto the denoiser's dotted module names.
+def resolve_modules(
+    groups: dict[str, ModuleSpec], components: dict[str, set[str]], denoiser: str
+) -> tuple[dict[str, ModuleSpec], list[str], list[tuple[str, str]]]:
+    """Map the file's module keys onto the pipeline's modules, "<component>.<dotted module name>".
+
+    Args:
+        components: the module names of each pipeline component ("transformer", "text_encoder"...).
+        denoiser: the component keys without a text-encoder prefix adapt.
 
     Returns:
-        The specs by dotted name, and the file's keys that name no module of ``names``.
+        The specs by "<component>.<module>", the file's keys that name no module of their component, and
+        (component, key) for keys of a text encoder the pipeline does not have.
     """
-    underscored: dict[str, str] = {}
-    for n in names:
-        underscored.setdefault(n.replace(".", "_"), n)
-    out, unknown = {}, []
+    underscored = {c: {} for c in components}
+    for c, names in components.items():
+        for n in names:
+            underscored[c].setdefault(n.replace(".", "_"), n)
+    out, unknown, absent = {}, [], []
     for key, spec in groups.items():
-        bare = key
-        for p in PREFIXES:
+        component, bare = denoiser, key
+        for p, c in TEXT_PREFIXES:
             if bare.startswith(p):
-                bare = bare[len(p) :]
+                component, bare = c, bare[len(p) :]
                 break
-        name = bare if bare in names else underscored.get(bare.replace(".", "_"))
+        else:
+            for p in PREFIXES:
+                if bare.startswith(p):
+                    bare = bare[len(p) :]
+                    break
+        if component not in components:
+            absent.append((component, key))
+            continue
+        names = components[component]
+        name = bare if bare in names else underscored[component].get(bare.replace(".", "_"))
         if name is None:
             unknown.append(key)
         else:
-            out[name] = spec
-    return out, unknown
+            out[f"{component}.{name}"] = spec
+    return out, unknown, absent

@@ -89,6 +89,8 @@ class DeltaLayer(torch.nn.Module):
         scale = self.scale * self.strength
         x = x.to(next(iter(t.values())).dtype)
         base = self.base_layer
+        if isinstance(base, torch.nn.Linear) and self.kind == "lora":  # x · Aᵀ · Bᵀ, never B · A
+            return (x @ t["lora_down"].T) @ t["lora_up"].T * scale
         if isinstance(base, torch.nn.Linear) and self.kind == "lokr" and "lokr_t2" not in t:
             # kron(w1, w2) @ x without kron: x as (b, d) blocks, then w1 · X · w2ᵀ (w1: a×b, w2: c×d).
             w1 = t["lokr_w1"] if "lokr_w1" in t else t["lokr_w1_a"] @ t["lokr_w1_b"]
@@ -121,12 +123,24 @@ def _layout(spec: ModuleSpec) -> tuple:
     ))  # fmt: skip
 
 
-class LycorisSlot:
-    """The DeltaLayers of one run in a denoiser (modifies the denoiser's module tree in place)."""
+class SlotEntry(Entry):
+    """An entry whose targets are looked up at each write: a text encoder that moves between CPU and GPU
+    (``text_encoder = "offload-after-encode"``) replaces its buffers."""
 
-    def __init__(self, denoiser: torch.nn.Module, read: LycorisRead, rank: int, device, dtype):
-        """Wrap every module ``read`` adapts, with buffers at ``rank`` (≥ the file's) on ``device`` in ``dtype``."""
-        self.denoiser = denoiser
+    def __init__(self, src, targets: list[tuple[torch.nn.Module, str]], scalings, nbytes, text: bool):
+        super().__init__(src, [], [], scalings, nbytes)
+        self.targets, self.text = targets, text
+
+    def write(self) -> None:
+        torch._foreach_copy_([getattr(layer, name) for layer, name in self.targets], self.src)
+
+
+class LycorisSlot:
+    """The DeltaLayers of one run in a pipeline's denoiser and text encoders (modifies their module trees in place)."""
+
+    def __init__(self, components: dict[str, torch.nn.Module], read: LycorisRead, rank: int):
+        """Wrap every module ``read`` adapts ("<component>.<module>"), with buffers at ``rank`` (≥ the file's) on
+        each module's own device and dtype."""
         self.names: list[str] = sorted(read.specs)
         self.layouts = {n: _layout(read.specs[n]) for n in self.names}
         self.rank = rank
@@ -135,10 +149,13 @@ class LycorisSlot:
         try:
             for name in self.names:
                 spec = read.specs[name]
-                parent_name, _, child = name.rpartition(".")
-                parent = denoiser.get_submodule(parent_name) if parent_name else denoiser
+                component, _, path = name.partition(".")
+                root = components[component]
+                parent_name, _, child = path.rpartition(".")
+                parent = root.get_submodule(parent_name) if parent_name else root
                 original = getattr(parent, child)
-                slots = {n: torch.zeros(_slot_shape(spec, n, t.shape, rank), device=device, dtype=dtype)
+                w = original.weight
+                slots = {n: torch.zeros(_slot_shape(spec, n, t.shape, rank), device=w.device, dtype=w.dtype)
                          for n, t in spec.tensors.items()}  # fmt: skip
                 layer = DeltaLayer(original, spec.kind, slots, peft_dora=spec.dora and spec.dora_style == "peft")
                 setattr(parent, child, layer)
@@ -160,17 +177,17 @@ class LycorisSlot:
             and all(_layout(read.specs[n]) == self.layouts[n] for n in self.names)
         )
 
-    def entry(self, read: LycorisRead) -> Entry:
+    def entry(self, read: LycorisRead) -> SlotEntry:
         """The copy that writes ``read`` into the layers (padded to the slot's ranks), with its scales."""
-        src, dst = [], []
+        src, targets = [], []
         for name, layer in zip(self.names, self.layers, strict=True):
             live = layer.factors()
             for n, t in read.tensors(name).items():
                 target = live[n]
                 src.append(_padded(t.to(target.device, target.dtype), tuple(target.shape)))
-                dst.append(target)
+                targets.append((layer, n))
         scalings = [read.specs[n].scale for n in self.names]
-        return Entry(src, dst, [], scalings, sum(t.numel() * t.element_size() for t in src))
+        return SlotEntry(src, targets, scalings, sum(t.numel() * t.element_size() for t in src), read.text)
 
     def apply_scalings(self, scalings: list[float], strength: float) -> None:
         for layer, value in zip(self.layers, scalings, strict=True):

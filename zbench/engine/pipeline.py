@@ -81,6 +81,9 @@ class Base:
     # The AdapterSwapper that owns this pipeline's LoRA slot (see hotswap.get_swapper): kept on the
     # base so that releasing the base releases it, and no registry keeps an old pipeline alive.
     swapper: Any = field(default=None, repr=False)
+    # The text-encoder adapter live now ("<hash>@<strength>"), None for the bare encoders: part of the key of
+    # encoded prompts, so a checkpoint that adapts the text encoder gets its own encodings (set by the swapper).
+    text_adapter: str | None = None
 
     @property
     def denoiser_name(self) -> str:
@@ -105,7 +108,7 @@ class Base:
             return kwargs
         self.encode_prompts([prompt], negative, guidance)
         with self._embeds_lock:
-            return self._embeds[(prompt, negative, guidance > 0)]
+            return self._embeds[(prompt, negative, guidance > 0, self.text_adapter)]
 
     def encode_prompts(self, prompts: list[str], negative: str, guidance: float) -> None:
         """Encode every prompt not encoded yet, in one visit of the text encoder to the device.
@@ -119,7 +122,10 @@ class Base:
             return
         with self._encode_lock:
             with self._embeds_lock:
-                missing = list(dict.fromkeys(p for p in prompts if (p, negative, guidance > 0) not in self._embeds))
+                adapter = self.text_adapter
+                missing = list(
+                    dict.fromkeys(p for p in prompts if (p, negative, guidance > 0, adapter) not in self._embeds)
+                )
             if not missing:
                 return
             te = self.pipe.text_encoder
@@ -136,7 +142,8 @@ class Base:
                         torch.cuda.empty_cache()
             with self._embeds_lock:
                 for prompt, kwargs in encoded.items():
-                    self._embeds[(prompt, negative, guidance > 0)] = {k: _to(v, self.device) for k, v in kwargs.items()}
+                    key = (prompt, negative, guidance > 0, adapter)
+                    self._embeds[key] = {k: _to(v, self.device) for k, v in kwargs.items()}
                     while len(self._embeds) > EMBEDS_KEPT:
                         self._embeds.popitem(last=False)
 
