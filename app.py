@@ -14,7 +14,6 @@ from ui.export import export_sheet
 from ui.grid import controls, grid_section, keep_grid
 from ui.pick import pick_release
 from ui.request import choose_grid, panels
-from ui.resources import prewarm_animation
 from ui.run import TABS, keep_place, open_run, restore_tab
 from ui.timeline import timeline_tab
 
@@ -34,13 +33,11 @@ keep_place(opened)
 with tab_grid:
     results = grid_section(opened, plan, cache_only)
 
-# 3. The timeline (only while its tab is open: its frames and animation are the page's slowest part; the
-# grid's first row is encoded in the background meanwhile), 4. comparison sheets, 5. pick a release.
+# 3. The timeline (only while its tab is open; its player shows the grid's own PNGs), 4. comparison sheets,
+# 5. pick a release.
 with tab_timeline:
     if tab_timeline.open:
         timeline_tab(plan, results, panels(opened))
-    else:
-        prewarm_animation(results, plan.rows, plan.info)
 with tab_export:
     export_sheet(opened, plan, results, panels(opened))
 with tab_pick:

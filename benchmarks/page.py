@@ -137,13 +137,13 @@ def click_tab(page, tab: str) -> None:
 
 
 def tab_shown(page, tab: str, since: float) -> None:
-    """Until the page's run is over and the tab's own content is on screen (the Timeline draws only while open:
-    its animation, which may come a rerun later)."""
+    """Until the page's run is over and the tab's own content is on screen (the Timeline: its player's first
+    frame)."""
     run_done(page, since)
     if tab == "Pick a release":
         page.get_by_role("combobox", name="Checkpoint to release").wait_for(timeout=60_000)
     elif tab == "Timeline":
-        page.locator('img[src^="data:image/webp"]').first.wait_for(timeout=120_000)
+        page.locator(".zb-tl-img[src]").first.wait_for(timeout=120_000)
     elif tab == "Export":
         page.get_by_role("button", name="Export", exact=True).wait_for(timeout=60_000)
     else:

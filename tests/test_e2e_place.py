@@ -45,7 +45,7 @@ def test_browser_link_reload_and_new_tab_keep_the_place(server):
         assert page.get_by_role("textbox", name="LoRA folder").input_value() == str(checkpoint)
 
         page.get_by_role("tab", name="Timeline").click()
-        page.locator('img[src^="data:image/webp"]').first.wait_for(timeout=120_000)  # the animation plays
+        page.locator(".zb-tl-img[src]").first.wait_for(timeout=120_000)  # the player shows its first frame
         page.wait_for_function("location.search.includes('tab=timeline')", timeout=30_000)
         assert _query(page) == {"run": str(checkpoint), "tab": "timeline"}
 

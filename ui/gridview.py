@@ -76,7 +76,7 @@ def _png(image) -> bytes:
     return data
 
 
-def _url(image, coordinates: str) -> str:
+def image_url(image, coordinates: str) -> str:
     """A URL the browser can load the image from: a Streamlit media file, or inline where there is no server."""
     data = _png(image)
     from streamlit import runtime
@@ -113,7 +113,7 @@ def grid_data(
         for j, col in enumerate(cols):
             result = by_pos.get((i, col))
             if result is not None and result.image is not None:
-                line.append({"src": _url(result.image, f"zbench.grid.{i}.{j}"), "status": "ok", "error": None})
+                line.append({"src": image_url(result.image, f"zbench.grid.{i}.{j}"), "status": "ok", "error": None})
             else:
                 status = "pending" if result is None else result.status
                 line.append({"src": None, "status": status, "error": None if result is None else result.error})

@@ -17,6 +17,7 @@ import streamlit as st
 import zbench
 
 from .grid import keep_grid, rerun_part, target_rank
+from .gridview import image_url
 from .request import GridPlan
 from .resources import image_cache
 from .run import OpenRun
@@ -81,6 +82,38 @@ export default function (component) {
 }
 """
 KEYS = st.components.v2.component("zbench.keys", js=_KEYS_JS)
+# One image of the blind pair as the grid shows its cells: lossless PNG, its native pixels times the largest whole
+# factor that fits the column (in device pixels; pixelated when enlarged). A render wider than the column is shown
+# whole, scaled down.
+_PIXELS_JS = """
+export default function (component) {
+  const { data, parentElement } = component;
+  let box = parentElement.querySelector(".zb-pixels");
+  if (!box) {
+    box = document.createElement("div");
+    box.className = "zb-pixels";
+    box.style.cssText = "width: 100%; line-height: 0";
+    box.appendChild(document.createElement("img")).draggable = false;
+    parentElement.appendChild(box);
+    if (window.ResizeObserver) new ResizeObserver(() => box.fit()).observe(box);
+  }
+  const img = box.querySelector("img");
+  const base = window.location.href.replace(/[?#].*$/, "").replace(/[^/]*$/, "");
+  const src = data.src.startsWith("/media/") ? base + data.src.slice(1) : data.src;
+  if (img.getAttribute("src") !== src) img.src = src;
+  img.alt = data.alt;
+  box.fit = () => {
+    const dpr = window.devicePixelRatio || 1;
+    const height = Math.max(data.height, window.innerHeight * 0.6);
+    const device = Math.floor(Math.min(box.clientWidth / data.width, height / data.height) * dpr);
+    img.style.width = device >= 1 ? `${(data.width * device) / dpr}px` : "100%";
+    img.style.imageRendering = device > 1 ? "pixelated" : "auto";
+    box.dataset.factor = String(Math.max(device, 0) / dpr);
+  };
+  box.fit();
+}
+"""
+PIXELS = st.components.v2.component("zbench.pixels", js=_PIXELS_JS)
 CHART_METRICS = ["rating", "P(best)", "delta norm", "weight change", "from base", "image change", "vote score"]
 
 
@@ -328,9 +361,11 @@ def _blind_vote(
             opened.base, pair_cells, plan.request.settings, target_rank=target_rank(opened.run), cache=image_cache()
         )
     a, b = st.columns(2)
-    for side, result in zip((a, b), shown, strict=True):
+    for side, name, result in zip((a, b), ("left", "right"), shown, strict=True):
         if result.image is not None:
-            side.image(result.image, width="stretch")
+            (w, h), src = result.image.size, image_url(result.image, f"zbench.blind.{name}")
+            with side:  # the names stay hidden: the alt text says only which side
+                PIXELS(data={"src": src, "width": w, "height": h, "alt": f"{name} image"})
         else:
             side.error(literal(result.error))
     key = KEYS(key="blind_keys", on_key_change=lambda: None).key
