@@ -272,6 +272,7 @@ def checkpoint_table(
                 "image change": im.get("image_change"),
                 "release": "★" if release == ck.name else "",
                 "error": ck.error or "",
+                "adapter": ck.adapter_text,  # "LoKr · factor 8 · rank 16 · alpha 8 · denoiser"
             }
         )
     extra = []

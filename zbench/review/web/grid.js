@@ -391,8 +391,8 @@ function zbShort(col) {
 // row label; on hover always), its stars, release and shortlist marks, and the signal strip (a bar per signal:
 // its value on a colour scale, green = best of the run, red = worst; the value on hover or in a wide bar).
 function zbLabel(el, col, signals) {
-  const key = JSON.stringify([col.label, col.name, col.hash, col.epoch, col.step, col.stars, col.release, col.short,
-    col.signals, (signals || []).map((s) => s.label)]);
+  const key = JSON.stringify([col.label, col.name, col.adapter, col.hash, col.epoch, col.step, col.stars, col.release,
+    col.short, col.signals, (signals || []).map((s) => s.label)]);
   if (el.__zbKey === key) return;
   el.__zbKey = key;
   const [first, second] = zbShort(col);
@@ -421,7 +421,7 @@ function zbLabel(el, col, signals) {
   if (col.short) mark("zb-short-mark", "shortlist", "SL");
   full.append(zbEl("span", "zb-name", col.name));
   if (col.hash) full.append(zbEl("span", "zb-hash", col.hash));
-  el.title = [col.label, col.name, col.hash, col.stars ? `rated ${col.stars} of 5` : "", col.release ? "release" : "",
+  el.title = [col.label, col.name, col.adapter, col.hash, col.stars ? `rated ${col.stars} of 5` : "", col.release ? "release" : "",
     col.short ? "on the shortlist" : ""].filter(Boolean).join("\n");
   if (signals && signals.length && col.signals) {
     const strip = zbEl("div", "zb-sig");
