@@ -407,3 +407,42 @@ def test_text_encoder_parts_re_encode_prompts_only_when_they_differ(tmp_path, fr
     swapper.activate(cks[0], scale=0.5)  # a new strength changes the encoder's output: encoded again
     render_image(base, PROMPT, SEED, SETTINGS)
     assert len(encodes) == 3
+
+
+SDXL = RenderSettings(steps=2, guidance=5.0, width=64, height=64)
+
+
+def _sdxl():
+    from zbench import BenchConfig
+    from zbench.demo.toy import tiny_sdxl_pipeline
+    from zbench.engine.pipeline import wrap_pipeline
+
+    return wrap_pipeline(tiny_sdxl_pipeline(), BenchConfig(name="tiny-sdxl", repo_id="tiny-sdxl"),
+                         torch.device("cpu"), torch.float32)  # fmt: skip
+
+
+@pytest.mark.parametrize(("algo", "tucker"), [("lokr", True), ("loha", False)])
+def test_sdxl_conv_layers_and_both_text_encoders(tmp_path, algo, tucker):
+    """Where these formats are typical: an SDXL UNet's convs and attention (LoKr with the Tucker core, LoHa)
+    plus text encoder 1 (LoRA) and 2 (LoHa), kohya's prefixes; equal to the library's networks as trained."""
+    writer = _sdxl()
+    path = tmp_path / "sdxl" / "sdxl_10.safetensors"
+    options = {"linear_dim": 2, "linear_alpha": 1, "conv_dim": 2, "conv_alpha": 1, "factor": 4, "use_tucker": tucker}
+    parts = {}
+    for root, kind, prefix in ((writer.pipe.unet, algo, "lora_unet_"), (writer.pipe.text_encoder, "lora", "lora_te1_"),
+                               (writer.pipe.text_encoder_2, "loha", "lora_te2_")):  # fmt: skip
+        write_lycoris(root, path, kind, seed=len(parts), **options)
+        parts |= {prefix + k.removeprefix("lycoris_"): v for k, v in load_file(str(path)).items()}
+    save_file(parts, str(path))
+    assert any(".lokr_t2" in k or ".hada_" in k for k in parts) and any("conv" in k for k in parts)
+    expected = pixels(render_image(writer, PROMPT, SEED, SDXL))
+    (ck,) = scan_run(path.parent)
+    assert ck.error is None and ck.parts == ("denoiser", "text_encoder", "text_encoder_2"), (ck.error, ck.parts)
+    base = _sdxl()
+    plain = pixels(render_image(base, PROMPT, SEED, SDXL))
+    swapper = AdapterSwapper(base)
+    swapper.activate(ck)
+    got = pixels(render_image(base, PROMPT, SEED, SDXL))
+    assert np.abs(got - expected).max() <= 1 and np.abs(got - plain).max() > 8
+    swapper.activate(None)
+    assert np.abs(pixels(render_image(base, PROMPT, SEED, SDXL)) - plain).max() == 0

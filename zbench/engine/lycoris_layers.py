@@ -39,13 +39,14 @@ class DeltaLayer(torch.nn.Module):
         self.strength = 1.0  # the LoRA strength the page or sweep asks for
         self.enabled = True
 
-    @property
-    def weight(self) -> torch.Tensor:  # code that inspects the wrapped module (dtype, device) still works
-        return self.base_layer.weight
-
-    @property
-    def bias(self) -> torch.Tensor | None:
-        return self.base_layer.bias
+    def __getattr__(self, name: str):
+        """The wrapped module's attributes (weight, in_features, stride...): code that inspects it still works."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "base_layer":
+                raise
+            return getattr(self.base_layer, name)
 
     def factors(self) -> dict[str, torch.Tensor]:
         return {n: getattr(self, n) for n in self.names}
