@@ -421,10 +421,41 @@ def _sdxl():
                          torch.device("cpu"), torch.float32)  # fmt: skip
 
 
+def _to_sgm(key: str, per_block: int = 1) -> str:
+    """A diffusers UNet key of the tiny SDXL as kohya names it (its SGM UNet: input_blocks_4_1_...), for the test."""
+    import re
+
+    inner = (("_conv1", "_in_layers_2"), ("_conv2", "_out_layers_3"), ("_time_emb_proj", "_emb_layers_1"),
+             ("_conv_shortcut", "_skip_connection"))  # fmt: skip
+    top = {"conv_in": "input_blocks_0_0", "conv_out": "out_2", "time_embedding_linear_1": "time_embed_0",
+           "time_embedding_linear_2": "time_embed_2", "add_embedding_linear_1": "label_emb_0_0",
+           "add_embedding_linear_2": "label_emb_0_2"}  # fmt: skip
+    module, dot, tail = key.removeprefix("lora_unet_").partition(".")
+    for old, new in top.items():
+        if module == old:
+            return f"lora_unet_{new}{dot}{tail}"
+    m = re.match(r"(down|up)_blocks_(\d+)_(resnets|attentions|downsamplers|upsamplers)_(\d+)_(.*)", module)
+    if m:
+        side, b, part, i, rest = m.group(1), int(m.group(2)), m.group(3), int(m.group(4)), m.group(5)
+        if part in ("downsamplers", "upsamplers"):
+            n, sub, rest = b * (per_block + 1) + per_block + (side == "down"), (0 if side == "down" else 2), (
+                "op" if side == "down" else rest)  # fmt: skip
+        else:
+            n, sub = b * (per_block + 1) + i + (side == "down"), (0 if part == "resnets" else 1)
+        module = f"{'input' if side == 'down' else 'output'}_blocks_{n}_{sub}_{rest}"
+    m = re.match(r"mid_block_(resnets|attentions)_(\d+)_(.*)", module)
+    if m:
+        module = f"middle_block_{1 if m.group(1) == 'attentions' else 2 * int(m.group(2))}_{m.group(3)}"
+    for new, old in inner:
+        module = module.replace(new, old)
+    return f"lora_unet_{module}{dot}{tail}"
+
+
 @pytest.mark.parametrize(("algo", "tucker"), [("lokr", True), ("loha", False)])
 def test_sdxl_conv_layers_and_both_text_encoders(tmp_path, algo, tucker):
     """Where these formats are typical: an SDXL UNet's convs and attention (LoKr with the Tucker core, LoHa)
-    plus text encoder 1 (LoRA) and 2 (LoHa), kohya's prefixes; equal to the library's networks as trained."""
+    plus text encoder 1 (LoRA) and 2 (LoHa), kohya's prefixes; equal to the library's networks as trained. The
+    same file with kohya's SGM block names (its SDXL trainer's UNet) renders the same."""
     writer = _sdxl()
     path = tmp_path / "sdxl" / "sdxl_10.safetensors"
     options = {"linear_dim": 2, "linear_alpha": 1, "conv_dim": 2, "conv_alpha": 1, "factor": 4, "use_tucker": tucker}
@@ -446,3 +477,10 @@ def test_sdxl_conv_layers_and_both_text_encoders(tmp_path, algo, tucker):
     assert np.abs(got - expected).max() <= 1 and np.abs(got - plain).max() > 8
     swapper.activate(None)
     assert np.abs(pixels(render_image(base, PROMPT, SEED, SDXL)) - plain).max() == 0
+    sgm = tmp_path / "sgm" / "sgm_10.safetensors"
+    sgm.parent.mkdir()
+    save_file({_to_sgm(k) if k.startswith("lora_unet_") else k: v for k, v in parts.items()}, str(sgm))
+    assert sum("input_blocks" in k or "output_blocks" in k or "middle_block" in k for k in load_file(str(sgm))) > 10
+    (ck,) = scan_run(sgm.parent)
+    swapper.activate(ck)
+    assert np.abs(pixels(render_image(base, PROMPT, SEED, SDXL)) - expected).max() <= 1

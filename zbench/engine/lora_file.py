@@ -24,6 +24,7 @@ from .header import HeaderError, read_header
 from .keys import DOWN_WEIGHT, UP_WEIGHT, family_name, module_of
 from .lycoris import (
     KIND_NAMES,
+    SGM_BLOCKS,
     TEXT_ENCODER,
     LycorisRead,
     adapter_kind,
@@ -33,6 +34,7 @@ from .lycoris import (
     magnitude_problem,
     peft_scales,
     resolve_modules,
+    sgm_to_diffusers,
 )
 from .pipeline import Base
 
@@ -133,6 +135,13 @@ def read_lycoris(base: Base, ck: Checkpoint, raw: dict[str, torch.Tensor], metad
             f"{ck.name} mixes {label} modules with {len(other)} other tensors (e.g. {other[0]!r}); zbench applies "
             "LoRA, LoKr and LoHa (with or without DoRA), one algorithm per module. Save the run with one algorithm."
         )
+    if base.denoiser_name == "unet" and any(k.startswith("lora_unet_" + p) for k in groups for p in SGM_BLOCKS):
+        try:
+            groups = sgm_to_diffusers(groups, base.denoiser.config)
+        except (ValueError, IndexError) as err:
+            raise LoraError(
+                f"{ck.name}: its SDXL block names do not fit this UNet ({err}). {_arch_hint(base, ck)}"
+            ) from err
     components = {base.denoiser_name: base.denoiser}
     for te in ("text_encoder", "text_encoder_2"):
         if isinstance(getattr(base.pipe, te, None), torch.nn.Module):

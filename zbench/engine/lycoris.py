@@ -386,6 +386,40 @@ def peft_scales(config: dict, specs: dict[str, ModuleSpec]) -> None:
         spec.peft_scale = a_m / (r_m**0.5 if lora and config.get("use_rslora") else r_m)
 
 
+SGM_BLOCKS = ("input_blocks", "middle_block", "output_blocks")
+# kohya's SDXL UNet (Stability's "SGM" layout) names inside a block → diffusers' names, as diffusers converts them.
+_SGM_NAMES = (
+    ("_in_layers_2", "_conv1"), ("_out_layers_3", "_conv2"), ("_emb_layers_1", "_time_emb_proj"),
+    ("_skip_connection", "_conv_shortcut"), ("_downsamplers_0_op", "_downsamplers_0_conv"),
+    ("input_blocks", "down_blocks"), ("middle_block", "mid_block"), ("output_blocks", "up_blocks"),
+)  # fmt: skip
+_SGM_TOP = {"input_blocks_0_0": "conv_in", "out_2": "conv_out", "time_embed_0": "time_embedding_linear_1",
+            "time_embed_2": "time_embedding_linear_2", "label_emb_0_0": "add_embedding_linear_1",
+            "label_emb_0_2": "add_embedding_linear_2"}  # fmt: skip
+
+
+def sgm_to_diffusers(groups: dict[str, ModuleSpec], unet_config) -> dict[str, ModuleSpec]:
+    """kohya's SDXL module keys (``lora_unet_input_blocks_4_1_...``: it trains SDXL on its own SGM UNet) renamed to
+    diffusers' UNet (``lora_unet_down_blocks_1_attentions_0_...``), with diffusers' own block arithmetic; other keys
+    unchanged. Used only when a key has SGM block names."""
+    from diffusers.loaders.lora_conversion_utils import _maybe_map_sgm_blocks_to_diffusers
+
+    unet, blocks, out = "lora_unet_", {}, {}
+    for key, spec in groups.items():
+        bare = key.removeprefix(unet)
+        if key.startswith(unet) and bare in _SGM_TOP:
+            out[unet + _SGM_TOP[bare]] = spec
+        elif key.startswith(unet) and bare.startswith(SGM_BLOCKS):
+            blocks[key] = spec
+        else:
+            out[key] = spec
+    for key, spec in _maybe_map_sgm_blocks_to_diffusers(blocks, unet_config).items():
+        for old, new in _SGM_NAMES:
+            key = key.replace(old, new)
+        out[key] = spec
+    return out
+
+
 def resolve_modules(
     groups: dict[str, ModuleSpec], components: dict[str, set[str]], denoiser: str
 ) -> tuple[dict[str, ModuleSpec], list[str], list[tuple[str, str]]]:
