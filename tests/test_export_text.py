@@ -182,7 +182,7 @@ def check_drawn(drawn: list[str]) -> None:
     assert drawn and not [t for t in drawn if undrawable(t)]
     assert any(t.startswith("epoch_xxx") and t.endswith(ELLIPSIS) for t in drawn)
     assert any("knight" in t and t.endswith(ELLIPSIS) for t in drawn)
-    assert any("مرحبا" in t for t in drawn) and any("evil�txt.exe" in t for t in drawn)
+    assert any("مرحبا" in t for t in drawn) and "evil�txt.exe" in "".join(drawn)  # a long name may go on a line
 
 
 def test_share_image(grid, drawn):

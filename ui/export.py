@@ -1,4 +1,5 @@
-"""The Export tab: a preset (share, archive or both), written into the run's sheets folder, its files and sizes."""
+"""The Export tab: a preset (share, archive or both), written into the run's sheets folder, its files and sizes.
+The share image, viewer and PDF show the run's decision (release, shortlist, stars, signals) as the grid does."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import zbench
 
 from .request import GridPlan
 from .run import OpenRun
+from .signals import decision
 from .text import literal
 
 PRESETS = {
@@ -46,7 +48,7 @@ def export_sheet(
                 share_format=share_format,
                 paper=paper,
                 small_pdf=small_pdf,
-                release=_release(opened),
+                **_decision(opened, results),
                 stats=st.session_state.get("grid_stats"),
             )
             st.session_state["export"] = (str(out), manifest)
@@ -56,12 +58,16 @@ def export_sheet(
         _show(*st.session_state["export"])
 
 
-def _release(opened: OpenRun) -> dict | None:
-    usable = [c for c in opened.run if c.error is None]
+def _decision(opened: OpenRun, results: list[zbench.CellResult]) -> dict:
+    """The run's decision as the grid shows it, as ``zbench.export_sheet``'s keyword arguments (none when the
+    records cannot be read: the Pick a release tab says what is wrong with them)."""
+    store = zbench.DecisionStore(opened.run_dir)
     try:
-        return zbench.DecisionStore(usable[0].run_dir).release() if usable else None
+        review, record = store.load(), store.release()
     except zbench.DecisionError:
-        return None  # the Pick a release tab says what is wrong with the record
+        return {}
+    dec = decision(opened, results, review)  # the grid's signals, from the cache
+    return {"release": record, "shortlist": list(dec.shortlist), "ratings": dict(review.ratings), "signals": dec.report}
 
 
 def _show(out: str, manifest: dict) -> None:

@@ -13,7 +13,7 @@ from .engine.plan import Cell, CellResult, RenderSettings, Row, plan_grid
 from .engine.render import RenderError, measure_grid, render_cells, render_image
 from .engine.runs import describe_folder, find_runs, select_checkpoints
 from .review.decision import DecisionStore, default_user
-from .review.export import PRESETS, export_sheet, file_sizes, write_grid
+from .review.export import PRESETS, export_decision, export_sheet, file_sizes, write_grid
 from .review.grid import (
     GridRequest,
     checkpoint_table,
@@ -93,6 +93,7 @@ __all__ = [
     "describe_folder",
     "draw_boxes",
     "edited_shortlist",
+    "export_decision",
     "export_sheet",
     "file_sizes",
     "find_runs",

@@ -10,12 +10,11 @@ from pathlib import Path
 
 from . import (
     BaseModelError,
-    Checkpoint,
     ConfigError,
-    DecisionError,
-    DecisionStore,
     RenderSettings,
     SheetInfo,
+    Signals,
+    export_decision,
     export_sheet,
     file_sizes,
     get_base,
@@ -25,6 +24,7 @@ from . import (
     render_cells,
     scan_run,
     select_checkpoints,
+    signal_cache,
 )
 from .arguments import argument, guidance, scale, seed, side, steps
 from .bench.cli import add_bench_commands
@@ -157,7 +157,10 @@ def _cmd_grid(args) -> int:
         share_format=args.share_format,
         paper=args.paper,
         small_pdf=args.small_pdf,
-        release=_release(run),
+        # the release, shortlist, ratings and signals, marked on the columns (none where the run has no records)
+        **export_decision(
+            run, results, signals=Signals.from_config(config), cache=signal_cache(), size=config.shortlist_size
+        ),
         stats=stats,
     )
     ok = sum(c["status"] == "ok" for c in manifest["cells"])
@@ -168,18 +171,6 @@ def _cmd_grid(args) -> int:
         print("error: nothing could render; every cell failed (messages above)", file=sys.stderr)
         return 1
     return 0
-
-
-def _release(run: list[Checkpoint]) -> dict | None:
-    """The run's release record, for the PDF's cover (None when there is none or it cannot be read)."""
-    usable = [c for c in run if c.error is None]
-    if not usable:
-        return None
-    try:
-        return DecisionStore(usable[0].run_dir).release()
-    except DecisionError as err:
-        logger.warning("the release record is not on the sheet: %s", err)
-        return None
 
 
 def _cmd_page(args) -> int:

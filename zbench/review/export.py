@@ -1,5 +1,7 @@
 """Exporting a grid: a share image, an HTML viewer and timelines to post; PNG pages, a PDF, every cell
-with its parameters and a cells zip to keep; a manifest that lists every file.
+with its parameters and a cells zip to keep; a manifest that lists every file. With the run's decision
+(release, shortlist, ratings, signals: ``export_decision`` reads it) the share image, the viewer and the PDF
+mark the released checkpoint, the shortlist and the stars on their columns, and the viewer shows the signals.
 
 Every file is staged under a temporary name and moved into place at the end, the manifest
 last, so an export that fails half-way leaves the previous one whole.
@@ -19,16 +21,21 @@ from pathlib import Path
 from PIL.PngImagePlugin import PngInfo
 
 from ..engine import jsonio
+from ..engine.checkpoints import Checkpoint
 from ..engine.plan import CellResult, Row
+from .decision import DecisionStore
 from .gridcells import GridCells
 from .pdf import PAPERS, sheet_pdf
+from .records import DecisionError
 from .share import compose_share, encode_share
 from .sheet import MAX_SHEET_PIXELS, MAX_SHEET_SIDE, SheetInfo, layout_pages
+from .signals import SignalCache, SignalReport, Signals
+from .suggest import decide
 from .timeline import ffmpeg_path, timeline_frames, webp_bytes, write_mp4
 from .viewer import viewer_html
 from .zoom import ZoomSpec
 
-__all__ = ["FORMATS", "PRESETS", "cell_parameters", "export_sheet", "file_sizes", "write_grid"]
+__all__ = ["FORMATS", "PRESETS", "cell_parameters", "export_decision", "export_sheet", "file_sizes", "write_grid"]
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +120,9 @@ def export_sheet(
     paper: str = "a4",
     small_pdf: bool = False,
     release: Mapping | None = None,
+    shortlist: Sequence[str] = (),
+    ratings: Mapping[str, int] | None = None,
+    signals: SignalReport | None = None,
     formats: Sequence[str] = FORMATS,
     zip_cells: bool = True,
     max_pixels: int = MAX_SHEET_PIXELS,
@@ -134,7 +144,12 @@ def export_sheet(
         preset: "share", "archive" or "both".
         share_format: "webp" or "jpg" for the share image.
         paper, small_pdf: the PDF's paper ("a4" or "letter") and JPEG images instead of lossless.
-        release: the run's release record, shown on the PDF's cover.
+        release: the run's release record (``DecisionStore.release()``): on the PDF's cover and in the viewer's
+            and share image's header; its checkpoint's column is marked "released" in all three.
+        shortlist: checkpoint names (``Decision.shortlist``) marked "shortlist" on their columns.
+        ratings: stars (1-5) by checkpoint name (``Review.ratings``), drawn under the column labels.
+        signals: the run's signals (``Decision.report``), a strip under each column label in the viewer.
+            None of the four is needed: without them the exports show no decision. See ``export_decision``.
         formats: which archive sheet files to write: "png", "pdf" or both.
         zip_cells: also write ``cells.zip`` (archive).
         max_pixels, max_side: the limits of one sheet page (see ``compose_pages``).
@@ -174,9 +189,13 @@ def export_sheet(
             for i in range(1, len(pages) + 1):  # one page in memory at a time
                 layout.draw(i).save(staging.path(names[i - 1]), format="PNG")
         if archive and "pdf" in formats:
-            pdf = sheet_pdf(results, rows, info, zooms=zooms, paper=paper, small=small_pdf, release=release)
+            pdf = sheet_pdf(
+                results, rows, info, zooms=zooms, paper=paper, small=small_pdf, release=release,
+                shortlist=shortlist, ratings=ratings,
+            )  # fmt: skip
             staging.write("sheet.pdf", pdf)
-        shared = _share(staging, results, rows, info, zooms, share_format) if share else {}
+        decision = {"release": release, "shortlist": shortlist, "ratings": ratings}
+        shared = _share(staging, results, rows, info, zooms, share_format, decision, signals) if share else {}
         s = info.settings
         png_pages = names if archive and "png" in formats else []
         manifest = {
@@ -201,6 +220,11 @@ def export_sheet(
             "zip": "cells.zip" if archive and zip_cells else None,
             **shared,
             "zooms": [z.to_json() for z in zooms],
+            "decision": {
+                "release": (release or {}).get("checkpoint"),
+                "shortlist": list(shortlist),
+                "ratings": dict(ratings or {}),
+            },
             "render": dict(stats or {}),
             "cells": cells,
         }
@@ -243,11 +267,12 @@ def _cells(staging: _Staging, results: Sequence[CellResult], info: SheetInfo, *,
     return cells, files
 
 
-def _share(staging: _Staging, results, rows, info, zooms, share_format: str) -> dict:
-    """The share image, the HTML viewer and the timelines; their manifest fields."""
-    image = compose_share(results, rows, info, zooms=zooms)
+def _share(staging: _Staging, results, rows, info, zooms, share_format: str, decision: dict, signals) -> dict:
+    """The share image, the HTML viewer and the timelines; their manifest fields (``decision``: the release,
+    shortlist and ratings arguments of ``export_sheet``)."""
+    image = compose_share(results, rows, info, zooms=zooms, **decision)
     staging.write(f"share.{share_format}", encode_share(image, share_format))
-    staging.write("index.html", viewer_html(results, rows, info, zooms).encode("utf-8"))
+    staging.write("index.html", viewer_html(results, rows, info, zooms, **decision, signals=signals).encode("utf-8"))
     grid = GridCells(results, rows, info)
     ffmpeg = ffmpeg_path()
     timelines = []
@@ -273,6 +298,47 @@ def _share(staging: _Staging, results, rows, info, zooms, share_format: str) -> 
         "html": "index.html",
         "timeline": "timeline.webp",
         "timelines": timelines,
+    }
+
+
+def export_decision(
+    run: Sequence[Checkpoint],
+    results: Sequence[CellResult],
+    *,
+    signals: Signals | None = None,
+    cache: SignalCache | None = None,
+    size: int = 6,
+) -> dict:
+    """The run's decision as ``export_sheet``'s keyword arguments: ``release``, ``shortlist``, ``ratings``, ``signals``.
+
+    Reads the release record and the review beside the run (``DecisionStore``) and computes the signals of
+    ``results`` and the shortlist as the Pick a release tab does (``decide``).
+
+    Args:
+        run: the run's checkpoints (their folder holds the records).
+        results: the grid's cells, the signals' images.
+        signals, cache, size: as ``decide`` takes them (which signals, where they are kept, the shortlist's size).
+
+    Returns:
+        The four arguments; a run without records gives no release and no ratings, and records that cannot be
+        read give none of the four (a warning says why; the page's Pick a release tab says how to fix them).
+    """
+    usable = [c for c in run if c.error is None]
+    if not usable:
+        return {}
+    store = DecisionStore(usable[0].run_dir)
+    try:
+        review, release = store.load(), store.release()
+    except DecisionError as err:
+        logger.warning("the decision is not on the sheet: %s", err)
+        return {}
+    ready = [r for r in results if r.status != "pending"]
+    dec = decide(run, ready, review, signals=signals, cache=cache, size=size)
+    return {
+        "release": release,
+        "shortlist": list(dec.shortlist),
+        "ratings": dict(review.ratings),
+        "signals": dec.report,
     }
 
 

@@ -1,7 +1,9 @@
 """The HTML viewer: one self-contained ``index.html`` that shows a grid the way the bench page does.
 
 Sticky checkpoint and row labels, a cell-size control, synced zoom and pan over every cell, and a
-large view with arrow keys to flip through epochs, for someone who has no zbench. Images are
+large view with arrow keys to flip through epochs, for someone who has no zbench. With the run's
+decision it shows what the page shows on the column labels: the "release" and "shortlist" marks, the
+stars, and the signal strip (a bar per signal, green the best of the run, red the worst). Images are
 embedded (lossless WebP), the script and styles inlined from ``web/``, and a Content-Security-Policy
 forbids any network request, so the file works offline and leaks nothing.
 """
@@ -11,14 +13,15 @@ from __future__ import annotations
 import base64
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..engine import jsonio
 from ..engine.plan import CellResult, Row
-from .drawing import column_text, one_line
+from .drawing import column_marks, column_text, one_line
 from .gridcells import GridCells
-from .share import header_lines, share_title
+from .share import header_lines, release_line, share_title
+from .signals import BASE, SignalReport
 from .zoom import ZoomSpec
 
 __all__ = ["script_json", "viewer_html"]
@@ -51,13 +54,46 @@ def _data_uri(image) -> str:
     return "data:image/webp;base64," + base64.b64encode(out.getvalue()).decode("ascii")
 
 
-def viewer_html(results: Sequence[CellResult], rows: Sequence[Row], info, zooms: Sequence[ZoomSpec] = ()) -> str:
-    """The viewer page of a grid, every image embedded, its zoom panels under the grid."""
+def viewer_html(
+    results: Sequence[CellResult],
+    rows: Sequence[Row],
+    info,
+    zooms: Sequence[ZoomSpec] = (),
+    *,
+    release: Mapping | None = None,
+    shortlist: Sequence[str] = (),
+    ratings: Mapping[str, int] | None = None,
+    signals: SignalReport | None = None,
+) -> str:
+    """The viewer page of a grid, every image embedded, its zoom panels under the grid.
+
+    Args:
+        release: the run's release record (``DecisionStore.release()``): its checkpoint's column is marked
+            "release" and the header says who released it when.
+        shortlist: checkpoint names marked "shortlist".
+        ratings: stars (1-5) by checkpoint name.
+        signals: the run's signals (``Decision.report``): a strip of them under each column label.
+    """
     grid = GridCells(results, rows, info)
+    strip = _strip(signals)
     columns = []
     for col in grid.cols:
-        label, name, digest = column_text(grid.checkpoints[col])
-        columns.append({"label": label, "name": name, "hash": digest})
+        ck = grid.checkpoints[col]
+        label, name, digest = ("base", "LoRA off", "") if ck is None else column_text(ck)  # as the page says it
+        marks = column_marks(ck, release=release, shortlist=shortlist, ratings=ratings)
+        columns.append(
+            {
+                "label": label,
+                "name": name,
+                "hash": digest,
+                "epoch": None if ck is None else ck.epoch,  # for the compact header ("e12" over "s2400")
+                "step": None if ck is None else ck.step,
+                "stars": marks.stars,
+                "release": marks.release,
+                "short": marks.short,
+                "signals": strip["values"].get(BASE if ck is None else ck.name),
+            }
+        )
     cells = []
     for r in range(len(grid.rows)):
         line = []
@@ -70,15 +106,20 @@ def viewer_html(results: Sequence[CellResult], rows: Sequence[Row], info, zooms:
                 line.append({"src": None, "status": status, "error": None if result is None else result.error})
         cells.append(line)
     w, h = grid.image_size
+    header = header_lines(info)
+    if (line := release_line(release)) is not None:
+        reason = release.get("reason")
+        header.append(f"{line}: {reason}" if isinstance(reason, str) and reason else line)
     data = {
         "title": share_title(info),
-        "header": header_lines(info),
+        "header": header,
         "columns": columns,
         "rows": [grid.row_label(r) for r in range(len(grid.rows))],
         "cells": cells,
         "panels": [z.box.to_json() for z in zooms],
         "aspect": h / w,
         "imageWidth": w,
+        "signals": strip["signals"],
     }
     return _PAGE.format(
         title=_escape(one_line(share_title(info), limit=300)),  # one line, no NUL or lone surrogate
@@ -86,6 +127,21 @@ def viewer_html(results: Sequence[CellResult], rows: Sequence[Row], info, zooms:
         js=(WEB / "grid.js").read_text(encoding="utf-8"),
         data=script_json(data),
     )
+
+
+def _strip(report: SignalReport | None) -> dict:
+    """The signal strip as the grid component reads it (as the page's ``ui.signals.strip``): the signals, and per
+    column name each one's [value, tone] (tone 0 worst .. 1 best of the run)."""
+    if report is None:
+        return {"signals": [], "values": {}}
+    tones = {s.key: report.tones(s.key) for s in report.signals}
+    return {
+        "signals": [{"key": s.key, "label": s.label, "good": s.good, "means": s.means} for s in report.signals],
+        "values": {
+            n: [[report.values.get(n, {}).get(s.key), tones[s.key].get(n)] for s in report.signals]
+            for n in report.names
+        },
+    }
 
 
 # Characters of JSON text written as \uXXXX escapes inside the page's <script> data block: "<" and ">"
