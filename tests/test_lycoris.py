@@ -484,3 +484,88 @@ def test_sdxl_conv_layers_and_both_text_encoders(tmp_path, algo, tucker):
     (ck,) = scan_run(sgm.parent)
     swapper.activate(ck)
     assert np.abs(pixels(render_image(base, PROMPT, SEED, SDXL)) - expected).max() <= 1
+
+
+def _flux_call(transformer, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        return transformer(
+            hidden_states=torch.randn(1, 16, 4, generator=gen),
+            encoder_hidden_states=torch.randn(1, 8, 32, generator=gen),
+            pooled_projections=torch.randn(1, 32, generator=gen),
+            timestep=torch.tensor([0.5]),
+            img_ids=torch.zeros(16, 3),
+            txt_ids=torch.zeros(8, 3),
+            return_dict=False,
+        )[0]
+
+
+@pytest.mark.parametrize("algo", ["lokr", "loha"])
+def test_kohya_flux_names_split_fused_modules_exactly(tmp_path, algo):
+    """kohya trains Flux on BFL's model, whose q, k, v (and a single block's MLP input) are one Linear; diffusers
+    splits them. Each diffusers part takes its rows of the fused ΔW, as the library applies it to the fused one."""
+    from diffusers import FluxPipeline, FluxTransformer2DModel
+
+    from zbench import BenchConfig
+    from zbench.engine.flux_names import flux_targets
+    from zbench.engine.pipeline import Base
+
+    def transformer():
+        torch.manual_seed(0)
+        return FluxTransformer2DModel(patch_size=1, in_channels=4, num_layers=1, num_single_layers=1,
+                                      attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+                                      pooled_projection_dim=32, axes_dims_rope=[4, 4, 8])  # fmt: skip
+
+    live = transformer()
+    modules = dict(live.named_modules())
+    outs = {n: m.out_features for n, m in modules.items() if isinstance(m, torch.nn.Linear)}
+    keys = [
+        f"double_blocks_0_{p}" for p in ("img_attn_qkv", "txt_attn_qkv", "img_attn_proj", "img_mlp_0", "img_mod_lin")
+    ]
+    keys += ["single_blocks_0_linear1", "single_blocks_0_linear2", "final_layer_adaLN_modulation_1", "img_in"]
+    # BFL's fused modules, built from the diffusers parts: the library trains on these.
+    fused, parts = torch.nn.Module(), {}
+    for key in keys:
+        targets = flux_targets(key, outs)
+        weights = [modules[n].weight for n, _ in targets]
+        whole = torch.cat(weights) if len(targets) > 1 else weights[0]
+        if key.startswith("final_layer"):  # diffusers keeps (scale, shift), BFL (shift, scale)
+            half = whole.shape[0] // 2
+            whole = torch.cat([whole[half:], whole[:half]])
+        linear = torch.nn.Linear(whole.shape[1], whole.shape[0], bias=False)
+        linear.weight.data.copy_(whole)
+        fused.add_module(key, linear)
+        parts[key] = targets
+    path = tmp_path / "flux" / "flux_10.safetensors"
+    net = write_lycoris(fused, path, algo, seed=3, linear_dim=2, linear_alpha=1, factor=4)
+    save_file({"lora_unet_" + k.removeprefix("lycoris_"): v for k, v in load_file(str(path)).items()}, str(path))
+    # The reference: the library's ΔW of each fused module (its forward's rebuild), its rows added to each part.
+    reference = transformer()
+    ref_modules = dict(reference.named_modules())
+    with torch.no_grad():
+        for module in net.loras:
+            key = module.lora_name.removeprefix("lycoris_")
+            delta = module.get_weight(module.shape)
+            if key.startswith("final_layer"):
+                half = delta.shape[0] // 2
+                delta = torch.cat([delta[half:], delta[:half]])
+            start = 0
+            for name, _ in parts[key]:
+                w = ref_modules[name].weight
+                w += delta[start : start + w.shape[0]]
+                start += w.shape[0]
+    expected = _flux_call(reference)
+    (ck,) = scan_run(path.parent)
+    assert ck.error is None and ck.arch == "flux", (ck.error, ck.arch)
+    pipe = FluxPipeline(scheduler=None, vae=None, text_encoder=None, tokenizer=None, text_encoder_2=None,
+                        tokenizer_2=None, transformer=live)  # fmt: skip
+    base = Base(pipe=pipe, config=BenchConfig(name="tiny-flux", repo_id="tiny-flux"), device=torch.device("cpu"),
+                dtype=torch.float32, family="flux")  # fmt: skip
+    plain = _flux_call(live)
+    swapper = AdapterSwapper(base)
+    swapper.activate(ck)
+    got = _flux_call(live)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    assert (got - plain).abs().max() > 1e-2
+    swapper.activate(None)
+    torch.testing.assert_close(_flux_call(live), plain, rtol=0, atol=0)

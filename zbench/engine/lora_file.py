@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 
 from .alphas import adapter_metadata, alpha_problem, read_adapter_config
 from .checkpoints import Checkpoint
+from .flux_names import BFL_BLOCKS, flux_targets
 from .header import HeaderError, read_header
 from .keys import DOWN_WEIGHT, UP_WEIGHT, family_name, module_of
 from .lycoris import (
@@ -142,6 +143,7 @@ def read_lycoris(base: Base, ck: Checkpoint, raw: dict[str, torch.Tensor], metad
             raise LoraError(
                 f"{ck.name}: its SDXL block names do not fit this UNet ({err}). {_arch_hint(base, ck)}"
             ) from err
+    fused, rows = _flux_targets(base, groups)
     components = {base.denoiser_name: base.denoiser}
     for te in ("text_encoder", "text_encoder_2"):
         if isinstance(getattr(base.pipe, te, None), torch.nn.Module):
@@ -150,6 +152,7 @@ def read_lycoris(base: Base, ck: Checkpoint, raw: dict[str, torch.Tensor], metad
     specs, unknown, absent = resolve_modules(
         groups, {c: {n for n, _ in m.named_modules() if n} for c, m in components.items()}, base.denoiser_name
     )
+    specs |= fused
     if absent:
         component, key = absent[0]
         raise LoraError(
@@ -187,6 +190,17 @@ def read_lycoris(base: Base, ck: Checkpoint, raw: dict[str, torch.Tensor], metad
         except ValueError as err:
             raise LoraError(f"{ck.name}: {err}. {_RESAVE}") from err
         want = tuple(live.weight.shape)
+        if name in rows:  # this module's rows of a fused module's ΔW
+            fits = sum(b - a for a, b in rows[name]) == want[0] and max(b for _, b in rows[name]) <= shape[0]
+            if not fits or shape[1:] != want[1:]:
+                raise LoraError(
+                    f"{ck.name}: module {spec.key!r} makes {shape}, which does not hold {name!r} ({want}) where "
+                    f"kohya's Flux layout puts it: it was trained on another model or size. {_arch_hint(base, ck)}"
+                )
+            if spec.dora and spec.tensors["dora_scale"].numel() != shape[0]:
+                raise LoraError(f"{ck.name}: module {spec.key!r} is a fused module with a per-input DoRA magnitude, "
+                                f"which cannot be split into its parts. {_RESAVE}")  # fmt: skip
+            want = shape
         if shape != want and not (len(shape) == 2 and shape == (want[0], math.prod(want[1:]))):
             raise LoraError(
                 f"{ck.name}: module {name!r} has weight {want} in this base, but the file's {KIND_NAMES[spec.kind]} "
@@ -199,11 +213,34 @@ def read_lycoris(base: Base, ck: Checkpoint, raw: dict[str, torch.Tensor], metad
         if problem:
             raise LoraError(f"{ck.name}: {problem} (module {spec.key!r}). The file is corrupt or hand-edited. "
                             f"{_RESAVE}")  # fmt: skip
-    state = {f"{name}.{n}": t for name, spec in specs.items() for n, t in spec.tensors.items()}
+    state = {f"{spec.key}.{n}": t for spec in specs.values() for n, t in spec.tensors.items()}
     _check_finite(ck, state)
     rank = max(s.rank for s in specs.values())
     text = any(not n.startswith(base.denoiser_name + ".") for n in specs)
-    return LycorisRead(state, specs, frozenset(specs), rank, kind, text)
+    return LycorisRead(state, specs, frozenset(specs), rank, kind, text, rows)
+
+
+def _flux_targets(base: Base, groups: dict) -> tuple[dict, dict]:
+    """kohya's Flux modules (BFL names) taken out of ``groups``: the diffusers modules each adapts ("<denoiser>.<m>")
+    and the rows of ΔW that split fused ones (see ``flux_names.py``)."""
+    if not type(base.denoiser).__name__.startswith("Flux") or not any(BFL_BLOCKS.match(k) for k in groups):
+        return {}, {}
+    out_features = {}
+    for n, m in base.denoiser.named_modules():
+        m = getattr(m, "base_layer", m)
+        if isinstance(m, torch.nn.Linear):
+            out_features.setdefault(n.removesuffix(".base_layer"), m.out_features)
+    specs, rows = {}, {}
+    for key in [k for k in groups if BFL_BLOCKS.match(k)]:
+        targets = flux_targets(key, out_features)
+        if targets is None:
+            continue
+        spec = groups.pop(key)
+        for name, part in targets:
+            specs[f"{base.denoiser_name}.{name}"] = spec
+            if part is not None:
+                rows[f"{base.denoiser_name}.{name}"] = part
+    return specs, rows
 
 
 def _check_raw(ck: Checkpoint, raw: dict[str, torch.Tensor]) -> None:

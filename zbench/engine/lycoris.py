@@ -360,10 +360,14 @@ class LycorisRead:
     rank: int
     kind: str  # "lokr", "loha", "lora" (DoRA or text-encoder parts), or "lokr+loha"... when a file mixes them
     text: bool = False  # it adapts a text encoder: prompts must be encoded with it active
+    # Modules that take only some rows of their spec's ΔW (kohya's fused Flux q/k/v), by module: [(start, stop)].
+    rows: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
 
     def tensors(self, module: str) -> dict[str, torch.Tensor]:
-        """The module's factors from ``state`` (which the prefetcher may have moved to the device)."""
-        return {n: self.state[f"{module}.{n}"] for n in self.specs[module].tensors}
+        """The module's factors from ``state`` (which the prefetcher may have moved to the device); modules that
+        split one fused module share them."""
+        spec = self.specs[module]
+        return {n: self.state[f"{spec.key}.{n}"] for n in spec.tensors}
 
 
 def peft_scales(config: dict, specs: dict[str, ModuleSpec]) -> None:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .entries import Entry
-from .lycoris import MAGNITUDE, LycorisRead, ModuleSpec, delta_weight
+from .lycoris import MAGNITUDE, LycorisRead, ModuleSpec, delta_shape, delta_weight
 
 __all__ = ["DeltaLayer", "LycorisSlot"]
 
@@ -27,10 +27,21 @@ __all__ = ["DeltaLayer", "LycorisSlot"]
 class DeltaLayer(torch.nn.Module):
     """A live module plus a LyCORIS ΔW (modifies nothing of the base layer; see the module docstring)."""
 
-    def __init__(self, base_layer: torch.nn.Module, kind: str, slots: dict[str, torch.Tensor], *, peft_dora=False):
+    def __init__(
+        self,
+        base_layer: torch.nn.Module,
+        kind: str,
+        slots: dict[str, torch.Tensor],
+        *,
+        peft_dora: bool = False,
+        rows: list[tuple[int, int]] | None = None,
+        full_shape: tuple[int, ...] | None = None,
+    ):
         super().__init__()
         self.base_layer = base_layer
         self.kind = kind
+        # Part of a fused module (kohya's Flux q/k/v): these rows of a ΔW of ``full_shape``; None: all of it.
+        self.rows, self.full_shape = rows, full_shape
         self.peft_dora = peft_dora  # DoRA as peft applies it (the strength scales ΔW, no blend); see _decomposed
         self.names = tuple(slots)
         for name, tensor in slots.items():
@@ -73,7 +84,9 @@ class DeltaLayer(torch.nn.Module):
         m = t.pop(MAGNITUDE)
         w = self.base_layer.weight
         scale = self.scale * self.strength if self.peft_dora else self.scale
-        merged = (w + delta_weight(t, self.kind, w.shape).to(w.dtype) * scale).to(m.dtype)
+        if self.rows is not None:
+            m = torch.cat([m.reshape(-1)[a:b] for a, b in self.rows])
+        merged = (w + self._delta_weight(t).to(w.dtype) * scale).to(m.dtype)
         if m.numel() == w.shape[0] and m.shape[0] == w.shape[0]:
             norm = merged.reshape(w.shape[0], -1).norm(dim=1)
             norm = norm.reshape(w.shape[0], *[1] * (w.dim() - 1))
@@ -85,21 +98,28 @@ class DeltaLayer(torch.nn.Module):
             factor = self.strength * (factor - 1) + 1
         return self._op(x, (merged * factor).to(x.dtype), self.base_layer.bias)
 
+    def _delta_weight(self, t: dict[str, torch.Tensor]) -> torch.Tensor:
+        """ΔW at scale 1 in this module's weight shape (its rows of a fused module's)."""
+        if self.rows is None:
+            return delta_weight(t, self.kind, self.base_layer.weight.shape)
+        full = delta_weight(t, self.kind, self.full_shape)
+        return torch.cat([full[a:b] for a, b in self.rows])
+
     def _delta(self, x: torch.Tensor) -> torch.Tensor:
         t = self.factors()
         scale = self.scale * self.strength
         x = x.to(next(iter(t.values())).dtype)
         base = self.base_layer
-        if isinstance(base, torch.nn.Linear) and self.kind == "lora":  # x · Aᵀ · Bᵀ, never B · A
+        if isinstance(base, torch.nn.Linear) and self.kind == "lora" and self.rows is None:  # x · Aᵀ · Bᵀ
             return (x @ t["lora_down"].T) @ t["lora_up"].T * scale
-        if isinstance(base, torch.nn.Linear) and self.kind == "lokr" and "lokr_t2" not in t:
+        if isinstance(base, torch.nn.Linear) and self.kind == "lokr" and "lokr_t2" not in t and self.rows is None:
             # kron(w1, w2) @ x without kron: x as (b, d) blocks, then w1 · X · w2ᵀ (w1: a×b, w2: c×d).
             w1 = t["lokr_w1"] if "lokr_w1" in t else t["lokr_w1_a"] @ t["lokr_w1_b"]
             h = x.reshape(*x.shape[:-1], w1.shape[1], -1)
             h = h @ t["lokr_w2"].T if "lokr_w2" in t else (h @ t["lokr_w2_b"].T) @ t["lokr_w2_a"].T
             h = torch.matmul(w1, h)
             return h.reshape(*x.shape[:-1], -1) * scale
-        return self._op(x, delta_weight(t, self.kind, base.weight.shape) * scale, None)
+        return self._op(x, self._delta_weight(t) * scale, None)
 
 
 def _padded(tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -147,6 +167,9 @@ class LycorisSlot:
         self.rank = rank
         self.layers: list[DeltaLayer] = []
         self._originals: list[tuple[torch.nn.Module, str, torch.nn.Module]] = []
+        self._owners: dict[str, int] = {}  # file module key -> index of the layer whose buffers its entry fills
+        self.rows = dict(read.rows)
+        shared: dict[str, dict[str, torch.Tensor]] = {}
         try:
             for name in self.names:
                 spec = read.specs[name]
@@ -156,9 +179,14 @@ class LycorisSlot:
                 parent = root.get_submodule(parent_name) if parent_name else root
                 original = getattr(parent, child)
                 w = original.weight
-                slots = {n: torch.zeros(_slot_shape(spec, n, t.shape, rank), device=w.device, dtype=w.dtype)
-                         for n, t in spec.tensors.items()}  # fmt: skip
-                layer = DeltaLayer(original, spec.kind, slots, peft_dora=spec.dora and spec.dora_style == "peft")
+                slots = shared.get(spec.key)  # the parts of a fused module share one set of factors
+                if slots is None:
+                    slots = {n: torch.zeros(_slot_shape(spec, n, t.shape, rank), device=w.device, dtype=w.dtype)
+                             for n, t in spec.tensors.items()}  # fmt: skip
+                    shared[spec.key] = slots
+                    self._owners[spec.key] = len(self.layers)
+                layer = DeltaLayer(original, spec.kind, slots, peft_dora=spec.dora and spec.dora_style == "peft",
+                                   rows=read.rows.get(name), full_shape=delta_shape(spec))  # fmt: skip
                 setattr(parent, child, layer)
                 self._originals.append((parent, child, original))
                 self.layers.append(layer)
@@ -174,6 +202,7 @@ class LycorisSlot:
         """Whether ``read`` can be written into these layers (same modules and layouts, rank within the slot)."""
         return (
             sorted(read.specs) == self.names
+            and read.rows == self.rows
             and read.rank <= self.rank
             and all(_layout(read.specs[n]) == self.layouts[n] for n in self.names)
         )
@@ -181,7 +210,9 @@ class LycorisSlot:
     def entry(self, read: LycorisRead) -> SlotEntry:
         """The copy that writes ``read`` into the layers (padded to the slot's ranks), with its scales."""
         src, targets = [], []
-        for name, layer in zip(self.names, self.layers, strict=True):
+        for i, (name, layer) in enumerate(zip(self.names, self.layers, strict=True)):
+            if self._owners.get(read.specs[name].key) != i:
+                continue  # another part of the same fused module fills the shared buffers
             live = layer.factors()
             for n, t in read.tensors(name).items():
                 target = live[n]
