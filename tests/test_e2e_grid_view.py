@@ -225,3 +225,28 @@ def test_wheel_scrolls_ctrl_wheel_zooms_and_the_view_comes_back_after_a_reload(s
     _fits(page, 1920)
     page.close()
     assert not errors, errors
+
+
+def test_a_typed_checkpoint_file_opens_with_its_column_in_view(served, browser, shots):
+    """Cells wider than the window: a link to (or a typed path of) epoch 28's file scrolls its column into view."""
+    url, run, log = served
+    errors: list[str] = []
+    page = _open(browser, url, 1280, 800, log, errors)
+    page.get_by_label("cell size").fill("200")
+    _saved_view(run, lambda v: v["cell"] == 200)
+    page.goto(f"{url}/?run={run / 'dreamy-000028.safetensors'}")
+    _wait_grid(page, log)
+    page.wait_for_function("window.__zbenchGrid.scroll.scrollLeft > 0", timeout=10_000)
+    where = _grid(
+        page,
+        """(() => {
+          const box = z.scroll.getBoundingClientRect(), c = z.data.focus, el = z.labels[c].getBoundingClientRect();
+          return {focus: c, name: z.data.columns[c].checkpoint, left: el.left >= box.left, right: el.right <= box.right};
+        })()""",
+    )
+    assert where == {"focus": 28, "name": "dreamy-000028.safetensors", "left": True, "right": True}, where
+    page.screenshot(path=str(shots / "grid-view-focused.png"))
+    page.get_by_role("button", name="fit", exact=True).click()  # the module's other tests start from "fit"
+    _saved_view(run, lambda v: v["cell"] == "fit")
+    page.close()
+    assert not errors, errors

@@ -407,6 +407,23 @@ def test_text_encoder_parts_re_encode_prompts_only_when_they_differ(tmp_path, fr
     swapper.activate(cks[0], scale=0.5)  # a new strength changes the encoder's output: encoded again
     render_image(base, PROMPT, SEED, SETTINGS)
     assert len(encodes) == 3
+    # diffusers' spelling of the same file (text_encoder.<dotted>, transformer.<dotted>) renders the same.
+    dotted = {f"text_encoder.{n}": n for n, _ in base.pipe.text_encoder.named_modules()}
+    dotted |= {f"transformer.{n}": n for n, _ in base.pipe.transformer.named_modules()}
+    spelled = {k.replace("_", "."): k for k in dotted}  # "text.encoder.layers.0..." -> its real name
+    renamed = {}
+    for key, value in load_file(str(cks[0].path)).items():
+        module, _, tensor = key.partition(".")  # kohya's module names hold no dots
+        component = "text_encoder." if module.startswith("lora_te_") else "transformer."
+        bare = module.removeprefix("lora_te_").removeprefix("lora_unet_")
+        renamed[f"{spelled[(component + bare).replace('_', '.')]}.{tensor}"] = value
+    diffusers = tmp_path / "diffusers" / "te_10.safetensors"
+    diffusers.parent.mkdir()
+    save_file(renamed, str(diffusers))
+    (ck,) = scan_run(diffusers.parent)
+    assert ck.parts == ("denoiser", "text_encoder"), ck.parts
+    swapper.activate(ck)
+    assert np.abs(pixels(render_image(base, PROMPT, SEED, SETTINGS)) - expected["te_10.safetensors"]).max() <= 1
 
 
 SDXL = RenderSettings(steps=2, guidance=5.0, width=64, height=64)

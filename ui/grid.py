@@ -50,6 +50,11 @@ def rerun_part() -> None:
         st.rerun()
 
 
+def focus_column(data: dict, name: str | None) -> int | None:
+    """The grid column of checkpoint ``name`` (the one a typed file path named), or None."""
+    return next((i for i, c in enumerate(data["columns"]) if name is not None and c["checkpoint"] == name), None)
+
+
 def target_rank(run: list[zbench.Checkpoint]) -> int:
     """The largest rank of the run's usable checkpoints: adapter layers are injected once at it."""
     return max([c.rank or 0 for c in run if c.error is None] or [0])
@@ -82,6 +87,7 @@ def grid_section(opened: OpenRun, plan: GridPlan, cache_only: bool) -> list[zben
         data = grid_data(results, plan, ratings=ratings, release=release, zooms=zooms, signals=strip)
         data["applied"] = list(st.session_state.get(APPLIED, []))
         data["view"] = _state(opened).get("view")  # cell size, transpose, zoom: where the user left this run
+        data["focus"] = focus_column(data, opened.focus)  # a typed checkpoint file: its column scrolled into view
         with slot:
             if final:  # the interactive grid; its events are applied before the next rerun
                 return show_grid(data, key=GRID_KEY, on_event=functools.partial(handle_grid_event, opened))

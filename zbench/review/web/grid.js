@@ -201,6 +201,21 @@ function zbRefresh(z) {
   if (z.cell !== "fit") zbSize(z, z.cell);
   zbApply(z);
   if (z.open) zbOpen(z, z.open.r, z.open.c);
+  zbFocus(z);
+}
+
+// A checkpoint the user named (a typed file path): its column scrolled to the middle of the grid, once per name.
+function zbFocus(z) {
+  const c = z.data.focus;
+  const key = c === null || c === undefined ? null : JSON.stringify([c, z.data.columns[c] && z.data.columns[c].name]);
+  if (key === null || key === z.focused || !z.labels[c]) return;
+  z.focused = key;
+  requestAnimationFrame(() => {
+    const el = z.labels[c].getBoundingClientRect();
+    const box = z.scroll.getBoundingClientRect();
+    z.scroll.scrollLeft += el.left + el.width / 2 - (box.left + box.width / 2);
+    z.scroll.scrollTop += el.top + el.height / 2 - (box.top + box.height / 2);
+  });
 }
 
 function zbMode(z) {
