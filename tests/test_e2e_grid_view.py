@@ -107,12 +107,16 @@ def test_fit_shows_every_column_at_1280_and_1920_and_refits_on_resize(served, br
     url, _, log = served
     errors: list[str] = []
     page = _open(browser, url, 1280, 800, log, errors)
-    # 31 columns of >= 40 px need the whole 1280 px: the sidebar goes (its « button), the grid refits.
+    # 31 columns of >= 40 px need the whole 1280 px: with the sidebar open the grid says so; it goes (its «
+    # button), the grid refits and the note goes.
+    note = _grid(page, "z.fitNote.textContent")
+    assert re.match(r"\d+ of 31 columns in view at the smallest cells \(\d+ px\): .*close the sidebar", note), note
     page.get_by_test_id("stSidebar").hover()
     page.get_by_role("button", name="Collapse sidebar").click()
     page.wait_for_function("window.__zbenchGrid.size >= 40", timeout=10_000)
     page.wait_for_timeout(500)  # the sidebar's animation ends
     narrow = _fits(page, 1280)
+    assert _grid(page, "z.fitNote.textContent") == ""
     page.screenshot(path=str(shots / "grid-view-1280.png"))
     # The headers: epoch and step in full in a 40 px column, the file name and hash on hover.
     heads = _grid(
@@ -241,7 +245,8 @@ def test_a_typed_checkpoint_file_opens_with_its_column_in_view(served, browser, 
         page,
         """(() => {
           const box = z.scroll.getBoundingClientRect(), c = z.data.focus, el = z.labels[c].getBoundingClientRect();
-          return {focus: c, name: z.data.columns[c].checkpoint, left: el.left >= box.left, right: el.right <= box.right};
+          const name = z.data.columns[c].checkpoint;
+          return {focus: c, name, left: el.left >= box.left, right: el.right <= box.right};
         })()""",
     )
     assert where == {"focus": 28, "name": "dreamy-000028.safetensors", "left": True, "right": True}, where

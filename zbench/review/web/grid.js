@@ -91,6 +91,7 @@ function zbSetup(root, bleed) {
   z.controls.append(sizeLabel, flipLabel, reset, z.boxButton);
   z.hint = zbEl("div", "zb-hint");
   z.legend = zbEl("div", "zb-hint zb-siglegend");
+  z.fitNote = zbEl("div", "zb-hint zb-fitnote"); // when "fit" cannot show every column: what would
   z.scroll = zbEl("div", "zb-scroll");
   // A modal <dialog>: the browser's top layer, above the page whatever its layout (Streamlit's included).
   z.box = zbEl("dialog", "zb-lightbox");
@@ -99,7 +100,7 @@ function zbSetup(root, bleed) {
   z.stars = zbEl("div", "zb-rate");
   z.message = zbEl("div", "zb-message");
   z.box.append(z.big, z.caption, z.stars, z.message);
-  root.append(z.head, z.controls, z.hint, z.legend, z.scroll, z.box);
+  root.append(z.head, z.controls, z.hint, z.legend, z.fitNote, z.scroll, z.box);
 
   z.sizeInput.addEventListener("input", () => {
     z.cell = Number(z.sizeInput.value);
@@ -266,7 +267,10 @@ function zbFit(z, force) {
     z.scroll.style.marginLeft = -left + "px";
     z.scroll.style.marginRight = -right + "px";
   }
-  if (z.cell !== "fit") return;
+  if (z.cell !== "fit") {
+    z.fitNote.textContent = "";
+    return;
+  }
   const width = z.scroll.clientWidth || z.root.clientWidth || window.innerWidth;
   // A page scrollbar that comes and goes with the grid's height would refit back and forth: just after a
   // shrink, a growth by no more than a scrollbar's width is ignored.
@@ -290,6 +294,12 @@ function zbFit(z, force) {
   }
   const tall = Math.floor((window.innerHeight * 0.78 - 150) / a); // one row of cells visible at once
   const fit = Math.floor((width - fixed) / Math.max(units, 1));
+  // Below the smallest cell that still shows a picture, say how many columns are in view and what shows all.
+  const shown = Math.floor((width - fixed) / ZB_FIT_MIN);
+  z.fitNote.textContent = !z.transpose && fit < ZB_FIT_MIN && shown < units
+    ? `${shown} of ${units} columns in view at the smallest cells (${ZB_FIT_MIN} px): scroll sideways, close the ` +
+      "sidebar («) for a wider grid, or show checkpoints as rows"
+    : "";
   zbSize(z, Math.max(ZB_FIT_MIN, Math.min(ZB_MAX, fit, Math.max(tall, ZB_FIT_MIN))));
 }
 
