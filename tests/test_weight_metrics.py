@@ -139,8 +139,9 @@ def test_refuses_files_that_are_not_plain_lora(tmp_path):
     path = tmp_path / "lokr.safetensors"
     from safetensors.torch import save_file
 
-    save_file({"diffusion_model.layers.0.attention.to_q.lokr_w1": torch.ones(2, 2)}, str(path))
-    with pytest.raises(ValueError, match="not a plain LoRA"):
+    save_file({"diffusion_model.layers.0.attention.to_q.dora_scale": torch.ones(2, 1),
+               "diffusion_model.layers.0.attention.to_q.lora_A.weight": torch.ones(2, 2)}, str(path))  # fmt: skip
+    with pytest.raises(ValueError, match="DoRA"):
         lora_delta_norm(path)
     save_file({"layers.0.attention.to_q.lora_A.weight": torch.ones(2, 4)}, str(path))
     with pytest.raises(ValueError, match="only one of its two"):
@@ -192,3 +193,46 @@ def test_run_metrics_read_each_file_once_and_match_direct_calls(tmp_path, make_l
         assert metrics[ck.name]["delta_norm"] == pytest.approx(lora_delta_norm(ck.path))
         assert metrics[ck.name]["weight_change"] == pytest.approx(lora_weight_change(prev.path, ck.path))
     assert metrics[run[0].name]["weight_change"] is None
+
+
+def _lycoris(kind: str, seed: int, *, whole: bool, conv: bool = False) -> dict[str, torch.Tensor]:
+    """LoKr / LoHa tensors for two modules (a Linear 12x8 and, with ``conv``, a 3x3 conv 4->6), seeded."""
+    gen = torch.Generator().manual_seed(seed)
+    r = lambda *shape: torch.randn(*shape, generator=gen)  # noqa: E731
+    out = {}
+    for name, (o, i, k) in {
+        "lycoris_layers_0_x": (12, 8, 1),
+        **({"lycoris_layers_0_c": (6, 4, 3)} if conv else {}),
+    }.items():
+        if kind == "lokr":
+            out[f"{name}.lokr_w1"] = r(2, 2)
+            if whole:
+                out[f"{name}.lokr_w2"] = r(o // 2, i // 2, k, k) if k > 1 else r(o // 2, i // 2)
+            else:
+                out[f"{name}.lokr_w2_a"], out[f"{name}.lokr_w2_b"] = r(o // 2, 2), r(2, i // 2 * k * k)
+        else:
+            for h in ("1", "2"):
+                out[f"{name}.hada_w{h}_a"], out[f"{name}.hada_w{h}_b"] = r(o, 3), r(3, i * k * k)
+        out[f"{name}.alpha"] = torch.tensor(1.0)
+    return out
+
+
+@pytest.mark.parametrize(("kind", "whole"), [("lokr", True), ("lokr", False), ("loha", False)])
+def test_lokr_and_loha_norms_and_changes_match_their_dense_weights(tmp_path, kind, whole):
+    """Kronecker and Hadamard identities give what forming ΔW (as zbench applies it, in float32) gives."""
+    from safetensors.torch import save_file
+
+    from zbench.engine.lycoris import delta_shape, delta_weight, group_modules
+
+    def dense_of(state):
+        groups, _ = group_modules(state)
+        return {k: delta_weight(s.tensors, s.kind, delta_shape(s)).double().reshape(delta_shape(s)[0], -1) * s.scale
+                for k, s in groups.items()}  # fmt: skip
+
+    a, b = _lycoris(kind, 1, whole=whole, conv=True), _lycoris(kind, 2, whole=whole, conv=True)
+    pa, pb = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    save_file(a, str(pa))
+    save_file(b, str(pb))
+    assert lora_delta_norm(pa) == pytest.approx(dense_norm(dense_of(a)), rel=1e-6)
+    assert lora_weight_change(pa, pb) == pytest.approx(dense_change(dense_of(a), dense_of(b)), rel=1e-6)
+    assert lora_weight_change(pa, pa) == pytest.approx(0.0, abs=1e-9)

@@ -1,13 +1,17 @@
 """Measures over a run: distance between renders, and how far and how fast its LoRA weights move.
 
 Image distance is an ordinary function on PIL images. Weight measures (delta norm, change
-between checkpoints) read the LoRA factors from the safetensors file and never form B @ A.
+between checkpoints) read the adapter's factors from the safetensors file and never form ΔW:
+a LoRA is B @ A; a LoHa (A1 B1) ⊙ (A2 B2) is the same as a LoRA of rank r1·r2 (row-wise and
+column-wise Kronecker products of its factors); a LoKr kron(W1, W2) has ||kron||_F = ||W1||_F·||W2||_F
+and <kron(W1, W2), kron(V1, V2)>_F = <W1, V1>_F·<W2, V2>_F.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +22,7 @@ from safetensors.torch import load_file
 from ..engine import jsonio
 from ..engine.header import read_header
 from ..engine.keys import DOWN_WEIGHT, UP_WEIGHT, module_of
+from ..engine.lycoris import adapter_kind, group_modules
 
 __all__ = ["image_distance", "lora_delta_norm", "lora_factors", "lora_weight_change"]
 
@@ -34,10 +39,21 @@ def image_distance(a: Image.Image, b: Image.Image) -> float:
 #   ||B A||²_F = trace((A Aᵀ)(Bᵀ B)),   <B1 A1, B2 A2>_F = trace((B1ᵀ B2)(A2 A1ᵀ)),
 # so a 3840×10240 module costs two r×r Gram matrices instead of a 39 M-entry product.
 
-_NOT_LORA = re.compile(r"\.(lokr_|hada_|lora_mid|dora_scale|lora_magnitude_vector)")
+_NOT_LORA = re.compile(r"\.(lora_mid|dora_scale|lora_magnitude_vector|lokr_t2|hada_t[12])")
 _COMPONENT = re.compile(r"^(transformer|unet|base_model\.model|diffusion_model)\.")
 
-LoraFactors = dict[str, tuple[torch.Tensor, torch.Tensor, float]]
+
+@dataclass(frozen=True)
+class Kron:
+    """A LoKr module's ΔW = scale · kron(w1, w2), w2 whole or as the low-rank pair (w2_a, w2_b)."""
+
+    w1: torch.Tensor
+    w2: torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+    scale: float
+
+
+# Per module: (A, B, scale) for ΔW = scale · B @ A (LoRA, and LoHa as its rank r1·r2 equivalent), or a Kron.
+LoraFactors = dict[str, "tuple[torch.Tensor, torch.Tensor, float] | Kron"]
 
 
 def _adapter_config(meta: dict[str, str]) -> dict:
@@ -90,9 +106,11 @@ def lora_factors(path: str | Path) -> LoraFactors:
     odd = next((k for k in tensors if _NOT_LORA.search(k)), None)
     if odd is not None:
         raise ValueError(
-            f"{path.name} is not a plain LoRA (key {odd!r}): its change is not scale · B @ A, so zbench "
-            "cannot measure its weights. Export the run as plain LoRA to get weight metrics."
+            f"{path.name} is a DoRA, Tucker or LoCon-mid adapter (key {odd!r}): its change depends on the base "
+            "weights or a conv core, so zbench does not measure its weights."
         )
+    if adapter_kind(tensors) in ("lokr", "loha"):
+        return _lycoris_factors(path, tensors)
     downs, ups, alphas, dotted = {}, {}, {}, {}
     for key, tensor in tensors.items():
         module = module_of(key)
@@ -133,6 +151,78 @@ def lora_factors(path: str | Path) -> LoraFactors:
     return out
 
 
+def _lycoris_factors(path: Path, tensors: dict[str, torch.Tensor]) -> LoraFactors:
+    """LoKr modules as :class:`Kron`, LoHa modules as their rank r1·r2 LoRA equivalent; scales as the library's."""
+    groups, other = group_modules(tensors)
+    if other:
+        raise ValueError(f"{path.name} mixes LyCORIS modules with other tensors (e.g. {other[0]!r})")
+    out: LoraFactors = {}
+    for key, spec in groups.items():
+        module = module_of(f"{key}.alpha")
+        t = {n: v.reshape(v.shape[0], -1) for n, v in spec.tensors.items()}  # conv halves as matrices
+        if spec.kind == "loha":
+            a1, b1, a2, b2 = t["hada_w1_a"], t["hada_w1_b"], t["hada_w2_a"], t["hada_w2_b"]
+            down = (b1[:, None, :] * b2[None, :, :]).reshape(-1, b1.shape[1])  # column-wise Kronecker
+            up = (a1[:, :, None] * a2[:, None, :]).reshape(a1.shape[0], -1)  # row-wise Kronecker
+            out[module] = (down, up, spec.scale)
+        elif spec.kind == "lokr":
+            w1 = t["lokr_w1"] if "lokr_w1" in t else t["lokr_w1_a"] @ t["lokr_w1_b"]
+            w2 = spec.tensors["lokr_w2"].reshape(spec.tensors["lokr_w2"].shape[0], -1) if "lokr_w2" in t else (
+                t["lokr_w2_b"], t["lokr_w2_a"])  # fmt: skip
+            out[module] = Kron(w1, w2, spec.scale)
+    return out
+
+
+def _gram_sq(w: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> float:
+    """||W||²_F for a whole matrix or a (A, B) pair meaning B @ A."""
+    return _frobenius_sq(*w) if isinstance(w, tuple) else float(w.double().pow(2).sum())
+
+
+def _pair_inner(x, y) -> float:
+    """<X, Y>_F for whole matrices or (A, B) pairs (B @ A), in float64."""
+    if isinstance(x, tuple) and isinstance(y, tuple):
+        return _inner(*x, *y)
+    full = [(v[1].double() @ v[0].double()) if isinstance(v, tuple) else v.double() for v in (x, y)]
+    return float((full[0] * full[1]).sum())
+
+
+def _sq(f) -> float:
+    """||ΔW||²_F of one module's factors, without its scale."""
+    if isinstance(f, Kron):
+        return float(f.w1.double().pow(2).sum()) * _gram_sq(f.w2)
+    return _frobenius_sq(f[0], f[1])
+
+
+def _module_inner(f, g) -> float:
+    """<ΔW_f, ΔW_g>_F without scales: LoRA·LoRA by Gram matrices, LoKr·LoKr of one layout by the Kronecker
+    identity, anything else (a run that changed algorithm) by forming both."""
+    if isinstance(f, Kron) and isinstance(g, Kron) and f.w1.shape == g.w1.shape:
+        return float((f.w1.double() * g.w1.double()).sum()) * _pair_inner(f.w2, g.w2)
+    if not isinstance(f, Kron) and not isinstance(g, Kron):
+        return _inner(f[0], f[1], g[0], g[1])
+    full = [_dense(v) for v in (f, g)]
+    return float((full[0] * full[1]).sum())
+
+
+def _dense(f) -> torch.Tensor:
+    if isinstance(f, Kron):
+        w2 = f.w2[1].double() @ f.w2[0].double() if isinstance(f.w2, tuple) else f.w2.double()
+        return torch.kron(f.w1.double(), w2)
+    return f[1].double() @ f[0].double()
+
+
+def _shape(f) -> tuple[int, int]:
+    """ΔW's (out, in) of one module's factors."""
+    if isinstance(f, Kron):
+        w2 = (f.w2[1].shape[0], f.w2[0].shape[1]) if isinstance(f.w2, tuple) else tuple(f.w2.shape)
+        return f.w1.shape[0] * w2[0], f.w1.shape[1] * w2[1]
+    return f[1].shape[0], f[0].shape[1]
+
+
+def _scale(f) -> float:
+    return f.scale if isinstance(f, Kron) else f[2]
+
+
 def _frobenius_sq(a: torch.Tensor, b: torch.Tensor) -> float:
     """||B @ A||²_F from r×r Gram matrices, in float64."""
     a, b = a.double(), b.double()
@@ -165,7 +255,7 @@ def lora_delta_norm(path: str | Path | LoraFactors) -> float:
     Raises:
         HeaderError, ValueError: as :func:`lora_factors`.
     """
-    total = sum(scale * scale * _frobenius_sq(a, b) for a, b, scale in _read(path)[0].values())
+    total = sum(_scale(f) ** 2 * _sq(f) for f in _read(path)[0].values())
     return math.sqrt(max(total, 0.0))
 
 
@@ -192,15 +282,17 @@ def lora_weight_change(path_a: str | Path | LoraFactors, path_b: str | Path | Lo
     total = 0.0
     for module in sorted(fa.keys() | fb.keys()):
         if module not in fb or module not in fa:
-            a, b, s = fa.get(module) or fb[module]
-            total += s * s * _frobenius_sq(a, b)
+            f = fa.get(module) or fb[module]
+            total += _scale(f) ** 2 * _sq(f)
             continue
-        (a1, b1, s1), (a2, b2, s2) = fa[module], fb[module]
-        if (b1.shape[0], a1.shape[1]) != (b2.shape[0], a2.shape[1]):
+        f, g = fa[module], fb[module]
+        if _shape(f) != _shape(g):
+            (o1, i1), (o2, i2) = _shape(f), _shape(g)
             raise ValueError(
-                f"module {module!r} is {b1.shape[0]}×{a1.shape[1]} in {name_a} but "
-                f"{b2.shape[0]}×{a2.shape[1]} in {name_b}: the files adapt different base models."
+                f"module {module!r} is {o1}×{i1} in {name_a} but {o2}×{i2} in {name_b}: the files adapt different "
+                "base models."
             )
-        sq = s1 * s1 * _frobenius_sq(a1, b1) + s2 * s2 * _frobenius_sq(a2, b2) - 2 * s1 * s2 * _inner(a1, b1, a2, b2)
+        s1, s2 = _scale(f), _scale(g)
+        sq = s1 * s1 * _sq(f) + s2 * s2 * _sq(g) - 2 * s1 * s2 * _module_inner(f, g)
         total += max(sq, 0.0)  # rounding can leave a tiny negative for (near-)identical modules
     return math.sqrt(total)
