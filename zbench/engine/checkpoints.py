@@ -17,7 +17,8 @@ from . import jsonio
 from .alphas import alpha_problem, configured_alpha
 from .header import HeaderError, read_header, read_scalars
 from .keys import DOWN_WEIGHT, detect_arch, detect_format, detect_trainer, family_name, module_of
-from .lycoris import adapter_kind, header_summary, text_parts
+from .lycoris import adapter_kind, header_summary
+from .module_names import text_parts
 from .names import parse_name, sort_run
 
 __all__ = ["Checkpoint", "describe", "file_hash", "scan_run"]

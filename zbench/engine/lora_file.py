@@ -25,8 +25,6 @@ from .header import HeaderError, read_header
 from .keys import DOWN_WEIGHT, UP_WEIGHT, family_name, module_of
 from .lycoris import (
     KIND_NAMES,
-    SGM_BLOCKS,
-    TEXT_ENCODER,
     LycorisRead,
     adapter_kind,
     check_alpha,
@@ -34,9 +32,8 @@ from .lycoris import (
     group_modules,
     magnitude_problem,
     peft_scales,
-    resolve_modules,
-    sgm_to_diffusers,
 )
+from .module_names import SGM_BLOCKS, TEXT_ENCODER, resolve_modules, sgm_to_diffusers
 from .pipeline import Base
 
 __all__ = ["LoraError", "LoraRead", "read_lora", "read_lycoris"]

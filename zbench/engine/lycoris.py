@@ -1,4 +1,5 @@
-"""LyCORIS adapters (LoKr and LoHa) read for the loaded base: grouped per module, checked, their scale fixed.
+"""Adapters zbench applies with its own layers, grouped per module, checked, their scale fixed: LyCORIS LoKr and
+LoHa, DoRA (a LoRA, LoKr or LoHa with magnitudes), and LoRAs with text-encoder parts.
 
 The LyCORIS library (and kohya sd-scripts, SimpleTuner and ai-toolkit through it or a copy of it) saves one
 group of tensors per adapted module, named ``<prefix><module>.<tensor>``:
@@ -11,9 +12,9 @@ group of tensors per adapted module, named ``<prefix><module>.<tensor>``:
 
 The scale is the library's, applied once, as its modules' forward, ComfyUI and A1111 apply it:
 ``alpha / dim`` with dim the rank (alpha = dim when absent or 0), and 1 for a LoKr whose two halves are both
-stored whole (the library ignores alpha then). Prefixes: ``lycoris_`` (the library's own wrapper, SimpleTuner),
-``lora_unet_``/``lora_transformer_`` (kohya-style), ``diffusion_model.``, ``transformer.``, ``unet.``,
-``base_model.model.`` (PEFT) or none; module names dotted or with dots as underscores.
+stored whole (the library ignores alpha then). PEFT folders scale by their config (``peft_scales``). DoRA
+rescales each row of W + ΔW to its magnitude (``lycoris_layers.DeltaLayer``). Where a key's module lives in the
+pipeline: ``module_names.py`` and ``flux_names.py``.
 """
 
 from __future__ import annotations
@@ -48,28 +49,6 @@ _TENSOR = re.compile(
     + "|".join((*LOKR_TENSORS, *LOHA_TENSORS, *_EXTRA, *(re.escape(k) for k in LORA_TENSORS)))
     + r")(\.default)?$"
 )
-# Prefixes as the trainers write them, longest first; what is left names a module of the denoiser.
-PREFIXES = ("base_model.model.", "diffusion_model.", "transformer.", "unet.", "lycoris_", "lora_unet_",
-            "lora_transformer_")  # fmt: skip
-# Text-encoder keys as trainers write them: kohya lora_te_/lora_te1_/lora_te2_, diffusers text_encoder(_2).
-TEXT_ENCODER = re.compile(r"^(lora_te\d?_|lycoris_te\d?_|text_encoder(_\d)?\.|te\d?\.)")
-# Each text-encoder prefix and the pipeline component it adapts (kohya numbers SDXL's encoders from 1).
-TEXT_PREFIXES = (("lora_te1_", "text_encoder"), ("lora_te2_", "text_encoder_2"), ("lora_te_", "text_encoder"),
-                 ("text_encoder_2.", "text_encoder_2"), ("text_encoder.", "text_encoder"))  # fmt: skip
-
-
-def text_parts(keys) -> tuple[str, ...]:
-    """What a file's keys adapt: ("denoiser",), plus "text_encoder"/"text_encoder_2" for text-encoder keys."""
-    found = set()
-    for key in keys:
-        for p, component in TEXT_PREFIXES:
-            if key.startswith(p):
-                found.add(component)
-                break
-        else:
-            if not key.startswith("lora_te"):  # kohya-style names are all caught above
-                found.add("denoiser")
-    return tuple(sorted(found, key=("denoiser", "text_encoder", "text_encoder_2").index)) or ("denoiser",)
 
 
 def adapter_kind(keys) -> str | None:
@@ -388,78 +367,3 @@ def peft_scales(config: dict, specs: dict[str, ModuleSpec]) -> None:
         if not all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in (r_m, a_m)):
             raise ValueError(f"adapter_config.json gives module {name!r} r={r_m!r}, alpha={a_m!r}; both must be > 0")
         spec.peft_scale = a_m / (r_m**0.5 if lora and config.get("use_rslora") else r_m)
-
-
-SGM_BLOCKS = ("input_blocks", "middle_block", "output_blocks")
-# kohya's SDXL UNet (Stability's "SGM" layout) names inside a block → diffusers' names, as diffusers converts them.
-_SGM_NAMES = (
-    ("_in_layers_2", "_conv1"), ("_out_layers_3", "_conv2"), ("_emb_layers_1", "_time_emb_proj"),
-    ("_skip_connection", "_conv_shortcut"), ("_downsamplers_0_op", "_downsamplers_0_conv"),
-    ("input_blocks", "down_blocks"), ("middle_block", "mid_block"), ("output_blocks", "up_blocks"),
-)  # fmt: skip
-_SGM_TOP = {"input_blocks_0_0": "conv_in", "out_2": "conv_out", "time_embed_0": "time_embedding_linear_1",
-            "time_embed_2": "time_embedding_linear_2", "label_emb_0_0": "add_embedding_linear_1",
-            "label_emb_0_2": "add_embedding_linear_2"}  # fmt: skip
-
-
-def sgm_to_diffusers(groups: dict[str, ModuleSpec], unet_config) -> dict[str, ModuleSpec]:
-    """kohya's SDXL module keys (``lora_unet_input_blocks_4_1_...``: it trains SDXL on its own SGM UNet) renamed to
-    diffusers' UNet (``lora_unet_down_blocks_1_attentions_0_...``), with diffusers' own block arithmetic; other keys
-    unchanged. Used only when a key has SGM block names."""
-    from diffusers.loaders.lora_conversion_utils import _maybe_map_sgm_blocks_to_diffusers
-
-    unet, blocks, out = "lora_unet_", {}, {}
-    for key, spec in groups.items():
-        bare = key.removeprefix(unet)
-        if key.startswith(unet) and bare in _SGM_TOP:
-            out[unet + _SGM_TOP[bare]] = spec
-        elif key.startswith(unet) and bare.startswith(SGM_BLOCKS):
-            blocks[key] = spec
-        else:
-            out[key] = spec
-    for key, spec in _maybe_map_sgm_blocks_to_diffusers(blocks, unet_config).items():
-        for old, new in _SGM_NAMES:
-            key = key.replace(old, new)
-        out[key] = spec
-    return out
-
-
-def resolve_modules(
-    groups: dict[str, ModuleSpec], components: dict[str, set[str]], denoiser: str
-) -> tuple[dict[str, ModuleSpec], list[str], list[tuple[str, str]]]:
-    """Map the file's module keys onto the pipeline's modules, "<component>.<dotted module name>".
-
-    Args:
-        components: the module names of each pipeline component ("transformer", "text_encoder"...).
-        denoiser: the component keys without a text-encoder prefix adapt.
-
-    Returns:
-        The specs by "<component>.<module>", the file's keys that name no module of their component, and
-        (component, key) for keys of a text encoder the pipeline does not have.
-    """
-    underscored = {c: {} for c in components}
-    for c, names in components.items():
-        for n in names:
-            underscored[c].setdefault(n.replace(".", "_"), n)
-    out, unknown, absent = {}, [], []
-    for key, spec in groups.items():
-        component, bare = denoiser, key
-        for p, c in TEXT_PREFIXES:
-            if bare.startswith(p):
-                component, bare = c, bare[len(p) :]
-                break
-        else:
-            for p in PREFIXES:
-                if bare.startswith(p):
-                    bare = bare[len(p) :]
-                    break
-        if component not in components:
-            absent.append((component, key))
-            continue
-        names = components[component]
-        name = bare if bare in names else underscored[component].get(bare.replace(".", "_"))
-        if name is None:
-            unknown.append(key)
-        else:
-            out[f"{component}.{name}"] = spec
-    return out, unknown, absent
