@@ -18,8 +18,9 @@ from PIL import Image, ImageDraw
 
 from zbench import Cell, CellResult, DecisionStore, RenderSettings, Row, SheetInfo, ZoomBox, ZoomSpec
 from zbench.engine.checkpoints import Checkpoint, file_hash
-from zbench.review.drawing import ELLIPSIS, RELEASE, STAR, wrap_measured
+from zbench.review.drawing import ELLIPSIS, wrap_measured
 from zbench.review.export import export_decision, export_sheet
+from zbench.review.marks import RELEASE, STAR
 from zbench.review.pdf import _pages, _share_out, sheet_pdf
 from zbench.review.share import compose_share, share_title
 from zbench.review.signals import DIVERSITY, DRIFT, SignalReport, Signals

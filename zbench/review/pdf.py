@@ -24,23 +24,9 @@ from fpdf import FPDF
 from PIL import Image
 
 from ..engine.plan import CellResult, Row
-from .drawing import (
-    ELLIPSIS,
-    RELEASE,
-    SHORTLIST,
-    STAR,
-    STAR_OFF,
-    Marks,
-    column_marks,
-    column_text,
-    fit_measured,
-    max_chars,
-    one_line,
-    star_points,
-    unicode_font_file,
-    wrap_measured,
-)
+from .drawing import ELLIPSIS, column_text, fit_measured, max_chars, one_line, unicode_font_file, wrap_measured
 from .gridcells import GridCells
+from .marks import RELEASE, SHORTLIST, STAR, STAR_OFF, Marks, column_marks, star_points
 from .share import header_lines, share_title
 from .zoom import ZoomSpec
 

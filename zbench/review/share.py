@@ -29,22 +29,17 @@ from .drawing import (
     FG,
     MUTED,
     PAD,
-    RELEASE,
-    Marks,
-    column_marks,
     column_text,
-    draw_marks,
     draw_text,
     fit,
     fit_label,
-    mark_rows,
-    marks_height,
     one_line,
     text_font,
     text_width,
     wrap,
 )
 from .gridcells import BAND_COLUMNS, GridCells
+from .marks import RELEASE, Marks, column_marks, draw_marks, mark_rows, marks_height
 from .zoom import ZoomSpec
 
 __all__ = [

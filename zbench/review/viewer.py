@@ -18,8 +18,9 @@ from pathlib import Path
 
 from ..engine import jsonio
 from ..engine.plan import CellResult, Row
-from .drawing import column_marks, column_text, one_line
+from .drawing import column_text, one_line
 from .gridcells import GridCells
+from .marks import column_marks
 from .share import header_lines, release_line, share_title
 from .signals import BASE, SignalReport
 from .zoom import ZoomSpec
