@@ -586,3 +586,26 @@ def test_kohya_flux_names_split_fused_modules_exactly(tmp_path, algo):
     assert (got - plain).abs().max() > 1e-2
     swapper.activate(None)
     torch.testing.assert_close(_flux_call(live), plain, rtol=0, atol=0)
+
+
+def test_whole_lokr_ignores_its_alpha_even_when_it_overflowed(lyco_run, fresh_base, tmp_path):
+    """ai-toolkit's full-rank LoKr saves alpha 9999999999 (inf once cast to fp16); with both halves whole the
+    library ignores alpha, and so does zbench: the file scans clean and renders as with any alpha."""
+    source = scan_run(lyco_run)[0]  # "lokr-whole": most modules have both halves whole
+    expected = reference(fresh_base, source.path)
+
+    def overflow(sd, value):
+        for key in [k for k in sd if k.endswith(".alpha")]:
+            module = key.removesuffix(".alpha")
+            if f"{module}.lokr_w1" in sd and f"{module}.lokr_w2" in sd:
+                sd[key].fill_(value)
+        assert any(v.isinf() or v > 1e9 for k, v in sd.items() if k.endswith(".alpha"))
+
+    for value in (9999999999.0, float("inf")):
+        path = _edit(source.path, tmp_path / f"a{value}" / "lokr_10.safetensors",
+                     lambda sd, v=value: overflow(sd, v))  # fmt: skip
+        (ck,) = scan_run(path.parent)
+        assert ck.error is None, (value, ck.error)
+        base = fresh_base()
+        AdapterSwapper(base).activate(ck)
+        assert np.abs(pixels(render_image(base, PROMPT, SEED, SETTINGS)) - expected).max() <= 1
