@@ -13,9 +13,9 @@ only new numbers in the same places. Three paths, fastest first:
 - inject: the first checkpoint of a run, a new run, or a rank larger than the layers hold;
   layers are (re)created at the largest rank of the run (zero padding is exact).
 
-LoKr and LoHa files (``lycoris.py``) take the same paths with zbench's own layers (``lycoris_layers.py``)
-instead of peft's: inject wraps the run's modules, direct and fast copy factors into them. A checkpoint of
-the other family (LoRA after LoKr, or back) first takes every adapter layer off.
+LoKr, LoHa, DoRA and text-encoder files (``lycoris.py``) take the same paths with zbench's own layers
+(``lycoris_layers.py``) instead of peft's: inject wraps the run's modules, direct and fast copy factors into
+them. A checkpoint of the other family (a plain LoRA after a LoKr, or back) first takes every adapter layer off.
 
 "base" disables the adapter layers, which makes them return the base layer's output exactly.
 Every method that changes the adapter holds ``lock``; a caller that renders holds it across

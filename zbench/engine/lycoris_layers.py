@@ -1,12 +1,15 @@
-"""LoKr and LoHa layers that are swapped like LoRA: fixed-shape factor buffers written in place.
+"""Layers for the adapters diffusers cannot swap (LoKr, LoHa, DoRA, text-encoder parts, kohya's fused Flux
+modules), swapped like LoRA: fixed-shape factor buffers written in place.
 
-A :class:`DeltaLayer` wraps one live Linear or Conv2d of the denoiser and adds ``scale · op(x, ΔW)`` to its
-output, ΔW rebuilt from the factors it holds (see ``lycoris.py``); disabled, it returns the base layer's output
-untouched. Why not merge ΔW into the base weights: a merged swap rewrites every adapted weight (the whole
+A :class:`DeltaLayer` wraps one live Linear or Conv2d of the denoiser or a text encoder and adds
+``scale · op(x, ΔW)`` to its output, ΔW rebuilt from the factors it holds (see ``lycoris.py``); with a DoRA
+magnitude it applies the rescaled W + ΔW instead; disabled, it returns the base layer's output untouched.
+Why not merge ΔW into the base weights: a merged swap rewrites every adapted weight (the whole
 6 B-parameter transformer of Z-Image-Turbo, 11.5 GiB, for a typical LoKr) and needs a pristine copy to restore
 exactly, where writing the factors costs what the file holds (a few MiB). The price is at render time, measured
 in ``bench swap``: a LoKr on a Linear is applied without ever building kron(w1, w2) (two small matmuls over the
-input, reshaped), a LoHa or a conv builds its ΔW once per forward.
+input, reshaped), as is a LoRA's (x · Aᵀ · Bᵀ); a LoHa, a DoRA, a conv or a part of a fused module builds its ΔW
+once per forward.
 
 A :class:`LycorisSlot` owns the wrapped layers of one run: created from its first checkpoint with every rank
 dimension padded to the run's largest (zero padding leaves ΔW exact), filled by one ``torch._foreach_copy_`` per
