@@ -6,10 +6,10 @@ A :class:`DeltaLayer` wraps one live Linear or Conv2d of the denoiser or a text 
 magnitude it applies the rescaled W + ΔW instead; disabled, it returns the base layer's output untouched.
 Why not merge ΔW into the base weights: a merged swap rewrites every adapted weight (the whole
 6 B-parameter transformer of Z-Image-Turbo, 11.5 GiB, for a typical LoKr) and needs a pristine copy to restore
-exactly, where writing the factors costs what the file holds (a few MiB). The price is at render time, measured
-in ``bench swap``: a LoKr on a Linear is applied without ever building kron(w1, w2) (two small matmuls over the
-input, reshaped), as is a LoRA's (x · Aᵀ · Bᵀ); a LoHa, a DoRA, a conv or a part of a fused module builds its ΔW
-once per forward.
+exactly, where writing the factors costs what the file holds (``bench swap``: 1.1-1.4x a LoRA's swap per byte).
+The price is paid at render time: a LoKr on a Linear is applied without ever building kron(w1, w2) (two small
+matmuls over the input, reshaped), as is a LoRA's (x · Aᵀ · Bᵀ); a LoHa, a DoRA, a conv or a part of a fused
+module builds its ΔW once per forward.
 
 A :class:`LycorisSlot` owns the wrapped layers of one run: created from its first checkpoint with every rank
 dimension padded to the run's largest (zero padding leaves ΔW exact), filled by one ``torch._foreach_copy_`` per
