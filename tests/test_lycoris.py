@@ -609,3 +609,18 @@ def test_whole_lokr_ignores_its_alpha_even_when_it_overflowed(lyco_run, fresh_ba
         base = fresh_base()
         AdapterSwapper(base).activate(ck)
         assert np.abs(pixels(render_image(base, PROMPT, SEED, SETTINGS)) - expected).max() <= 1
+
+
+def test_a_lycoris_grid_reads_each_next_checkpoint_ahead(lyco_run, fresh_base):
+    """The grid's read-ahead works for LoKr and LoHa as for LoRA: every checkpoint read while the one before renders,
+    each cell as the library renders it."""
+    from zbench import plan_grid, render_cells
+
+    run = scan_run(lyco_run)[:3]  # two LoKr layouts and a LoHa
+    base = fresh_base()
+    swapper = AdapterSwapper(base)
+    _, cells = plan_grid(run, prompts=[PROMPT], seeds=[SEED])
+    results = render_cells(base, cells, SETTINGS, swapper=swapper, target_rank=max(c.rank for c in run))
+    assert swapper.prefetcher.hits == 3 and all(r.status == "ok" for r in results)
+    for ck, result in zip(run, results[1:], strict=True):
+        assert np.abs(pixels(result.image) - reference(fresh_base, ck.path)).max() <= 1, ck.name
