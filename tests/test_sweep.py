@@ -286,3 +286,14 @@ def test_odd_records_in_a_stored_folder_never_break_browsing(sweep_spec, tmp_pat
     results = store.results([], [zbench.Row("a red circle", 1, 1.0), zbench.Row("a green star", 1, 1.0)])
     assert [r.status for r in results] == ["ok", "error"]
     assert "outside" in results[1].error
+
+
+def test_the_readme_shows_the_demo_sweep_spec_as_it_is():
+    """The README's sweep example is configs/sweeps/demo.toml (less its three header comment lines)."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    shown = re.search(r"is this \(its comments document every key\):\n\n```toml\n(.*?)```",
+                      (root / "README.md").read_text(encoding="utf-8"), re.S)  # fmt: skip
+    spec = (root / "configs" / "sweeps" / "demo.toml").read_text(encoding="utf-8").split("\n", 3)[3]
+    assert shown is not None and shown.group(1).strip() == spec.strip()
