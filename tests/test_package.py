@@ -92,6 +92,10 @@ def test_the_installed_page_serves_the_demo(installed):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+    # Stopping the command stops the server (it becomes the server; no orphan keeps the port).
+    time.sleep(1)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
     # ... and that script opens the demo and renders its first grid (Streamlit runs it per browser session).
     app = prefix / "share" / "zbench" / "app.py"
     script = textwrap.dedent(f"""

@@ -197,6 +197,9 @@ def _cmd_page(args) -> int:
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port)]
     cmd += ["--browser.gatherUsageStats", "false"] + (["--server.headless", "true"] if args.headless else [])
     print(f"zbench page: {url} (Ctrl+C stops it)", flush=True)
+    if os.name == "posix":  # become the server: a signal to this process (a service manager's stop) stops it
+        os.chdir(app.parent)
+        os.execve(sys.executable, cmd, env)
     try:
         return subprocess.call(cmd, cwd=app.parent, env=env)
     except KeyboardInterrupt:
