@@ -33,6 +33,7 @@ from ..engine.hotswap import AdapterSwapper
 from ..engine.pipeline import resolve_device, wrap_pipeline
 from ..engine.plan import RenderSettings, plan_grid
 from ..engine.render import measure_grid, render_cells, render_image
+from .flops import detect_peak_tflops, zimage_image_flops
 from .swap import _memcpy, write_checkpoints
 
 __all__ = ["ARCHITECTURE", "GridBench", "bench_grid", "format_grid_table"]
@@ -64,6 +65,8 @@ class GridBench:
     k: int
     text_encoder: str
     cpu_peak_rss_mib: float
+    image_flops: int = 0  # the transformer's model FLOPs per image (``flops.py``)
+    peak_tflops: float | None = None  # the device's dense peak, for the ratio to the floor
 
 
 def _materialize(module: torch.nn.Module, device: torch.device, dtype: torch.dtype, seed: int) -> torch.nn.Module:
@@ -127,6 +130,7 @@ def bench_grid(
     dtype: str = "auto",
     text_encoder: str = "auto",
     naive: bool = True,
+    peak_tflops: float | None = None,
     progress: Callable[[str], None] = print,
 ) -> GridBench:
     """Render a K-checkpoint grid four ways in one process and measure each (see the module docstring)."""
@@ -189,7 +193,10 @@ def bench_grid(
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     memcpy_ms, _ = _memcpy(nbytes, dev, 20, sync)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return GridBench(phases, memcpy_ms, description, k, base.text_encoder, rss)
+    caption = base.prompt_kwargs(PROMPT, "", 0.0)["prompt_embeds"][0].shape[0]
+    flops = zimage_image_flops(pipe.transformer.config, size, size, steps, caption, cfg=False)
+    peak = peak_tflops if peak_tflops is not None else detect_peak_tflops(dev)
+    return GridBench(phases, memcpy_ms, description, k, base.text_encoder, rss, flops, peak)
 
 
 def _naive(base, cks, settings: RenderSettings, progress) -> Phase:
@@ -225,18 +232,26 @@ def format_grid_table(result: GridBench) -> str:
     def gib(value: int | None) -> str:
         return "" if value is None else f"{value / 2**30:.1f}"
 
+    tflop = result.image_flops / 1e12
+    peak = result.peak_tflops
     lines = [
         result.description,
         f"text encoder: {result.text_encoder}; LoRA bytes per checkpoint copied in a swap: memcpy floor "
-        f"{result.memcpy_ms:.2f} ms",
+        f"{result.memcpy_ms:.2f} ms; model FLOPs per image {tflop:.4g} TFLOP (transformer, from the architecture); "
+        + (f"peak {peak:g} TFLOP/s dense, so the floor is {tflop / peak:.3g} s/image" if peak else "no peak given"),
         "",
-        "| grid | wall s | render ms (median) | swap ms in render path (median, max) | overhead | peak GiB |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| grid | wall s | render ms (median) | swap ms in render path (median, max) | overhead | peak GiB "
+        "| s/image | TFLOP/s | x floor |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for p in result.phases:
         swap = f"{med(p.swap_ms)}, {max(p.swap_ms):.1f}" if p.swap_ms else ""
+        seconds = statistics.median(p.render_ms) / 1000
+        achieved = tflop / seconds if seconds else 0.0
+        floor = f"{seconds / (tflop / peak):.2f}" if peak and tflop else "—"
         lines.append(
-            f"| {p.name} | {p.wall_s:.2f} | {med(p.render_ms)} | {swap} | {p.overhead:.3f} | {gib(p.peak_bytes)} |"
+            f"| {p.name} | {p.wall_s:.2f} | {med(p.render_ms)} | {swap} | {p.overhead:.3f} | {gib(p.peak_bytes)} "
+            f"| {seconds:.3f} | {achieved:.3g} | {floor} |"
         )
     by = {p.name: p for p in result.phases}
     ahead = by["zbench, first visits, read-ahead on"]
