@@ -351,7 +351,7 @@ def test_pick_defaults_to_the_best_ranked_and_warns_about_a_weak_choice(app_conf
         "checkpoint",
         "epoch",
         "step",
-        "LoRA rank",
+        "rank",
     ]
     assert any("9 votes: epoch 10 is the best with" in c.value for c in at.caption)
     assert any("Release epoch 10" in s.value for s in at.success)  # clear: proposed with its evidence

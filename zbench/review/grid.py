@@ -255,7 +255,7 @@ def checkpoint_table(
                 "checkpoint": ck.name,
                 "epoch": ck.epoch,
                 "step": ck.step,
-                "LoRA rank": ck.rank,
+                "rank": ck.rank,
                 "rating": ratings.get(ck.name),
                 "note": notes.get(ck.name, ""),
                 "wins": vote.get("wins", 0),
@@ -283,10 +283,10 @@ def checkpoint_table(
                 row[s.label] = signals.values.get(row["checkpoint"], {}).get(s.key)
     table = pd.DataFrame(rows)
     # What a decision reads first: the shortlist, the rating, how likely each is the best, then the signals.
-    first = ["checkpoint", "epoch", "step", "LoRA rank", "shortlist", "rating", "P(best)", *extra]
+    first = ["checkpoint", "epoch", "step", "rank", "shortlist", "rating", "P(best)", *extra]
     table = table[first + [c for c in table.columns if c not in first]]
     # Whole numbers stay whole numbers with gaps (an unrated checkpoint is blank, not NaN as a float).
-    for column in ("epoch", "step", "LoRA rank", "rating", "vote rank"):
+    for column in ("epoch", "step", "rank", "rating", "vote rank"):
         table[column] = table[column].astype("Int64")
     floats = ("vote score", "vote low", "vote high", "P(best)", "delta norm", "weight change", "from base")
     for column in (*floats, "image change", *extra):
