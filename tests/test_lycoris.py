@@ -66,12 +66,16 @@ def reference(fresh_base, path=None, *, multiplier=1.0):
     return pixels(render_image(ref, PROMPT, SEED, SETTINGS))
 
 
-@pytest.fixture()
-def lyco_run(tmp_path, fresh_base):
-    """A run with one checkpoint per format (epochs 10, 20, ...), each written by the library."""
-    run = tmp_path / "lyco"
+@pytest.fixture(scope="module")
+def lyco_run(tmp_path_factory, tiny_config):
+    """A run with one checkpoint per format (epochs 10, 20, ...), each written by the library; written once for
+    the module (tests only read it)."""
+    from zbench import load_base
+
+    run = tmp_path_factory.mktemp("lyco") / "lyco"
     for i, (algo, options) in enumerate(FORMATS.values()):
-        write_lycoris(fresh_base().pipe.transformer, run / f"lyco_{10 * (i + 1)}.safetensors", algo, seed=i, **options)
+        transformer = load_base(tiny_config).pipe.transformer
+        write_lycoris(transformer, run / f"lyco_{10 * (i + 1)}.safetensors", algo, seed=i, **options)
     return run
 
 
