@@ -124,3 +124,25 @@ def drawn(monkeypatch):
 
     monkeypatch.setattr(ImageDraw.ImageDraw, "text", spy)
     return texts
+
+
+@pytest.fixture()
+def media(monkeypatch):
+    """The bytes behind the page's media URLs (AppTest serves them from an in-memory store per run)."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+    from streamlit.testing.v1 import app_test
+
+    stores = []
+
+    class Recorded(MemoryMediaFileStorage):
+        def __init__(self, endpoint):
+            super().__init__(endpoint)
+            stores.append(self)
+
+    monkeypatch.setattr(app_test, "MemoryMediaFileStorage", Recorded)
+
+    def read(url: str) -> bytes:
+        name = url.rsplit("/", 1)[-1]
+        return stores[-1].get_file(name).content
+
+    return read

@@ -10,7 +10,6 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -18,28 +17,6 @@ import zbench
 from ui.text import literal  # what the page shows of text that comes from files
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-
-
-@pytest.fixture()
-def media(monkeypatch):
-    """The bytes behind the page's media URLs (AppTest serves them from an in-memory store per run)."""
-    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
-    from streamlit.testing.v1 import app_test
-
-    stores = []
-
-    class Recorded(MemoryMediaFileStorage):
-        def __init__(self, endpoint):
-            super().__init__(endpoint)
-            stores.append(self)
-
-    monkeypatch.setattr(app_test, "MemoryMediaFileStorage", Recorded)
-
-    def read(url: str) -> bytes:
-        name = url.rsplit("/", 1)[-1]
-        return stores[-1].get_file(name).content
-
-    return read
 
 
 def _page() -> AppTest:

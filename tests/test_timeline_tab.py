@@ -20,23 +20,6 @@ from ui.timeline import _crop, player_data
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
-@pytest.fixture()
-def media(monkeypatch):
-    """The bytes behind the page's media URLs (AppTest serves them from an in-memory store per run)."""
-    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
-    from streamlit.testing.v1 import app_test
-
-    stores = []
-
-    class Recorded(MemoryMediaFileStorage):
-        def __init__(self, endpoint):
-            super().__init__(endpoint)
-            stores.append(self)
-
-    monkeypatch.setattr(app_test, "MemoryMediaFileStorage", Recorded)
-    return lambda url: stores[-1].get_file(url.rsplit("/", 1)[-1]).content
-
-
 def _component(at: AppTest, name: str) -> list[dict]:
     return [json.loads(e.proto.json) for e in at.get("bidi_component") if e.proto.component_name == name]
 

@@ -73,14 +73,6 @@ def decision(opened: OpenRun, results: list[zbench.CellResult], review: zbench.R
 
 
 def strip(dec: zbench.Decision) -> dict:
-    """The grid's signal strip: per checkpoint name, each signal's value and tone (0 worst .. 1 best)."""
-    report = dec.report
-    tones = {s.key: report.tones(s.key) for s in report.signals}
-    return {
-        "signals": [{"key": s.key, "label": s.label, "good": s.good, "means": s.means} for s in report.signals],
-        "values": {
-            n: [[report.values.get(n, {}).get(s.key), tones[s.key].get(n)] for s in report.signals]
-            for n in report.names
-        },
-        "shortlist": list(dec.shortlist),
-    }
+    """The grid's signal strip: per checkpoint name, each signal's value and tone (0 worst .. 1 best), and the
+    shortlist."""
+    return {**dec.report.strip(), "shortlist": list(dec.shortlist)}

@@ -294,6 +294,17 @@ class SignalReport:
                 out[n] = t if signal.good == "high" else 1 - t
         return out
 
+    def strip(self) -> dict:
+        """The strip under the grid's column headers, as the grid component reads it (the page's and the offline
+        viewer's): the signals, and per checkpoint name each one's [value, tone] (tone 0 worst .. 1 best)."""
+        tones = {s.key: self.tones(s.key) for s in self.signals}
+        return {
+            "signals": [{"key": s.key, "label": s.label, "good": s.good, "means": s.means} for s in self.signals],
+            "values": {
+                n: [[self.values.get(n, {}).get(s.key), tones[s.key].get(n)] for s in self.signals] for n in self.names
+            },
+        }
+
     def to_json(self) -> dict:
         return {
             "signals": [{"key": s.key, "label": s.label, "good": s.good, "means": s.means} for s in self.signals],

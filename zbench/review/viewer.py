@@ -76,7 +76,7 @@ def viewer_html(
         signals: the run's signals (``Decision.report``): a strip of them under each column label.
     """
     grid = GridCells(results, rows, info)
-    strip = _strip(signals)
+    strip = signals.strip() if signals is not None else {"signals": [], "values": {}}
     columns = []
     for col in grid.cols:
         ck = grid.checkpoints[col]
@@ -128,21 +128,6 @@ def viewer_html(
         js=(WEB / "grid.js").read_text(encoding="utf-8"),
         data=script_json(data),
     )
-
-
-def _strip(report: SignalReport | None) -> dict:
-    """The signal strip as the grid component reads it (as the page's ``ui.signals.strip``): the signals, and per
-    column name each one's [value, tone] (tone 0 worst .. 1 best of the run)."""
-    if report is None:
-        return {"signals": [], "values": {}}
-    tones = {s.key: report.tones(s.key) for s in report.signals}
-    return {
-        "signals": [{"key": s.key, "label": s.label, "good": s.good, "means": s.means} for s in report.signals],
-        "values": {
-            n: [[report.values.get(n, {}).get(s.key), tones[s.key].get(n)] for s in report.signals]
-            for n in report.names
-        },
-    }
 
 
 # Characters of JSON text written as \uXXXX escapes inside the page's <script> data block: "<" and ">"
