@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import textwrap
 from pathlib import Path
@@ -146,3 +147,12 @@ def media(monkeypatch):
         return stores[-1].get_file(name).content
 
     return read
+
+
+@pytest.fixture()
+def shots(tmp_path) -> Path:
+    """Where a browser test saves its screenshots: ``$ZBENCH_SCREENSHOTS`` when set (to look at them), else the
+    test's temporary folder."""
+    folder = Path(os.environ.get("ZBENCH_SCREENSHOTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -9,7 +9,6 @@ Drives Debian's chromium with Playwright, like test_e2e_browser.py; one server f
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -46,13 +45,6 @@ def browser():
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         yield browser
         browser.close()
-
-
-@pytest.fixture()
-def shots(tmp_path) -> Path:
-    folder = Path(os.environ.get("ZBENCH_SCREENSHOTS", tmp_path))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def _grid(page, expr: str):

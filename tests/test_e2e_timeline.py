@@ -10,9 +10,7 @@ when set (to look at them), else to the test's temporary folder.
 from __future__ import annotations
 
 import base64
-import os
 import re
-from pathlib import Path
 
 import pytest
 from e2e_support import BROWSER_TESTS, CHROMIUM, playwright
@@ -37,13 +35,6 @@ def served(tmp_path):
     log = tmp_path / "streamlit.log"
     with serve_page(config, tmp_path / "cache", log) as page:
         yield page.url, run, log
-
-
-@pytest.fixture()
-def shots(tmp_path) -> Path:
-    folder = Path(os.environ.get("ZBENCH_SCREENSHOTS", tmp_path))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def _player(page, expr: str):
