@@ -98,7 +98,11 @@ def read_lora(base: Base, ck: Checkpoint) -> LoraRead | LycorisRead:
         sd = fixed
     foreign = sorted(k for k in sd if not k.startswith(prefix + "."))
     if foreign:
-        raise LoraError(_text_encoder_message(ck, foreign))
+        raise LoraError(
+            f"{ck.name}: diffusers reads {len(foreign)} of its tensors as another component's (e.g. {foreign[0]!r}) "
+            "under names zbench does not map; zbench applies text-encoder parts saved with lora_te_, lora_te1_, "
+            "lora_te2_ or text_encoder(_2). keys. Re-save it in one of those layouts."
+        )
     _check_finite(ck, sd)
     modules = frozenset(k[len(prefix) + 1 :].split(".lora_")[0] for k in sd)
     unknown = sorted(modules - set(names))
@@ -241,11 +245,8 @@ def _flux_targets(base: Base, groups: dict) -> tuple[dict, dict]:
 
 
 def _check_raw(ck: Checkpoint, raw: dict[str, torch.Tensor]) -> None:
-    """Pairs, ranks and alphas as stored, before diffusers' converter (which loops on a negative alpha
-    and folds text-encoder keys into the denoiser's prefix)."""
-    text_encoder = sorted(k for k in raw if TEXT_ENCODER.match(k))
-    if text_encoder:
-        raise LoraError(_text_encoder_message(ck, text_encoder))
+    """Pairs, ranks and alphas as stored, before diffusers' converter (which loops on a negative alpha).
+    Files with text-encoder keys never get here: ``read_lycoris`` applies them."""
     downs, ups, alphas = {}, {}, {}
     for key, tensor in raw.items():
         module = module_of(key)
@@ -280,14 +281,6 @@ def _check_raw(ck: Checkpoint, raw: dict[str, torch.Tensor]) -> None:
         problem = problem or alpha_problem(float(alpha.float().reshape(())), rank)
         if problem:
             raise LoraError(f"{ck.name}: {problem} ({key!r}). The file is corrupt or hand-edited. {_RESAVE}")
-
-
-def _text_encoder_message(ck: Checkpoint, keys: list[str]) -> str:
-    return (
-        f"{ck.name} also adapts the text encoder ({len(keys)} tensors, e.g. {keys[0]!r}); "
-        "zbench swaps denoiser LoRAs only. Retrain with the text encoder frozen (e.g. kohya "
-        "--network_train_unet_only) to compare this run here."
-    )
 
 
 def _check_finite(ck: Checkpoint, sd: dict[str, torch.Tensor]) -> None:
