@@ -14,12 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from e2e_support import BROWSER_TESTS, CHROMIUM, playwright
+from e2e_support import BROWSER_TESTS, CHROMIUM, playwright, serve_demo_run
 from PIL import Image
 
 from zbench import DecisionStore
-from zbench.demo.bigrun import blend_run
-from zbench.demo.serve import demo_config, demo_model, serve_page
 
 pytestmark = BROWSER_TESTS
 EPOCHS = 25  # a real run: 25 kohya-named checkpoints
@@ -28,12 +26,8 @@ EPOCHS = 25  # a real run: 25 kohya-named checkpoints
 @pytest.fixture()
 def server(tmp_path):
     """The app on the demo's base with a 25-checkpoint run (exports and decisions land in the copy)."""
-    model, source = demo_model(tmp_path)
-    run = tmp_path / "dreamy"
-    blend_run(source, run, EPOCHS)
-    config = demo_config(tmp_path / "demo.toml", model, run)
-    with serve_page(config, tmp_path / "cache", tmp_path / "streamlit.log") as served:
-        yield served.url, run
+    with serve_demo_run(tmp_path, EPOCHS) as (url, run, _):
+        yield url, run
 
 
 def _grid(page, expr: str):

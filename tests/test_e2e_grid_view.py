@@ -14,10 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from e2e_support import BROWSER_TESTS, CHROMIUM, playwright
-
-from zbench.demo.bigrun import blend_run
-from zbench.demo.serve import demo_config, demo_model, serve_page
+from e2e_support import BROWSER_TESTS, CHROMIUM, playwright, serve_demo_run
 
 pytestmark = BROWSER_TESTS
 EPOCHS = 30  # the issue's run: 30 checkpoints and the base column
@@ -27,16 +24,9 @@ CELLS = EPOCHS + 1
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """The app on the demo's 128 px base with a 30-checkpoint run, for every test of this module."""
-    tmp = tmp_path_factory.mktemp("grid-view")
-    model, source = demo_model(tmp)
-    run = tmp / "dreamy"
-    blend_run(source, run, EPOCHS)
-    config = demo_config(tmp / "demo.toml", model, run)
     # 2 denoising steps rather than 8: the layout does not depend on them, the module's time does.
-    config.write_text(re.sub(r"(?m)^steps = \d+$", "steps = 2", config.read_text()))
-    log = tmp / "streamlit.log"
-    with serve_page(config, tmp / "cache", log) as page:
-        yield page.url, run, log
+    with serve_demo_run(tmp_path_factory.mktemp("grid-view"), EPOCHS, steps=2) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,9 @@ import base64
 import re
 
 import pytest
-from e2e_support import BROWSER_TESTS, CHROMIUM, playwright
+from e2e_support import BROWSER_TESTS, CHROMIUM, playwright, serve_demo_run
 
 from zbench import DecisionStore
-from zbench.demo.bigrun import blend_run
-from zbench.demo.serve import demo_config, demo_model, serve_page
 
 pytestmark = BROWSER_TESTS
 EPOCHS = 8
@@ -26,15 +24,9 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture()
 def served(tmp_path):
-    model, source = demo_model(tmp_path)
-    run = tmp_path / "dreamy"
-    blend_run(source, run, EPOCHS)
-    config = demo_config(tmp_path / "demo.toml", model, run)
     # 2 denoising steps rather than 8: the player does not depend on them, the test's time does.
-    config.write_text(re.sub(r"(?m)^steps = \d+$", "steps = 2", config.read_text()))
-    log = tmp_path / "streamlit.log"
-    with serve_page(config, tmp_path / "cache", log) as page:
-        yield page.url, run, log
+    with serve_demo_run(tmp_path, EPOCHS, steps=2) as served:
+        yield served
 
 
 def _player(page, expr: str):
