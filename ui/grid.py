@@ -106,7 +106,10 @@ def grid_section(opened: OpenRun, plan: GridPlan, cache_only: bool) -> list[zben
     def on_step(cell: zbench.Cell, step: int, steps: int) -> None:
         # A page element written every step: Streamlit stops a run at its next element write, so Stop
         # (or any widget) takes effect within one denoising step, not after the cell.
-        what = f"{literal(cell.name)}: step {step} of {steps}" if step else "waiting for another session's render"
+        if step:
+            what = f"{literal(cell.name)}: step {step} of {steps}"
+        else:  # before the first step: the first compiled render, or another session's render under way
+            what = zbench.compile_notice(opened.base) or "waiting for another session's render"
         progress_slot.progress(
             len(done_cells) / len(cells), text=f"rendered {len(done_cells)} of {len(cells)} · {what}"
         )

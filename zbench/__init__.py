@@ -2,6 +2,7 @@
 
 from .engine.cache import ImageCache, cell_key, default_cache_dir, get_image_cache
 from .engine.checkpoints import Checkpoint, scan_run
+from .engine.compiled import compile_denoiser, compile_notice
 from .engine.config import BenchConfig, ConfigError, default_config_path, load_config
 from .engine.header import read_header
 from .engine.hotswap import AdapterSwapper, get_swapper
@@ -82,6 +83,8 @@ __all__ = [
     "ZoomSpec",
     "cell_key",
     "checkpoint_table",
+    "compile_denoiser",
+    "compile_notice",
     "compose_pages",
     "compose_sheet",
     "compute_signals",

@@ -91,6 +91,9 @@ class BenchConfig:
     guidance: float = 0.0
     width: int = 1024
     height: int = 1024
+    # [render] compile: "true" compiles the denoiser once per base (``compiled.py``), "false" keeps it eager, "auto"
+    # compiles on CUDA only (on a CPU it does not pay: benchmarks/RESULTS.md). TOML takes true, false or "auto".
+    compile: str = "auto"
     # Bytes of converted LoRA tensors kept in RAM so revisiting a checkpoint is a plain copy.
     swap_cache_mb: int = 2048
     # [signals]: what zbench suggest (and the page) render and measure per checkpoint. Seeds as on the page
@@ -145,6 +148,7 @@ _SECTIONS = {
         "guidance": "guidance",
         "width": "width",
         "height": "height",
+        "compile": "compile",
     },
     "cache": {"swap_cache_mb": "swap_cache_mb"},
     "signals": {
@@ -262,6 +266,7 @@ _TYPES = {
     "guidance": "number",
     "width": int,
     "height": int,
+    "compile": "switch",
     "swap_cache_mb": int,
     "signal_seeds": "seeds",
     "signal_prompts_file": str,
@@ -281,6 +286,9 @@ def _typed(path: Path, key: str, value: object, kind: type | str) -> object:
     elif kind == "names":  # a list of texts
         ok = isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value)
         value = tuple(v.strip() for v in value) if ok else value
+    elif kind == "switch":  # true, false or "auto"
+        ok = isinstance(value, bool) or value == "auto"
+        value = str(value).lower() if ok else value
     elif kind == "seeds":  # "1-4" as on the page, or a list of whole numbers
         ok = isinstance(value, str) or (
             isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
@@ -296,6 +304,7 @@ def _typed(path: Path, key: str, value: object, kind: type | str) -> object:
             int: "a whole number",
             "names": 'a list of texts, e.g. ["mypkg.faces:identity"]',
             "seeds": 'seeds as text ("1-4") or a list of whole numbers',
+            "switch": 'true, false or "auto"',
         }[kind]
         raise ConfigError(f"{path}: {key} should be {want}, got {value!r} ({type(value).__name__})")
     return value

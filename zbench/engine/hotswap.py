@@ -17,7 +17,8 @@ LoKr, LoHa, DoRA and text-encoder files (``lycoris.py``) take the same paths wit
 (``lycoris_layers.py``) instead of peft's: inject wraps the run's modules, direct and fast copy factors into
 them. A checkpoint of the other family (a plain LoRA after a LoKr, or back) first takes every adapter layer off.
 
-"base" disables the adapter layers, which makes them return the base layer's output exactly.
+"base" disables the adapter layers, which makes them return the base layer's output exactly; with a compiled
+denoiser it sets their strength to 0 instead (exact too), since a flag would recompile it (``compiled.py``).
 Every method that changes the adapter holds ``lock``; a caller that renders holds it across
 swap and render so that concurrent sessions sharing the pipeline never mix checkpoints.
 """
@@ -116,6 +117,21 @@ class AdapterSwapper:
             return ck.hash not in self._cache and ck.hash != self._active and (needed is None or needed())
 
         self.prefetcher.prefetch(ck, needed=wanted)
+
+    def prepare(self, ck: Checkpoint, *, target_rank: int | None = None) -> None:
+        """Inject ``ck``'s layers, then make the base active: with a compiled denoiser, before a base column that
+        renders first, so the graph is traced once, with the layers the rest of the grid uses (``compiled.py``).
+
+        Nothing happens when layers are there already; a file that fails is left for its own cell to report.
+        """
+        with self.lock:
+            if self._layers:
+                return
+            try:
+                self.activate(ck, target_rank=target_rank)
+            except LoraError:
+                return
+            self.activate(None)
 
     def clear_cache(self) -> None:
         """Forget cached checkpoints (frees their memory); the next visit of each reloads its file."""
@@ -219,6 +235,9 @@ class AdapterSwapper:
     def _enable(self, on: bool) -> None:
         if self._slot is not None:
             self._slot.enable(on)
+        elif self.base.compiled is not None:  # peft's disable flag would recompile: the base is strength 0
+            if not on:  # (on: ``_activate`` has just written the checkpoint's scalings)
+                self._apply_scalings(self._scalings, 0.0)
         elif on:
             self.base.denoiser.enable_adapters()
         else:
@@ -235,7 +254,7 @@ class AdapterSwapper:
         pipe = self.base.pipe
         components = {self.prefix: self.base.denoiser}
         components |= {c: getattr(pipe, c) for c in ("text_encoder", "text_encoder_2") if hasattr(pipe, c)}
-        slot = LycorisSlot(components, read, rank)
+        slot = LycorisSlot(components, read, rank, fixed=self.base.compiled is not None)
         self._slot = slot
         self._names, self._layers = list(slot.names), list(slot.layers)
         self._params = [t for layer in slot.layers for t in layer.factors().values()]

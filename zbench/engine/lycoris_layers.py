@@ -39,6 +39,7 @@ class DeltaLayer(torch.nn.Module):
         peft_dora: bool = False,
         rows: list[tuple[int, int]] | None = None,
         full_shape: tuple[int, ...] | None = None,
+        fixed: bool = False,
     ):
         super().__init__()
         self.base_layer = base_layer
@@ -52,6 +53,15 @@ class DeltaLayer(torch.nn.Module):
         self.scale = 0.0  # ΔW's factor at strength 1: the checkpoint's alpha / rank (see ModuleSpec.scale)
         self.strength = 1.0  # the LoRA strength the page or sweep asks for
         self.enabled = True
+        # For a compiled denoiser (``compiled.py``): forward never branches on scale, strength or enabled, which
+        # would be guards that recompile; they act through two 0-dim tensors written in place (see ``sync``):
+        # coef multiplies ΔW, blend the DoRA rescale's departure from 1. Disabled, both are 0: the base layer exactly.
+        self.fixed = fixed
+        if fixed:
+            w = base_layer.weight
+            self.register_buffer("coef", torch.zeros((), device=w.device), persistent=False)
+            self.register_buffer("blend", torch.zeros((), device=w.device), persistent=False)
+            self._written = (0.0, 0.0)
 
     def __getattr__(self, name: str):
         """The wrapped module's attributes (weight, in_features, stride...): code that inspects it still works."""
@@ -65,7 +75,26 @@ class DeltaLayer(torch.nn.Module):
     def factors(self) -> dict[str, torch.Tensor]:
         return {n: getattr(self, n) for n in self.names}
 
+    def sync(self) -> None:
+        """A fixed layer: write scale, strength and enabled into its tensors (only what changed)."""
+        if not self.fixed:
+            return
+        on = 1.0 if self.enabled else 0.0
+        if MAGNITUDE in self.names and not self.peft_dora:  # the library blends the rescale, ΔW unscaled
+            values = (self.scale * on, self.strength * on)
+        else:
+            values = (self.scale * self.strength * on, on)
+        if values != self._written:
+            self.coef.fill_(values[0])
+            self.blend.fill_(values[1])
+            self._written = values
+
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if self.fixed:  # no branch on the numbers (see __init__)
+            if MAGNITUDE in self.names:
+                return self._decomposed(x)
+            out = self.base_layer(x, *args, **kwargs)
+            return out + self._delta(x).to(out.dtype)
         if self.enabled and MAGNITUDE in self.names:
             return self._decomposed(x)
         out = self.base_layer(x, *args, **kwargs)
@@ -86,7 +115,11 @@ class DeltaLayer(torch.nn.Module):
         t = self.factors()
         m = t.pop(MAGNITUDE)
         w = self.base_layer.weight
-        scale = self.scale * self.strength if self.peft_dora else self.scale
+        if self.fixed:
+            scale, blend = self.coef, self.blend
+        else:
+            scale = self.scale * self.strength if self.peft_dora else self.scale
+            blend = None if self.strength == 1.0 or self.peft_dora else self.strength
         if self.rows is not None:
             m = torch.cat([m.reshape(-1)[a:b] for a, b in self.rows])
         merged = (w + self._delta_weight(t).to(w.dtype) * scale).to(m.dtype)
@@ -97,8 +130,8 @@ class DeltaLayer(torch.nn.Module):
             norm = merged.transpose(0, 1).reshape(w.shape[1], -1).norm(dim=1)
             norm = norm.reshape(1, w.shape[1], *[1] * (w.dim() - 2))
         factor = m.reshape(norm.shape) / (norm + torch.finfo(merged.dtype).eps)
-        if self.strength != 1.0 and not self.peft_dora:
-            factor = self.strength * (factor - 1) + 1
+        if blend is not None:
+            factor = blend * (factor - 1) + 1
         return self._op(x, (merged * factor).to(x.dtype), self.base_layer.bias)
 
     def _delta_weight(self, t: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -110,7 +143,7 @@ class DeltaLayer(torch.nn.Module):
 
     def _delta(self, x: torch.Tensor) -> torch.Tensor:
         t = self.factors()
-        scale = self.scale * self.strength
+        scale = self.coef if self.fixed else self.scale * self.strength
         x = x.to(next(iter(t.values())).dtype)
         base = self.base_layer
         if isinstance(base, torch.nn.Linear) and self.kind == "lora" and self.rows is None:  # x · Aᵀ · Bᵀ
@@ -162,9 +195,9 @@ class SlotEntry(Entry):
 class LycorisSlot:
     """The DeltaLayers of one run in a pipeline's denoiser and text encoders (modifies their module trees in place)."""
 
-    def __init__(self, components: dict[str, torch.nn.Module], read: LycorisRead, rank: int):
+    def __init__(self, components: dict[str, torch.nn.Module], read: LycorisRead, rank: int, *, fixed: bool = False):
         """Wrap every module ``read`` adapts ("<component>.<module>"), with buffers at ``rank`` (≥ the file's) on
-        each module's own device and dtype."""
+        each module's own device and dtype; ``fixed``: layers for a compiled denoiser (``DeltaLayer.fixed``)."""
         self.names: list[str] = sorted(read.specs)
         self.layouts = {n: _layout(read.specs[n]) for n in self.names}
         self.rank = rank
@@ -189,7 +222,7 @@ class LycorisSlot:
                     shared[spec.key] = slots
                     self._owners[spec.key] = len(self.layers)
                 layer = DeltaLayer(original, spec.kind, slots, peft_dora=spec.dora and spec.dora_style == "peft",
-                                   rows=read.rows.get(name), full_shape=delta_shape(spec))  # fmt: skip
+                                   rows=read.rows.get(name), full_shape=delta_shape(spec), fixed=fixed)  # fmt: skip
                 setattr(parent, child, layer)
                 self._originals.append((parent, child, original))
                 self.layers.append(layer)
@@ -227,10 +260,12 @@ class LycorisSlot:
     def apply_scalings(self, scalings: list[float], strength: float) -> None:
         for layer, value in zip(self.layers, scalings, strict=True):
             layer.scale, layer.strength = value, strength
+            layer.sync()
 
     def enable(self, on: bool) -> None:
         for layer in self.layers:
             layer.enabled = on
+            layer.sync()
 
     def remove(self) -> None:
         """Put the original modules back: the denoiser is exactly as before the slot."""

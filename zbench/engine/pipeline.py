@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from .compiled import compile_denoiser, compile_wanted
 from .config import BenchConfig
 
 __all__ = [
@@ -84,6 +85,8 @@ class Base:
     # The text-encoder adapter live now ("<hash>@<strength>"), None for the bare encoders: part of the key of
     # encoded prompts, so a checkpoint that adapts the text encoder gets its own encodings (set by the swapper).
     text_adapter: str | None = None
+    # The compiled denoiser (``compiled.py``), None while it renders eagerly.
+    compiled: Any = field(default=None, repr=False)
 
     @property
     def denoiser_name(self) -> str:
@@ -257,7 +260,7 @@ def wrap_pipeline(
     if config.vae_tiling and hasattr(pipe, "vae"):
         pipe.vae.enable_tiling()
     pipe.set_progress_bar_config(disable=True)
-    return Base(
+    base = Base(
         pipe=pipe,
         config=config,
         device=device,
@@ -266,6 +269,15 @@ def wrap_pipeline(
         fingerprint=fingerprint,
         text_encoder=text_encoder,
     )
+    if compile_wanted(config.compile, device):
+        if config.offload == "sequential":  # its hooks move every weight per call: nothing for a compiler to keep
+            logger.warning('compile is off with offload = "sequential"')
+        else:
+            compile_denoiser(base)
+            # Inductor's fused kernels round differently from eager ones (a level of 255 here and there): the
+            # cache keeps compiled images apart from eager ones.
+            base.fingerprint = f"{fingerprint or config.model_id}+compiled"
+    return base
 
 
 def model_fingerprint(config: BenchConfig, pipeline: str, device: torch.device | str, dtype: torch.dtype | str) -> str:

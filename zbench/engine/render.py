@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from .cache import ImageCache, cell_key
+from .compiled import compile_notice, first_render, uncompile
 from .hotswap import AdapterSwapper, get_swapper
 from .lora_file import LoraError
 from .pipeline import Base
@@ -57,7 +58,8 @@ def render_cells(
             another session's cell; when it returns True the current cell and the rest are
             marked "stopped" (a long render stops within one step).
         on_step: called with (cell, step, steps) after every denoising step, and with step 0
-            while waiting for the shared pipeline. It may raise to abandon the render (the
+            while waiting for the shared pipeline and before the first render of a compiled denoiser
+            (``compile_notice`` says which). It may raise to abandon the render (the
             page's Stop does): the lock is released and the pipeline stays usable.
         cache: images already drawn are taken from it (no swap, no render; ``swap_path`` is
             "cache") and new ones are stored in it.
@@ -111,6 +113,12 @@ def render_cells(
         else:
             if not encoded:  # the grid's prompts in one visit of the text encoder (see the memory plan)
                 encoded = _encode_all(base, cells, settings)
+            if cell.checkpoint is None and base.compiled is not None and not swapper.layer_count:
+                # A base column first: trace the compiled graph with the adapter layers the grid goes on to use.
+                first = next((c.checkpoint for c in cells if c.checkpoint is not None and c.checkpoint.error is None),
+                             None)  # fmt: skip
+                if first is not None:
+                    swapper.prepare(first, target_rank=target_rank)
             result = _render_cell(
                 base, swapper, cell, settings, target_rank, should_stop, on_step, lambda c=cell.col: read_next(c)
             )
@@ -227,6 +235,8 @@ def _render_cell(
                 "base model and keeps rendering the other checkpoints. Re-save the file from the trainer.",
             )
         after_swap()
+        if compile_notice(base) is not None:
+            step(0)  # the page says the denoiser compiles now, instead of a frozen bar for the first step
         try:
             t0 = time.perf_counter()
             image = render_image(base, cell.prompt, cell.seed, settings, on_step=step)
@@ -259,6 +269,11 @@ def _oom_message(base: Base, settings: RenderSettings, doing: str) -> str:
         f'out of memory {doing} on {base.device}: lower the size, or set offload = "model" in the config\'s '
         "[model] section. Cells already drawn are kept."
     )
+
+
+def _compiler_error(err: Exception) -> bool:
+    """Whether ``err`` came from dynamo or inductor (not from the model, a stop or an out-of-memory)."""
+    return type(err).__module__.startswith(("torch._dynamo", "torch._inductor"))
 
 
 class RenderStopped(Exception):
@@ -300,8 +315,9 @@ def render_image(
             return {}
 
         kwargs = {**kwargs, "callback_on_step_end": callback, "callback_on_step_end_tensor_inputs": []}
-    try:
-        with torch.inference_mode():
+
+    def draw():
+        with torch.inference_mode(), first_render(base):
             out = base.pipe(
                 **kwargs,
                 num_inference_steps=settings.steps,
@@ -311,8 +327,20 @@ def render_image(
                 output_type="np",
                 generator=torch.Generator("cpu").manual_seed(seed),
             )
-        if base.device.type == "cuda":
-            torch.cuda.synchronize(base.device)
+            if base.device.type == "cuda":
+                torch.cuda.synchronize(base.device)
+        return out
+
+    try:
+        try:
+            out = draw()
+        except Exception as err:
+            if base.compiled is None or not base.compiled.pending or not _compiler_error(err):
+                raise
+            # No working compiler here (e.g. no C++ toolchain for inductor on a CPU): render eagerly from now on.
+            logger.warning("compiling the denoiser failed (%s: %s); rendering without compile", type(err).__name__, err)
+            uncompile(base)
+            out = draw()
     except torch.OutOfMemoryError as err:
         raise RenderError(_oom_message(base, settings, f"rendering {settings.width}x{settings.height}")) from err
     array = np.asarray(out.images[0])
