@@ -35,16 +35,21 @@ def test_bench_grid_runs_every_phase_and_reports_the_targets(tmp_path, monkeypat
     monkeypatch.setattr(grid, "ARCHITECTURE", tmp_path)
     result = grid.bench_grid(
         size=32, steps=2, k=3, rank=4, layers=1, refiner_layers=1, text_layers=1, device="cpu", dtype="float32",
-        peak_tflops=1.0, progress=lambda m: None,
+        peak_tflops=1.0, backend="eager", progress=lambda m: None,
     )  # fmt: skip
     assert [p.name for p in result.phases] == [
         "zbench, first visits, read-ahead off",
         "zbench, first visits, read-ahead on",
         "zbench, cached swaps",
         "diffusers unload + load per checkpoint",
+        "zbench compiled, first visits, read-ahead on",
+        "zbench compiled, cached swaps",
     ]
     assert all(len(p.render_ms) == 4 and len(p.swap_ms) == 3 and p.overhead >= 1 for p in result.phases)
     table = grid.format_grid_table(result)
     assert "overhead (wall / sum of renders)" in table and "naive loop / zbench" in table
+    # Compiled rows: dynamo traced once, before the grids; no checkpoint or the base column recompiled.
+    assert result.compiled == "eager, repeated blocks (ZImageTransformerBlock)" and result.recompiles == 0
+    assert result.compile_s > 0 and "render time eager / compiled" in table
     # Model FLOPs from the shrunk architecture: 2 steps of 4 image and the prompt's caption tokens, against a peak.
     assert result.image_flops > 0 and "| s/image | TFLOP/s | x floor |" in table and "the floor is" in table

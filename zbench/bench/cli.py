@@ -38,6 +38,8 @@ def add_bench_commands(sub) -> None:
     b.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
     b.add_argument("--text-encoder", default="auto", choices=["auto", "gpu", "cpu", "offload-after-encode"])
     b.add_argument("--no-naive", action="store_true", help="skip the diffusers unload + load comparison")
+    rows = "rows of the eager denoiser, the compiled one (torch.compile, inductor), or both (default)"
+    b.add_argument("--compile", default="both", choices=["both", "eager", "compiled"], help=rows)
     peak = "the device's dense peak in TFLOP/s (default: the GPU's published bf16 figure, where known)"
     b.add_argument("--peak-tflops", type=float, default=None, help=peak)
     b.set_defaults(func=_grid)
@@ -77,6 +79,7 @@ def _grid(args) -> int:
         dtype=args.dtype,
         text_encoder=args.text_encoder,
         naive=not args.no_naive,
+        compile=args.compile,
         peak_tflops=args.peak_tflops,
         progress=lambda msg: print(f"... {msg}", file=sys.stderr),
     )

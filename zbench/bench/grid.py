@@ -8,7 +8,10 @@ rank-r LoRA checkpoints are written to disk; then, in one process, one after ano
 1. zbench, first visits, no read-ahead: a fresh swapper renders the grid (base column + K);
 2. zbench, first visits, read-ahead: the same with the next checkpoint read in the background;
 3. zbench, cached: the same grid again (converted tensors in RAM, images not cached);
-4. the naive loop: diffusers ``unload_lora_weights`` + ``load_lora_weights`` per checkpoint.
+4. the naive loop: diffusers ``unload_lora_weights`` + ``load_lora_weights`` per checkpoint;
+5. compiled (``engine/compiled.py``: the repeated blocks through torch.compile's inductor): the denoiser is
+   compiled and traced once (the time of that first render is reported), then the grid with first visits and
+   read-ahead, then cached swaps; dynamo's count of graphs says whether any swap recompiled.
 
 Per grid: per-image render time, swap time in the render path, wall time, overhead = wall / sum
 of renders, peak memory. ``--layers`` and friends reduce the depth so the same code runs on a CPU.
@@ -28,8 +31,10 @@ from pathlib import Path
 import torch
 
 from ..demo.toy import byte_tokenizer
+from ..engine.compiled import compile_denoiser
 from ..engine.config import BenchConfig
 from ..engine.hotswap import AdapterSwapper
+from ..engine.lora_file import read_lora
 from ..engine.pipeline import resolve_device, wrap_pipeline
 from ..engine.plan import RenderSettings, plan_grid
 from ..engine.render import measure_grid, render_cells, render_image
@@ -67,6 +72,9 @@ class GridBench:
     cpu_peak_rss_mib: float
     image_flops: int = 0  # the transformer's model FLOPs per image (``flops.py``)
     peak_tflops: float | None = None  # the device's dense peak, for the ratio to the floor
+    compile_s: float | None = None  # the first compiled render: trace, compile and one render
+    compiled: str = ""  # what was compiled ("inductor, repeated blocks (...)")
+    recompiles: int | None = None  # graphs compiled during the compiled grids (after the first render): 0 is right
 
 
 def _materialize(module: torch.nn.Module, device: torch.device, dtype: torch.dtype, seed: int) -> torch.nn.Module:
@@ -130,10 +138,17 @@ def bench_grid(
     dtype: str = "auto",
     text_encoder: str = "auto",
     naive: bool = True,
+    compile: str = "both",
+    backend: str = "inductor",
     peak_tflops: float | None = None,
     progress: Callable[[str], None] = print,
 ) -> GridBench:
-    """Render a K-checkpoint grid four ways in one process and measure each (see the module docstring)."""
+    """Render a K-checkpoint grid several ways in one process and measure each (see the module docstring).
+
+    Args:
+        compile: "both" (eager rows, then compiled rows), "eager" or "compiled" (only those rows).
+        backend: torch.compile's backend for the compiled rows (tests take "eager": dynamo without a compiler).
+    """
     from ..engine.pipeline import resolve_dtype
 
     dev = resolve_device(device)
@@ -141,7 +156,10 @@ def bench_grid(
     pipe = build_pipeline(
         layers=layers, refiner_layers=refiner_layers, text_layers=text_layers, device=dev, dtype=dt, progress=progress
     )
-    config = BenchConfig(name="Z-Image-Turbo (random weights)", repo_id="bench", text_encoder=text_encoder)
+    # compile = false: the eager rows are eager on CUDA too; the compiled rows compile explicitly.
+    config = BenchConfig(
+        name="Z-Image-Turbo (random weights)", repo_id="bench", text_encoder=text_encoder, compile="false"
+    )
     base = wrap_pipeline(pipe, config, dev, dt, fingerprint="bench")
     settings = RenderSettings(steps=steps, guidance=0.0, width=size, height=size)
     params = sum(p.numel() for p in pipe.transformer.parameters())
@@ -180,23 +198,57 @@ def bench_grid(
                 )
             )
 
-        fresh = AdapterSwapper(base)
-        grid("zbench, first visits, read-ahead off", fresh, read_ahead=False)
-        fresh.reset()
-        fresh = AdapterSwapper(base)
-        grid("zbench, first visits, read-ahead on", fresh, read_ahead=True)
-        grid("zbench, cached swaps", fresh, read_ahead=True)
-        nbytes = fresh.adapter_bytes
-        fresh.reset()
-        if naive:
-            phases.append(_naive(base, cks, settings, progress))
+        if compile != "compiled":
+            fresh = AdapterSwapper(base)
+            grid("zbench, first visits, read-ahead off", fresh, read_ahead=False)
+            fresh.reset()
+            fresh = AdapterSwapper(base)
+            grid("zbench, first visits, read-ahead on", fresh, read_ahead=True)
+            grid("zbench, cached swaps", fresh, read_ahead=True)
+            fresh.reset()
+            if naive:
+                phases.append(_naive(base, cks, settings, progress))
+        if compile != "eager":  # last: the naive loop's unload + load would change the compiled modules
+            compiled, compile_s, recompiles = _compiled_grids(base, cks, rank, settings, grid, progress, backend)
+        nbytes = sum(t.numel() * t.element_size() for t in read_lora(base, cks[0]).state.values())
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     memcpy_ms, _ = _memcpy(nbytes, dev, 20, sync)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     caption = base.prompt_kwargs(PROMPT, "", 0.0)["prompt_embeds"][0].shape[0]
     flops = zimage_image_flops(pipe.transformer.config, size, size, steps, caption, cfg=False)
     peak = peak_tflops if peak_tflops is not None else detect_peak_tflops(dev)
-    return GridBench(phases, memcpy_ms, description, k, base.text_encoder, rss, flops, peak)
+    result = GridBench(phases, memcpy_ms, description, k, base.text_encoder, rss, flops, peak)
+    if compile != "eager":
+        result.compiled, result.compile_s, result.recompiles = compiled, compile_s, recompiles
+    return result
+
+
+def _compiled_grids(
+    base, cks, rank: int, settings: RenderSettings, grid, progress, backend: str
+) -> tuple[str, float, int]:
+    """The compiled rows: compile, trace with the first checkpoint, then first visits and cached swaps.
+
+    Returns:
+        What was compiled, the first compiled render's seconds, and the graphs compiled during the two grids.
+    """
+    from torch._dynamo.utils import counters
+
+    record = compile_denoiser(base, backend=backend)
+    swapper = AdapterSwapper(base)
+    swapper.activate(cks[0], target_rank=rank)
+    progress(f"compiling {record.label} (the first compiled render)")
+    t0 = time.perf_counter()
+    render_image(base, PROMPT, 1, settings)
+    if base.device.type == "cuda":
+        torch.cuda.synchronize(base.device)
+    compile_s = time.perf_counter() - t0
+    if base.compiled is None:
+        raise RuntimeError("torch.compile failed on this machine (see the log); no compiled rows")
+    graphs = counters["stats"]["unique_graphs"]
+    swapper.clear_cache()  # first visits: every checkpoint read from its file again
+    grid("zbench compiled, first visits, read-ahead on", swapper, read_ahead=True)
+    grid("zbench compiled, cached swaps", swapper, read_ahead=True)
+    return record.label, compile_s, counters["stats"]["unique_graphs"] - graphs
 
 
 def _naive(base, cks, settings: RenderSettings, progress) -> Phase:
@@ -254,16 +306,28 @@ def format_grid_table(result: GridBench) -> str:
             f"| {seconds:.3f} | {achieved:.3g} | {floor} |"
         )
     by = {p.name: p for p in result.phases}
-    ahead = by["zbench, first visits, read-ahead on"]
-    lines += [
-        "",
-        f"overhead (wall / sum of renders), first visits with read-ahead: {ahead.overhead:.3f}; "
-        f"swap in the render path / memcpy floor: {statistics.median(ahead.swap_ms) / result.memcpy_ms:.2f}x "
-        f"(first visits, median), {statistics.median(by['zbench, cached swaps'].swap_ms) / result.memcpy_ms:.2f}x "
-        "(cached)",
-    ]
-    naive = by.get("diffusers unload + load per checkpoint")
-    if naive is not None:
+    lines.append("")
+    for prefix in ("zbench", "zbench compiled"):
+        ahead, cached = by.get(f"{prefix}, first visits, read-ahead on"), by.get(f"{prefix}, cached swaps")
+        if ahead is None or cached is None:
+            continue
+        lines.append(
+            f"{prefix}: overhead (wall / sum of renders), first visits with read-ahead: {ahead.overhead:.3f}; "
+            f"swap in the render path / memcpy floor: {statistics.median(ahead.swap_ms) / result.memcpy_ms:.2f}x "
+            f"(first visits, median), {statistics.median(cached.swap_ms) / result.memcpy_ms:.2f}x (cached)"
+        )
+    naive, ahead = by.get("diffusers unload + load per checkpoint"), by.get("zbench, first visits, read-ahead on")
+    if naive is not None and ahead is not None:
         lines.append(f"naive loop / zbench (first visits, read-ahead), wall: {naive.wall_s / ahead.wall_s:.2f}x")
+    if result.compiled:
+        eager, compiled = by.get("zbench, cached swaps"), by["zbench compiled, cached swaps"]
+        line = (
+            f"compiled ({result.compiled}): first compiled render {result.compile_s:.1f} s (trace + compile + one "
+            f"render, once per base); graphs compiled during the compiled grids: {result.recompiles}"
+        )
+        if eager is not None:
+            ratio = statistics.median(eager.render_ms) / statistics.median(compiled.render_ms)
+            line += f"; render time eager / compiled (cached swaps, median): {ratio:.2f}x"
+        lines.append(line)
     lines.append(f"process peak RSS: {result.cpu_peak_rss_mib / 1024:.1f} GiB")
     return "\n".join(lines)
