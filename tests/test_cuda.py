@@ -31,7 +31,10 @@ SETTINGS = RenderSettings(steps=4, guidance=0.0, width=64, height=64)
 
 @pytest.fixture()
 def cuda_config(tiny_model) -> BenchConfig:
-    return BenchConfig(name="tiny", model_path=tiny_model, pipeline="ZImagePipeline", device="cuda", dtype="bfloat16")
+    # compile = "false": these tests check the eager paths exactly; test_cuda_compiled_* checks the compiled one.
+    return BenchConfig(
+        name="tiny", model_path=tiny_model, pipeline="ZImagePipeline", device="cuda", dtype="bfloat16", compile="false"
+    )
 
 
 @pytest.fixture()
@@ -81,3 +84,24 @@ def test_cuda_read_ahead_lands_on_the_device(cuda_config, run):
     results = render_cells(base, cells, SETTINGS, swapper=swapper, target_rank=8)
     assert all(r.status == "ok" for r in results) and swapper.prefetcher.hits == len(run)
     assert all(r.swap_path in ("inject", "direct") for r in results[1:])
+
+
+def test_cuda_compiled_grid_equals_eager_within_two_levels_without_recompiles(cuda_config, run):
+    """compile = "auto" on CUDA: inductor's kernels; float32 so that eager and compiled compare like for like."""
+    import dataclasses
+
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    config = dataclasses.replace(cuda_config, dtype="float32", compile="auto")
+    _, cells = plan_grid(run, prompts=["a red circle", "a much longer prompt: a blue square on green"], seeds=[5])
+    eager = render_cells(load_base(dataclasses.replace(config, compile="false")), cells, SETTINGS, target_rank=8)
+    base = load_base(config)
+    assert base.compiled is not None and base.fingerprint.endswith("+compiled")
+    compiled = render_cells(base, cells[:2], SETTINGS, target_rank=8)  # traced here (base column, then a LoRA)
+    graphs = counters["stats"]["unique_graphs"]
+    compiled = render_cells(base, cells, SETTINGS, target_rank=8)
+    assert counters["stats"]["unique_graphs"] == graphs  # no checkpoint, base column or prompt recompiled
+    for a, b in zip(eager, compiled, strict=True):
+        diff = np.abs(np.asarray(a.image).astype(int) - np.asarray(b.image).astype(int)).max()
+        assert diff <= 2, (a.cell.name, diff)

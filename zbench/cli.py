@@ -30,6 +30,7 @@ from .arguments import argument, guidance, scale, seed, side, steps
 from .bench.cli import add_bench_commands
 from .demo.cli import add_demo_commands
 from .engine import jsonio
+from .engine.compiled import compile_steps
 from .engine.config import DATA_ROOT
 from .suggest_cli import add_suggest_command
 from .sweep.cli import add_sweep_command
@@ -139,7 +140,9 @@ def _cmd_grid(args) -> int:
                 tqdm.write(f"error in {result.cell.name}: {result.error}", file=sys.stderr)
 
         with measure_grid(base) as stats:
-            results = render_cells(base, cells, settings, target_rank=target_rank, progress=progress)
+            results = render_cells(
+                base, cells, settings, target_rank=target_rank, progress=progress, on_step=compile_steps(base, bar)
+            )
     info = SheetInfo(
         base=config.name,
         run=str(lora_dir),

@@ -26,6 +26,7 @@ from . import (
     signal_grid,
 )
 from .engine import jsonio
+from .engine.compiled import compile_steps
 
 __all__ = ["add_suggest_command"]
 
@@ -77,6 +78,7 @@ def _suggest(args) -> int:
             grid.settings,
             cache=get_image_cache(),
             progress=lambda done, total, result: bar.update(1),
+            on_step=compile_steps(base, bar),
         )
     decision = decide(
         run, results, review, signals=Signals.from_config(config), cache=signal_cache(), size=config.shortlist_size

@@ -38,7 +38,7 @@ import torch
 
 from .jsonio import JsonError, read_json
 
-__all__ = ["CompiledDenoiser", "compile_denoiser", "compile_notice", "compile_wanted", "uncompile"]
+__all__ = ["CompiledDenoiser", "compile_denoiser", "compile_notice", "compile_steps", "compile_wanted", "uncompile"]
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +143,19 @@ def compile_notice(base) -> str | None:
         return None
     if record.estimate_s is not None:
         return f"compiling the denoiser, once per base: ~{max(1, round(record.estimate_s))} s"
-    return "compiling the denoiser, once per base: about a minute on a GPU the first time on this machine"
+    return "compiling the denoiser, once per base: about a minute (the first compile on this machine: no time to go by)"
+
+
+def compile_steps(base, bar):
+    """An ``on_step`` for a command's tqdm bar: its description says when the denoiser compiles (then "rendering")."""
+
+    def on_step(cell, step: int, steps: int) -> None:
+        if step == 0 and (notice := compile_notice(base)) is not None:
+            bar.set_description(notice)
+        elif step == 1 and bar.desc != "rendering":
+            bar.set_description("rendering")
+
+    return on_step
 
 
 def _device_name(device: torch.device) -> str:

@@ -152,13 +152,14 @@ def _encode_all(base: Base, cells: Sequence[Cell], settings: RenderSettings) -> 
 def measure_grid(base: Base) -> Iterator[dict[str, object]]:
     """Measure a grid while the block renders it: wall seconds and peak memory allocated on CUDA.
 
-    Yields a dict for the grid's manifest: device, dtype and text-encoder plan at once; ``seconds``
+    Yields a dict for the grid's manifest: device, dtype, text-encoder plan and what is compiled at once; ``seconds``
     and ``peak_vram_bytes`` (None off CUDA) when the block ends.
     """
     stats: dict[str, object] = {
         "device": str(base.device),
         "dtype": str(base.dtype).removeprefix("torch."),
         "text_encoder": base.text_encoder,
+        "compiled": None if base.compiled is None else base.compiled.label,
         "peak_vram_bytes": None,
     }
     cuda = base.device.type == "cuda"
