@@ -18,17 +18,21 @@ Simulated runs with a known favourite; every strategy reviews the same runs (sam
   change = 0.03 + |Δ drift| + N(0, 0.005); diversity = 0.45·(1 − 0.65·σ((x − x_c)/0.04)) + N(0, 0.02), collapsing
   from x_c = x_p + U(0.15, 0.30) (the base: 0.45); a judge scorer ("scorer:judge", high is good) = q + N(0, sd)
   with sd = JUDGE_NOISE (0.3) × the range of q over the run. The shortlist is the real ``suggest_shortlist``
-  (size 6) on these signals.
+  (size 6) on these signals: the stretch of 6 checkpoints in a row with the best signals on average.
 - **A voter** prefers i over j with probability σ(q_i − q_j), except for LAPSE = 5% random clicks.
 - **Stars** (strategy D): clip(round(3 + (q − mean q of the shortlist)/0.8 + N(0, 0.7)), 1, 5).
 
 Strategies (an interaction is one vote or one star rating):
 
 - A. all pairs, round robin (before): ``next_blind_pair`` over all checkpoints, votes only;
-- B. all checkpoints, active pairs: ``informative_pair`` (top-two Thompson sampling) over all of them, votes only;
+- B. all checkpoints, active pairs: ``informative_pair`` (the leader against its strongest challenger, LUCB) over
+  all of them, votes only;
 - C. signal shortlist + active pairs (now): ``informative_pair`` among the 6 of ``suggest_shortlist``;
 - D. signal shortlist + stars + active pairs: the 6 rated first (6 interactions), then ``informative_pair`` among
   them with ``ratings=``.
+- O. oracle bound: D, but every vote pits the true favourite against its strongest rival of the moment (the
+  highest strength ``fit_ranking`` gives any other). No person or rule can choose pairs that way (it knows the
+  answer); it bounds what any pair rule can reach after the same shortlist and stars, with the same voters.
 
 C and D cannot name a favourite the shortlist left out: that run counts as a failure. The recommendation after N
 interactions is the posterior mode's best (``fit_ranking(...).theta`` argmax over those with evidence: the top row
@@ -76,6 +80,7 @@ STRATEGIES = {
     "B": "all {n}, active pairs",
     "C": "signal shortlist + active pairs (now)",
     "D": "signal shortlist + stars + active pairs",
+    "O": "oracle bound: D's shortlist and stars, every vote the favourite vs its strongest rival",
 }
 
 
@@ -166,13 +171,17 @@ def review(world: World, key: str, budget: int, seed: int, run: int) -> tuple[di
     ratings: dict[str, int] = {}
     wanted, out, summary = set(checks(budget)), {}, (False, None)
     for step in range(1, budget + 1):
-        if key == "D" and len(ratings) < len(pool):
+        if key in "DO" and len(ratings) < len(pool):
             name = pool[len(ratings)]
             stars = 3 + (world.q[name] - mean) / STAR_LOGIT + STAR_SD * person.standard_normal()
             ratings[name] = int(np.clip(round(stars), 1, 5))
         else:
-            pair = (next_blind_pair(pool, votes, rng) if key == "A"
-                    else informative_pair(pool, votes, rng, ratings or None))  # fmt: skip
+            if key == "A":
+                pair = next_blind_pair(pool, votes, rng)
+            elif key == "O" and world.favourite in pool:
+                pair = oracle_pair(pool, votes, ratings, world.favourite)
+            else:
+                pair = informative_pair(pool, votes, rng, ratings or None)
             if pair is not None:
                 a, b = pair
                 p = (1 - LAPSE) / (1 + math.exp(world.q[b] - world.q[a])) + LAPSE / 2
@@ -184,6 +193,13 @@ def review(world: World, key: str, budget: int, seed: int, run: int) -> tuple[di
             s = vote_summary(pool, votes, ratings)
             summary = (bool(s["settled"]), s["leader"])
     return out, summary
+
+
+def oracle_pair(pool: list[str], votes: list[Vote], ratings: dict[str, int], favourite: str) -> tuple[str, str]:
+    """The favourite against the rival ``fit_ranking`` rates strongest now (unrated, unvoted rivals count as 0)."""
+    fit = fit_ranking(pool, votes, ratings)
+    theta = dict(zip(fit.names, fit.theta.tolist(), strict=True))
+    return favourite, max((n for n in pool if n != favourite), key=lambda n: theta.get(n, 0.0))
 
 
 def simulate_run(
@@ -199,7 +215,7 @@ def simulate_run(
 
 def run_benchmark(
     runs: int, budget: int, checkpoints: int = 30, seed: int = 0, workers: int = 1,
-    jitter: float = JITTER, judge_noise: float = JUDGE_NOISE, margin: float = MARGIN, keys: str = "ABCD",
+    jitter: float = JITTER, judge_noise: float = JUDGE_NOISE, margin: float = MARGIN, keys: str = "ABCDO",
 ) -> dict:  # fmt: skip
     """Simulate ``runs`` runs and summarise each strategy (see ``format_table``); the same seed, the same result
     whatever ``workers`` (processes).
@@ -317,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                            args.judge_noise, args.margin)  # fmt: skip
     # How the answer depends on how clear the favourite is: named at AT for each margin, the same runs otherwise.
     sweep = {m: run_benchmark(args.runs // 2, AT, args.checkpoints, args.seed, args.workers, args.jitter,
-                              args.judge_noise, m, keys="ACD") for m in SWEEP}  # fmt: skip
+                              args.judge_noise, m, keys="ACDO") for m in SWEEP}  # fmt: skip
     wall = time.perf_counter() - started
     print(header(result))
     print(f"machine: {machine()}; {args.workers} worker processes; wall {wall:.1f} s\n")

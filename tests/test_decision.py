@@ -298,3 +298,18 @@ def test_informative_pair_asks_about_the_uncertain_top():
     first = {frozenset(informative_pair(list("ABCDE"), votes[:4], rng)) for _ in range(20)}
     assert all(pair != frozenset("AC") for pair in first)
     assert informative_pair(["A"], [], rng) is None
+
+
+def test_informative_pair_tests_the_leader_against_the_rival_that_could_overturn_it():
+    from zbench import informative_pair
+
+    rng = random.Random(0)
+    # Rated A 5, B 4, C 4, D 1. A has beaten B often; C has never met A: C is the open question, not D.
+    votes = [vote("A", "B")] * 6
+    ratings = {"A": 5, "B": 4, "C": 4, "D": 1}
+    for _ in range(10):
+        assert set(informative_pair(list("ABCD"), votes, rng, ratings)) == {"A", "C"}
+    # Once C has lost to A as often, B and C are equally far behind: either may be asked, always against A.
+    votes += [vote("A", "C")] * 6
+    pairs = {frozenset(informative_pair(list("ABCD"), votes, rng, ratings)) for _ in range(30)}
+    assert pairs == {frozenset("AB"), frozenset("AC")}

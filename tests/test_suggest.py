@@ -145,3 +145,18 @@ def test_the_demo_shortlist_holds_the_middle_epochs(tmp_path, monkeypatch, capsy
     why = {c["epoch"]: c["why"] for c in data["checkpoints"]}
     assert "barely changed from the base" in why[5] and "weaker signals" in why[300]
     assert data["recommendation"]["confidence"] == "none"  # no ratings or votes yet: nothing proposed
+
+
+def test_the_shortlist_is_a_stretch_of_the_run_not_scattered_lucky_scores():
+    """A noisy scorer's lucky spike far from the good part of the run does not pull the shortlist apart: the
+    shortlist is the stretch in a row with the best signals on average, and the spike is told why it is out."""
+    rows = {"base": (None, 0.30, 0.5)}
+    judge = [0.5, 0.8, 0.85, 0.9, 0.7, 0.3, 0.2, 0.95, 0.1]  # e8: one lucky score after the decline
+    for i, j in enumerate(judge, start=1):
+        rows[f"e{i}"] = (0.3, 0.30, j)
+    shortlist = suggest_shortlist(report(rows), size=3)
+    assert shortlist.names == ["e2", "e3", "e4"]  # not e8, the 3rd best score, nor a gap between e4 and e8
+    assert "outside the shortlisted stretch epoch 2 to epoch 4" in shortlist.reasons["e8"]
+    assert "weaker signals" in shortlist.reasons["e5"]
+    flat = {n: (0.3, 0.30, 0.5) if n != "base" else v for n, v in rows.items()}
+    assert suggest_shortlist(report(flat), size=3).names == ["e1", "e2", "e3"]  # no evidence: the earliest stretch

@@ -48,7 +48,6 @@ Z95 = 1.96  # a 95% interval, in standard errors
 CLEAR = 0.9  # the leader is "clear" when it is the best with at least this probability
 EVEN_GAP = 0.5  # a gap in strength below this (a 62/38 preference) is "about even" for a person
 DRAWS = 4000  # posterior draws for the probability of being the best (seeded: the same answer every time)
-TOP_TWO_TRIES = 100  # draws looking for a challenger before taking the closest rival
 
 
 @dataclass
@@ -218,10 +217,21 @@ def informative_pair(
     """The pair whose next vote tells the most about which of ``names`` is best, in random order.
 
     Names with neither a vote nor a rating come first (paired with each other, or with the current leader),
-    so every candidate is seen once. Then top-two Thompson sampling (Russo 2016), the rule for finding the best
-    of several with few comparisons: draw strengths from the posterior; the best of the draw meets the best of
-    a second draw that names another checkpoint. The leader keeps meeting whichever rival could still beat it,
-    in proportion to how likely that is.
+    so every candidate is seen once. Then the leader meets its strongest challenger (LUCB, Kalyanakrishnan et
+    al. 2012, a rule for finding the best of several with few comparisons): the leader is the posterior mode's
+    best, the one the ranking would recommend now; the challenger is the rival that could beat it by the most,
+    by the upper end of a 95% interval of their difference, θ_j − θ_leader + 1.96 · sd(θ_j − θ_leader). A rival
+    close behind the leader, or one barely compared with it, is asked about; one well behind it after several
+    votes, or whose ratings put it far below, is left alone. Every vote thus tests the current recommendation
+    against the rival that most plausibly overturns it, and nothing is spent ranking the rest among
+    themselves. Ties (within 1e-9) are broken by ``rng``.
+
+    In ``benchmarks/decide.py`` (1000 simulated runs, a shortlist of 6, the favourite 0.7 logit above its
+    closest rival) this names it after 25 interactions more often than top-two Thompson sampling, which it
+    replaced: 79-80% against 76% with stars, 69-70% against 67% with votes alone. The price is at long budgets
+    over many candidates: the 95% bound does not widen with the votes spent, so over all 30 checkpoints a
+    favourite that lost its first few votes can stay written off (named after 300 votes in 88% of runs
+    against 98%).
     """
     unique = list(dict.fromkeys(names))
     if len(unique) < 2:
@@ -234,19 +244,15 @@ def informative_pair(
         pair = (fresh[0], fit.names[int(np.argmax(fit.theta))])
     else:
         n = len(fit.names)
-        chol = np.linalg.cholesky(fit.cov + 1e-12 * np.eye(n))
-        draws = np.random.default_rng(rng.getrandbits(64))
-        first = int(np.argmax(fit.theta + chol @ draws.standard_normal(n)))
-        second = first
-        for _ in range(TOP_TWO_TRIES):
-            second = int(np.argmax(fit.theta + chol @ draws.standard_normal(n)))
-            if second != first:
-                break
-        else:  # the leader wins every draw: its closest rival, where a vote still tells the most
-            rivals = [k for k in range(n) if k != first]
-            second = max(rivals, key=lambda k: fit.diff_var(fit.names[first], fit.names[k]) - (
-                fit.theta[first] - fit.theta[k]) ** 2)  # fmt: skip
-        pair = (fit.names[first], fit.names[second])
+        leader = rng.choice([k for k in range(n) if fit.theta[k] >= fit.theta.max() - 1e-9])
+        reach = [
+            -math.inf if k == leader else fit.theta[k] - fit.theta[leader] + Z95 * math.sqrt(
+                fit.diff_var(fit.names[k], fit.names[leader]))
+            for k in range(n)
+        ]  # fmt: skip
+        top = max(reach)
+        challenger = rng.choice([k for k in range(n) if reach[k] >= top - 1e-9])
+        pair = (fit.names[leader], fit.names[challenger])
     left, right = pair
     return (left, right) if rng.random() < 0.5 else (right, left)
 

@@ -7,9 +7,17 @@ A trainer's rule of thumb, made explicit:
 2. **Not collapsed**: the seeds still give different pictures. Diversity across seeds is at least 60% of the
    base model's (or, without a base column, of the most diverse emerged checkpoint).
 3. **Not copying**: no render is a near copy of a training image (likeness below 0.97).
-4. **Healthiest**: of what is left, the ``size`` checkpoints whose quality signals are best, each signal
-   scaled over the candidates from 0 (worst) to 1 (best) and averaged; prompt adherence (CLIP) and the
-   user's own scorers count twice, diversity and BRISQUE once. Drift, change and likeness are not health.
+4. **Healthiest stretch**: of what is left, the ``size`` checkpoints in a row (in run order, among those left)
+   whose quality signals are best on average. A checkpoint's health is its quality signals, each scaled over
+   the candidates from 0 (worst) to 1 (best) and averaged; prompt adherence (CLIP) and the user's own scorers
+   count twice, diversity and BRISQUE once. Drift, change and likeness are not health.
+
+   A stretch rather than the ``size`` best scores one by one: quality changes gradually over training, so the
+   signals of neighbouring checkpoints are evidence about each other, and a scorer's noise on one checkpoint
+   averages out over a stretch. Picking the best scores one by one chases that noise: it takes a lucky
+   checkpoint far from the good part of the run and leaves gaps inside it, where the best checkpoint often is.
+   In ``benchmarks/decide.py`` (a judge scorer whose noise is 0.3 of the quality range) the stretch of 6 holds
+   the person's favourite in 93% of 1000 simulated runs of 30 checkpoints, the 6 best scores in 88%.
 
 Every checkpoint gets one line saying why it is in or out. The user edits the result (keep/drop); votes are
 drawn among the edited list.
@@ -110,19 +118,36 @@ def suggest_shortlist(report: SignalReport, *, size: int = 6, usable: Sequence[s
                 reasons[n] = f"may be copying a training image: likeness {_fmt(v)}"
                 candidates.remove(n)
     health = _health(report, candidates)
-    chosen = sorted(candidates, key=lambda n: (-health.get(n, 0.0), names.index(n)))[:size]
+    chosen = _stretch(candidates, health, size)
     weakest = min((health.get(n, 0.0) for n in chosen), default=0.0)
+    average = sum(health.get(n, 0.0) for n in chosen) / len(chosen) if chosen else 0.0
     for n in candidates:
         if n in chosen:
             reasons[n] = "shortlisted: " + _why_in(report, n, drift, plateau)
-        else:
+        elif health.get(n, 0.0) < weakest:
             reasons[n] = f"weaker signals than the shortlist: {_weakest_signal(report, n, chosen)}" + (
                 f" (health {health.get(n, 0):.2f}, the shortlist's lowest {weakest:.2f})"
+            )
+        else:
+            reasons[n] = (
+                f"healthy (health {health.get(n, 0):.2f}) but outside the shortlisted stretch "
+                f"{_label(report, chosen[0])} to {_label(report, chosen[-1])}, whose signals are better on average "
+                f"({average:.2f}) than any other {len(chosen)} in a row: one checkpoint's score may be luck"
             )
     if not drift and not health:
         chosen = names[-size:]
         reasons = dict.fromkeys(chosen, "no signals yet: the last checkpoints of the run")
     return Shortlist([n for n in names if n in chosen], reasons, plateau, health)
+
+
+def _stretch(candidates: list[str], health: Mapping[str, float], size: int) -> list[str]:
+    """The ``size`` candidates in a row (run order) with the best mean health; the earliest such stretch on a tie."""
+    if len(candidates) <= size:
+        return list(candidates)
+    values = [health.get(n, 0.0) for n in candidates]
+    sums = [sum(values[i : i + size]) for i in range(len(candidates) - size + 1)]
+    start = max(range(len(sums)), key=lambda i: (round(sums[i], 12), -i))
+    return candidates[start : start + size]
 
 
 def _health_weight(key: str) -> float | None:
