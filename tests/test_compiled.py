@@ -218,3 +218,20 @@ def test_caption_padding_would_change_the_image_so_lengths_stay_dynamic(tiny_con
         return (out.images[0] * 255).round()
 
     assert np.abs(draw(bucket) - draw(embeds)).max() > 2
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_commands_progress_bars_say_the_denoiser_compiles(tiny_config, quiet):
+    from tqdm import tqdm
+
+    from zbench.engine.compiled import compile_steps
+
+    base = load_base(tiny_config)
+    compile_denoiser(base, backend="eager")
+    with tqdm(total=2, desc="rendering", disable=quiet) as bar:  # --quiet: a disabled bar
+        on_step = compile_steps(base, bar)
+        on_step(None, 0, 2)
+        assert quiet or bar.desc.startswith("compiling the denoiser, once per base")
+        base.compiled.first_s = 1.0  # the first compiled render is done
+        on_step(None, 1, 2)
+        assert quiet or bar.desc.startswith("rendering")

@@ -32,7 +32,7 @@ from .demo.cli import add_demo_commands
 from .engine import jsonio
 from .engine.compiled import compile_steps
 from .engine.config import DATA_ROOT
-from .suggest_cli import add_suggest_command
+from .suggest_cli import add_suggest_command, cell_progress
 from .sweep.cli import add_sweep_command
 
 __all__ = ["main"]
@@ -131,17 +131,14 @@ def _cmd_grid(args) -> int:
     rows, cells = plan_grid(cks, prompts=prompts, seeds=seeds, scales=scales, include_base=not args.no_base)
     target_rank = max([c.rank or 0 for c in run if c.error is None] or [0])
     with tqdm(total=len(cells), desc="rendering", unit="cell", disable=args.quiet) as bar:
-        reported = set()
-
-        def progress(done, total, result):
-            bar.update(1)
-            if result.status == "error" and (result.cell.name, result.error) not in reported:
-                reported.add((result.cell.name, result.error))
-                tqdm.write(f"error in {result.cell.name}: {result.error}", file=sys.stderr)
-
         with measure_grid(base) as stats:
             results = render_cells(
-                base, cells, settings, target_rank=target_rank, progress=progress, on_step=compile_steps(base, bar)
+                base,
+                cells,
+                settings,
+                target_rank=target_rank,
+                progress=cell_progress(bar),
+                on_step=compile_steps(base, bar),
             )
     info = SheetInfo(
         base=config.name,

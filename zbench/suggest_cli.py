@@ -43,6 +43,20 @@ def add_suggest_command(sub) -> None:
     p.set_defaults(func=_suggest)
 
 
+def cell_progress(bar):
+    """A ``progress`` for a command's tqdm bar: one step per cell, and each cell error's message once on stderr
+    (a run whose renders all fail must say why, not print empty signals)."""
+    reported = set()
+
+    def progress(done, total, result) -> None:
+        bar.update(1)
+        if result.status == "error" and (result.cell.name, result.error) not in reported:
+            reported.add((result.cell.name, result.error))
+            bar.write(f"error in {result.cell.name}: {result.error}", file=sys.stderr)
+
+    return progress
+
+
 def _suggest(args) -> int:
     from tqdm import tqdm
 
@@ -77,7 +91,7 @@ def _suggest(args) -> int:
             grid.cells,
             grid.settings,
             cache=get_image_cache(),
-            progress=lambda done, total, result: bar.update(1),
+            progress=cell_progress(bar),
             on_step=compile_steps(base, bar),
         )
     decision = decide(

@@ -149,11 +149,15 @@ def compile_notice(base) -> str | None:
 def compile_steps(base, bar):
     """An ``on_step`` for a command's tqdm bar: its description says when the denoiser compiles (then "rendering")."""
 
+    shown = []  # the notice is on the bar (a disabled bar has no description to read back)
+
     def on_step(cell, step: int, steps: int) -> None:
         if step == 0 and (notice := compile_notice(base)) is not None:
             bar.set_description(notice)
-        elif step == 1 and bar.desc != "rendering":
+            shown.append(notice)
+        elif step == 1 and shown:
             bar.set_description("rendering")
+            shown.clear()
 
     return on_step
 
