@@ -42,14 +42,12 @@ __all__ = ["CompiledDenoiser", "compile_denoiser", "compile_notice", "compile_st
 
 logger = logging.getLogger(__name__)
 
-COMPILE_CHOICES = ("auto", "true", "false")
-
 
 def compile_wanted(setting: str, device: torch.device) -> bool:
     """Whether a config's ``[render] compile`` compiles on ``device``.
 
-    "auto" compiles on CUDA only: on a CPU, inductor's code is no faster than eager here (``bench grid --compile``,
-    benchmarks/RESULTS.md) and the first render would spend its compile time for nothing.
+    "auto" compiles on CUDA only: on a CPU, inductor's code is barely faster than eager (1.05x at Z-Image's width,
+    1.23x on the demo, after 8-19 s of compiling: ``bench grid``, benchmarks/RESULTS.md), which few grids repay.
     """
     if setting == "true":
         return True
@@ -92,7 +90,8 @@ def compile_denoiser(base, *, backend: Any = "inductor", dynamic: bool | None = 
 
     Returns:
         The record, also ``base.compiled``. The module objects stay the same, so the swapper's in-place writes and
-        layer injection work as before.
+        layer injection work as before. The base's fingerprint gets "+compiled": inductor's fused kernels round
+        differently from eager ones (a level of 255 here and there), so the image cache keeps the two apart.
     """
     denoiser = base.denoiser
     blocks = set(getattr(denoiser, "_repeated_blocks", None) or ())
@@ -106,6 +105,7 @@ def compile_denoiser(base, *, backend: Any = "inductor", dynamic: bool | None = 
     key = f"{base.config.model_id}|{_device_name(base.device)}|{base.dtype}|torch {torch.__version__}"
     record = CompiledDenoiser(backend, regions, modules, key, _read_times().get(key))
     base.compiled = record
+    base.fingerprint = f"{base.fingerprint or base.config.model_id}+compiled"
     logger.info("compiling %s of %s (%s) at its first render", regions, base.config.name, record.label)
     return record
 

@@ -274,9 +274,6 @@ def wrap_pipeline(
             logger.warning('compile is off with offload = "sequential"')
         else:
             compile_denoiser(base)
-            # Inductor's fused kernels round differently from eager ones (a level of 255 here and there): the
-            # cache keeps compiled images apart from eager ones.
-            base.fingerprint = f"{fingerprint or config.model_id}+compiled"
     return base
 
 
