@@ -239,3 +239,16 @@ def test_commands_progress_bars_say_the_denoiser_compiles(tiny_config, quiet):
         base.compiled.first_s = 1.0  # the first compiled render is done
         on_step(None, 1, 2)
         assert quiet or bar.desc.startswith("rendering")
+
+
+def test_stop_pressed_as_the_compile_notice_shows_stops_the_cell(tiny_config, lora_run):
+    base = load_base(tiny_config)
+    compile_denoiser(base, backend="eager")
+    stop = []
+    _, cells = plan_grid(lora_run[:2], prompts=[PROMPT], seeds=[1], scales=[1.0], include_base=True)
+    settings = RenderSettings(steps=2, guidance=0.0, width=64, height=64)
+    results = render_cells(
+        base, cells, settings, on_step=lambda cell, step, steps: stop.append(step), should_stop=lambda: bool(stop)
+    )
+    assert stop[0] == 0 and [r.status for r in results] == ["stopped"] * 3
+    assert base.compiled.pending  # nothing rendered: the next grid still says it compiles

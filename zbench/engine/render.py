@@ -236,9 +236,9 @@ def _render_cell(
                 "base model and keeps rendering the other checkpoints. Re-save the file from the trainer.",
             )
         after_swap()
-        if compile_notice(base) is not None:
-            step(0)  # the page says the denoiser compiles now, instead of a frozen bar for the first step
         try:
+            if compile_notice(base) is not None:
+                step(0)  # the page says the denoiser compiles now, instead of a frozen bar for the first step
             t0 = time.perf_counter()
             image = render_image(base, cell.prompt, cell.seed, settings, on_step=step)
             render_ms = (time.perf_counter() - t0) * 1000
