@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import base64
 import io
+import re
 import sys
 import tempfile
 import time
@@ -86,9 +87,13 @@ def walk(epochs: int, max_votes: int, scratch: Path) -> dict:
         for n in range(max_votes):
             if page.get_by_text("Release epoch").count():
                 break
-            shown = page.locator('[data-testid="stImage"] img:visible')
+            # The blind pair: the page's lossless pixel component, names hidden (alt "left image" / "right image").
+            shown = page.get_by_role("img", name=re.compile(r"^(left|right) image$"))
             shown.first.wait_for(timeout=60_000)
-            left, right = _fetch(shown.nth(0)), _fetch(shown.nth(1))
+            left, right = (
+                _fetch(page.get_by_role("img", name="left image")),
+                _fetch(page.get_by_role("img", name="right image")),
+            )
             key = "ArrowLeft" if taste(left, demo.prompt) >= taste(right, demo.prompt) else "ArrowRight"
             page.keyboard.press(key)
             done.append(f"vote ({key})")
