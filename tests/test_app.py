@@ -534,3 +534,34 @@ def test_the_grid_view_kept_for_the_run_is_given_back_checked(app_config, run_di
     for bad in ({"cell": 8}, {"cell": True, "zoom": 1e9, "cx": -1}, [1, 2], "fit"):
         (run_dir / ".zbench" / "page.json").write_text(json.dumps({"view": bad, "seeds": "7"}))
         assert zbench.load_page_state(run_dir) == {"seeds": "7"}, bad
+
+
+def test_the_shortlist_follows_a_rated_leader_at_its_end(tmp_path, write_config, run_dir, make_lora, monkeypatch):
+    """Rated, with the best at an end of the shortlist: the next checkpoint past it joins, says why, and asks for
+    a rating; taken off the shortlist it is dropped for good (it would join again otherwise)."""
+    for epoch in (15, 20, 25):
+        make_lora(run_dir / f"style_{epoch}.safetensors", rank=4, seed=epoch, strength=3.0)
+    monkeypatch.setenv("ZBENCH_CONFIG", str(write_config(tmp_path / "app.toml", run_dir, "[signals]\nshortlist = 2")))
+    monkeypatch.setenv("ZBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    at = _page().run()
+    assert not at.exception
+    order = [f"style_{e}.safetensors" for e in (5, 10, 15, 20, 25)]
+    suggested = sorted(next(m for m in at.multiselect if m.label == "Shortlist").value, key=order.index)
+    assert len(suggested) == 2
+    # The leader at the end that has a checkpoint past it.
+    end, past = (suggested[-1], 1) if suggested[-1] != order[-1] else (suggested[0], -1)
+    joined = order[order.index(end) + past]
+    store = zbench.DecisionStore(run_dir)
+    for name in suggested:
+        store.set_rating(name, 5 if name == end else 3)
+    at.run()
+    shortlist = next(m for m in at.multiselect if m.label == "Shortlist")
+    assert set(shortlist.value) == {*suggested, joined}
+    epoch = joined.removeprefix("style_").removesuffix(".safetensors")
+    caption = next(c.value for c in at.caption if "joined the shortlist" in c.value)
+    assert caption.startswith(f"epoch {epoch} joined the shortlist") and "Rate it" in caption
+    shortlist.set_value(suggested).run()
+    assert store.load().shortlist == {joined: False}
+    at.run()
+    assert set(next(m for m in at.multiselect if m.label == "Shortlist").value) == set(suggested)
+    assert not any("joined the shortlist" in c.value for c in at.caption)

@@ -6,7 +6,17 @@ import json
 
 import pytest
 
-from zbench import DecisionStore, Review, Signal, SignalReport, Vote, edited_shortlist, recommend, suggest_shortlist
+from zbench import (
+    DecisionStore,
+    Review,
+    Signal,
+    SignalReport,
+    Vote,
+    edited_shortlist,
+    follow_leader,
+    recommend,
+    suggest_shortlist,
+)
 from zbench.cli import main
 from zbench.review.signals import CHANGE, DIVERSITY, DRIFT
 
@@ -160,3 +170,83 @@ def test_the_shortlist_is_a_stretch_of_the_run_not_scattered_lucky_scores():
     assert "weaker signals" in shortlist.reasons["e5"]
     flat = {n: (0.3, 0.30, 0.5) if n != "base" else v for n, v in rows.items()}
     assert suggest_shortlist(report(flat), size=3).names == ["e1", "e2", "e3"]  # no evidence: the earliest stretch
+
+
+ORDER = [f"e{i}" for i in range(1, 10)]
+CANDIDATES = ORDER[1:8]  # e1 barely changed, e9 collapsed: ruled out by the signals
+
+
+def test_the_shortlist_follows_a_rated_leader_past_its_end():
+    shortlist = ["e4", "e5", "e6"]
+    labels = {n: f"epoch {n[1:]}" for n in ORDER}
+
+    def follow(ratings, votes=(), **kw):
+        return follow_leader(shortlist, ORDER, CANDIDATES, list(votes), ratings, labels=labels, **kw)
+
+    # Nothing moves before every shortlisted checkpoint has a rating, nor while the leader is inside.
+    assert follow({}) == (shortlist, {})
+    assert follow({"e6": 5}, [vote("e6", "e4")] * 3) == (shortlist, {})
+    assert follow({"e4": 3, "e5": 5, "e6": 3}) == (shortlist, {})
+    # The leader at the last end: the next checkpoint joins, unseen; rated below the leader, nothing more.
+    names, grown = follow({"e4": 3, "e5": 3, "e6": 5})
+    assert names == ["e4", "e5", "e6", "e7"] and list(grown) == ["e7"]
+    assert grown["e7"].startswith("joined the shortlist: epoch 6, the shortlist's last in run order, leads")
+    assert follow({"e4": 3, "e5": 3, "e6": 5, "e7": 2})[0] == ["e4", "e5", "e6", "e7"]
+    # The newcomer leads in turn: the one past it joins.
+    names, grown = follow({"e4": 3, "e5": 3, "e6": 4, "e7": 5})
+    assert names == ["e4", "e5", "e6", "e7", "e8"] and list(grown) == ["e7", "e8"]
+    assert "epoch 7, the shortlist's last" in grown["e8"]
+    # At most ``limit`` join; never one the signals ruled out (e9) or the user dropped.
+    assert follow({"e4": 3, "e5": 3, "e6": 4, "e7": 4, "e8": 5})[0] == ["e4", "e5", "e6", "e7", "e8"]
+    assert follow({"e4": 3, "e5": 3, "e6": 4, "e7": 5}, limit=1)[0] == ["e4", "e5", "e6", "e7"]
+    assert follow({"e4": 3, "e5": 3, "e6": 5}, dropped=["e7"]) == (shortlist, {})
+    # The first end: the one before joins; a tie at both ends grows the last first (one at a time).
+    assert follow({"e4": 5, "e5": 3, "e6": 3})[0] == ["e3", "e4", "e5", "e6"]
+    assert follow({"e4": 5, "e5": 3, "e6": 5}, limit=1)[0] == ["e4", "e5", "e6", "e7"]
+    # Past an end into checkpoints the signals ruled out: nothing.
+    late = ["e6", "e7", "e8"]
+    assert follow_leader(late, ORDER, CANDIDATES, [], {"e6": 3, "e7": 3, "e8": 5}) == (late, {})
+    # A joined checkpoint that leads on its own votes stays after the shortlist's own leader moved inwards.
+    moved = {"e4": 3, "e5": 4, "e6": 4, "e7": 3}
+    votes = [vote("e5", "e6")] * 3 + [vote("e7", "e5")] * 4 + [vote("e7", "e6")] * 4
+    names, grown = follow(moved, votes)
+    assert "e7" in names and "it leads the ratings and votes, just past epoch 6" in grown["e7"]
+    assert follow(moved, [vote("e5", "e6")] * 3)[0] == shortlist  # neither it nor its end leads: it leaves
+
+
+def test_decide_grows_the_shortlist_and_records_why(tmp_path):
+    from zbench.engine.checkpoints import Checkpoint
+    from zbench.review.suggest import decide
+
+    sig = report({"base": (None, 0.30, 0.5), **{f"e{i}": (0.3, 0.30, 0.9 if 3 <= i <= 5 else 0.5) for i in
+                                               range(1, 8)}})  # fmt: skip
+    run = [Checkpoint(f"e{i}", tmp_path / f"e{i}.safetensors", epoch=i) for i in range(1, 8)]
+    review = Review(ratings={"e3": 3, "e4": 3, "e5": 5})
+    dec = decide(run, [], review, report=sig, size=3)
+    assert dec.suggested.names == ["e3", "e4", "e5"] and dec.shortlist == ["e3", "e4", "e5", "e6"]
+    assert "joined the shortlist" in dec.grown["e6"] and dec.evidence()["grown"] == dec.grown
+    assert "e6" in dec.recommendation.summary["unseen"] and "rate or vote on" in dec.recommendation.settle
+    dropped = decide(run, [], Review(ratings=review.ratings, shortlist={"e6": False}), report=sig, size=3)
+    assert dropped.shortlist == ["e3", "e4", "e5"] and not dropped.grown
+
+
+def test_suggest_says_which_checkpoint_joined_the_shortlist(tmp_path, write_config, run_dir_small, capsys, monkeypatch):
+    monkeypatch.setenv("ZBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    config = write_config(tmp_path / "two.toml", run_dir_small, '[signals]\nseeds = "1, 2"\nshortlist = 2')
+    order = [f"style_{e}.safetensors" for e in (5, 10, 20)]
+    assert main(["suggest", "--config", str(config), "--json", "--quiet"]) == 0
+    suggested = [c["name"] for c in json.loads(capsys.readouterr().out)["checkpoints"] if c["shortlist"]]
+    assert len(suggested) == 2
+    end, past = (suggested[-1], 1) if suggested[-1] != order[-1] else (suggested[0], -1)
+    joined = order[order.index(end) + past]
+    store = DecisionStore(run_dir_small)
+    for name in suggested:
+        store.set_rating(name, 5 if name == end else 3)
+    assert main(["suggest", "--config", str(config), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"epoch {joined.split('_')[1].split('.')[0]}" in out and "joined the shortlist" in out
+    assert "your edits" not in out  # joining is not an edit of the user's
+    assert main(["suggest", "--config", str(config), "--json", "--quiet"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    row = next(c for c in data["checkpoints"] if c["name"] == joined)
+    assert row["shortlist"] and row["why"].startswith("joined the shortlist") and joined in data["grown"]

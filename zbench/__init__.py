@@ -31,7 +31,7 @@ from .review.recommend import Recommendation, recommend
 from .review.records import DecisionError, Review, Vote
 from .review.scorers import ScorerError, load_scorer, quality_score, ssim_distance
 from .review.sheet import SheetInfo, compose_pages, compose_sheet
-from .review.shortlist import Shortlist, edited_shortlist, suggest_shortlist
+from .review.shortlist import Shortlist, edited_shortlist, follow_leader, suggest_shortlist
 from .review.signals import Signal, SignalCache, SignalReport, Signals, compute_signals
 from .review.suggest import Decision, decide, short_label, signal_cache, signal_grid
 from .review.timeline import row_timeline, webp_bytes
@@ -100,6 +100,7 @@ __all__ = [
     "export_sheet",
     "file_sizes",
     "find_runs",
+    "follow_leader",
     "get_base",
     "get_image_cache",
     "get_swapper",

@@ -111,7 +111,7 @@ def _suggest(args) -> int:
                     "error": c.error,
                     "signals": decision.report.values.get(c.name, {}),
                     "shortlist": c.name in decision.shortlist,
-                    "why": decision.suggested.reasons.get(c.name, ""),
+                    "why": decision.grown.get(c.name) or decision.suggested.reasons.get(c.name, ""),
                     "rating": review.ratings.get(c.name),
                 }
                 for c in run
@@ -151,7 +151,9 @@ def _print(decision, run, review, prompts: int, seeds: int) -> None:
     print("\nsuggested shortlist (* above; votes on the page are drawn among it):")
     for name, why in decision.suggested.reasons.items():
         print(f"  {decision.labels.get(name, name):<12} {why}")
-    edited = [n for n in decision.shortlist if n not in decision.suggested.names]
+    for name, why in decision.grown.items():
+        print(f"  {decision.labels.get(name, name):<12} {why}")
+    edited = [n for n in decision.shortlist if n not in decision.suggested.names and n not in decision.grown]
     dropped = [n for n in decision.suggested.names if n not in decision.shortlist]
     if edited or dropped:
         print(f"  your edits: kept {', '.join(edited) or 'none'}; dropped {', '.join(dropped) or 'none'}")

@@ -28,14 +28,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .ranking import fit_ranking
+from .records import Vote
 from .signals import BASE, SignalReport
 
-__all__ = ["COLLAPSE", "EMERGED", "Shortlist", "edited_shortlist", "suggest_shortlist"]
+__all__ = ["COLLAPSE", "EMERGED", "GROW", "Shortlist", "edited_shortlist", "follow_leader", "suggest_shortlist"]
 
 EMERGED = 0.5  # of the run's largest drift
 PLATEAU = 0.8  # drift stays above this share of the largest from the plateau's start
 COLLAPSE = 0.6  # of the reference diversity
 COPYING = 0.97  # likeness to the closest training image
+GROW = 2  # checkpoints the shortlist may gain past its ends, following a leader at one of them
 HEALTH_WEIGHTS = {"diversity": 1.0, "quality": 1.0, "adherence": 2.0}  # and every "scorer:..." 2.0
 
 
@@ -47,9 +50,11 @@ class Shortlist:
     reasons: dict[str, str] = field(default_factory=dict)
     plateau: str | None = None  # the checkpoint from which drift has levelled off
     health: dict[str, float] = field(default_factory=dict)
+    candidates: list[str] = field(default_factory=list)  # run order: those no signal ruled out
 
     def to_json(self) -> dict:
-        return {"names": self.names, "reasons": self.reasons, "plateau": self.plateau, "health": self.health}
+        return {"names": self.names, "reasons": self.reasons, "plateau": self.plateau, "health": self.health,
+                "candidates": self.candidates}  # fmt: skip
 
 
 def _label(report: SignalReport, name: str) -> str:
@@ -137,7 +142,7 @@ def suggest_shortlist(report: SignalReport, *, size: int = 6, usable: Sequence[s
     if not drift and not health:
         chosen = names[-size:]
         reasons = dict.fromkeys(chosen, "no signals yet: the last checkpoints of the run")
-    return Shortlist([n for n in names if n in chosen], reasons, plateau, health)
+    return Shortlist([n for n in names if n in chosen], reasons, plateau, health, candidates)
 
 
 def _stretch(candidates: list[str], health: Mapping[str, float], size: int) -> list[str]:
@@ -206,3 +211,70 @@ def edited_shortlist(suggested: Sequence[str], edits: Mapping[str, bool], order:
     """The shortlist after the user's edits: suggested ones not dropped, plus the kept ones, in run order."""
     chosen = {n for n in suggested if edits.get(n, True)} | {n for n, keep in edits.items() if keep}
     return [n for n in order if n in chosen]
+
+
+def follow_leader(
+    shortlist: Sequence[str],
+    order: Sequence[str],
+    candidates: Sequence[str],
+    votes: Sequence[Vote],
+    ratings: Mapping[str, int],
+    *,
+    dropped: Sequence[str] = (),
+    limit: int = GROW,
+    labels: Mapping[str, str] | None = None,
+) -> tuple[list[str], dict[str, str]]:
+    """The shortlist grown past an end where the ratings and votes so far put the best checkpoint.
+
+    A trainer whose favourite so far is the last (or first) of the checkpoints they compared looks at the next
+    one too: the signals chose the stretch, but they are noisy, and the best may lie just past it. So once every
+    checkpoint of the shortlist has a star rating, and the leader of the ratings and votes (the posterior mode of
+    ``fit_ranking``; any of them on a tie) is at an end of the shortlist in run order, the next checkpoint past
+    that end joins it, if the signals did not rule it out (``candidates``) and the user did not drop it
+    (``dropped``). It asks for one rating; if it then leads in turn, the one past it joins, up to ``limit`` in
+    all. A joined checkpoint stays while the leader is still at that end, or while it leads itself.
+
+    Why ratings first: a rating places a newcomer at once, a blind vote barely. In ``benchmarks/decide.py``
+    (1000 simulated runs of 30 checkpoints, a shortlist of 6, the favourite preferred 2:1) following the leader
+    after the ratings holds the favourite in 96% of runs instead of 93% and names it after 25 interactions in
+    82% instead of 79%; following a leader of votes alone (before any rating) named it in 65-67% instead of 70%:
+    each newcomer then costs more votes than it saves.
+
+    Returns:
+        The names (run order) and, for each checkpoint that joined, why, in words.
+    """
+    say = (labels or {}).get
+    position = {n: i for i, n in enumerate(order)}
+    pool = [n for n in dict.fromkeys(shortlist) if n in position]
+    allowed = set(candidates) - set(dropped)
+    seen = set(ratings) | {n for v in votes for n in (v.winner, v.loser)}
+    added: dict[str, str] = {}
+    while pool and len(added) < limit:
+        # The leader counts once every checkpoint of the pool has a rating (see the docstring).
+        leaders = _leaders(pool, votes, ratings) if all(n in ratings for n in pool) else set()
+        grown = None
+        for end, step in ((max(pool, key=position.get), 1), (min(pool, key=position.get), -1)):
+            i = position[end] + step
+            nxt = order[i] if 0 <= i < len(order) else None
+            if nxt is None or nxt in pool or nxt not in allowed:
+                continue
+            where = "last" if step == 1 else "first"
+            if end in leaders:
+                why = f"{say(end, end)}, the shortlist's {where} in run order, leads the ratings and votes so far"
+            elif nxt in seen and nxt in _leaders([*pool, nxt], votes, ratings):
+                why = f"it leads the ratings and votes, just past {say(end, end)}"
+            else:
+                continue
+            grown, added[nxt] = nxt, f"joined the shortlist: {why}; the best may lie past it"
+            break
+        if grown is None:
+            break
+        pool.append(grown)
+    return [n for n in order if n in pool], added
+
+
+def _leaders(names: Sequence[str], votes: Sequence[Vote], ratings: Mapping[str, int]) -> set[str]:
+    """The names the ratings and votes put first (the posterior mode; all of them on a tie)."""
+    fit = fit_ranking(names, votes, ratings)
+    top = fit.theta.max(initial=-float("inf"))
+    return {n for n, t in zip(fit.names, fit.theta, strict=True) if t >= top - 1e-6}

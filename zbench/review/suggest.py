@@ -8,7 +8,7 @@ included); ``decide`` turns rendered results and the run's review into a :class:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine.cache import default_cache_dir
@@ -18,7 +18,7 @@ from ..engine.plan import Cell, CellResult, RenderSettings, plan_grid
 from .grid import parse_seeds
 from .recommend import Recommendation, recommend
 from .records import Review
-from .shortlist import Shortlist, edited_shortlist, suggest_shortlist
+from .shortlist import Shortlist, edited_shortlist, follow_leader, suggest_shortlist
 from .signals import SignalCache, SignalReport, Signals, compute_signals
 
 __all__ = ["Decision", "SignalGrid", "decide", "short_label", "signal_cache", "signal_grid"]
@@ -78,9 +78,10 @@ class Decision:
 
     report: SignalReport
     suggested: Shortlist
-    shortlist: list[str]  # after the user's edits
+    shortlist: list[str]  # after the user's edits, and grown past an end where the leader is (``follow_leader``)
     recommendation: Recommendation
     labels: dict[str, str]
+    grown: dict[str, str] = field(default_factory=dict)  # checkpoints that joined past an end, and why
 
     def evidence(self) -> dict:
         """What a release record keeps of it."""
@@ -88,6 +89,7 @@ class Decision:
             "signals": self.report.to_json(),
             "suggested_shortlist": self.suggested.to_json(),
             "shortlist": list(self.shortlist),
+            "grown": dict(self.grown),
             "recommendation": self.recommendation.to_json(),
         }
 
@@ -116,6 +118,11 @@ def decide(
     if report is None:
         report = compute_signals(results, signals=signals, cache=cache)
     suggested = suggest_shortlist(report, size=size, usable=order)
-    shortlist = edited_shortlist(suggested.names, review.shortlist, order)
+    edited = edited_shortlist(suggested.names, review.shortlist, order)
+    dropped = [n for n, keep in review.shortlist.items() if not keep]
+    ratings = {n: r for n, r in review.ratings.items() if n in order}
+    shortlist, grown = follow_leader(
+        edited, order, suggested.candidates, review.votes, ratings, dropped=dropped, labels=labels
+    )
     rec = recommend(order, review, shortlist, report=report, suggested=suggested, labels=labels)
-    return Decision(report, suggested, shortlist, rec, labels)
+    return Decision(report, suggested, shortlist, rec, labels, grown)
