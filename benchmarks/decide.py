@@ -27,14 +27,17 @@ Strategies (an interaction is one vote or one star rating):
 - A. all pairs, round robin (before): ``next_blind_pair`` over all checkpoints, votes only;
 - B. all checkpoints, active pairs: ``informative_pair`` (the leader against its strongest challenger, LUCB) over
   all of them, votes only;
-- C. signal shortlist + active pairs (now): ``informative_pair`` among the 6 of ``suggest_shortlist``;
-- D. signal shortlist + stars + active pairs: the 6 rated first (6 interactions), then ``informative_pair`` among
-  them with ``ratings=``.
+- C. signal shortlist + active pairs: ``informative_pair`` among the 6 of ``suggest_shortlist``, votes only;
+- F. signal shortlist + stars + active pairs, the shortlist fixed (before): the 6 rated first (6 interactions),
+  then ``informative_pair`` among them with ``ratings=``;
+- D. … the shortlist following its leader (now): F, but the shortlist is ``follow_leader``'s, as on the page:
+  once all of it is rated, a leader at an end brings in the next checkpoint past it (at most 2), which is rated
+  next (one interaction each). C and O follow the leader too (C's never moves: it has no ratings).
 - O. oracle bound: D, but every vote pits the true favourite against its strongest rival of the moment (the
   highest strength ``fit_ranking`` gives any other). No person or rule can choose pairs that way (it knows the
   answer); it bounds what any pair rule can reach after the same shortlist and stars, with the same voters.
 
-C and D cannot name a favourite the shortlist left out: that run counts as a failure. The recommendation after N
+C, F and D cannot name a favourite the shortlist left out: that run counts as a failure. The recommendation after N
 interactions is the posterior mode's best (``fit_ranking(...).theta`` argmax over those with evidence: the top row
 of ``rank_votes``; ``vote_summary``'s 4000 draws at every step would cost minutes), evaluated at every N up to 40
 and then every 5 (so a first N above 40 is rounded up to a multiple of 5). ``vote_summary`` is asked once, at 25
@@ -60,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from zbench.review.ranking import fit_ranking, informative_pair, next_blind_pair, vote_summary
 from zbench.review.records import Vote
-from zbench.review.shortlist import suggest_shortlist
+from zbench.review.shortlist import follow_leader, suggest_shortlist
 from zbench.review.signals import BASE, CHANGE, DIVERSITY, DRIFT, Signal, SignalReport
 
 JITTER = 0.4  # logits: each checkpoint's own deviation from the quality curve
@@ -78,10 +81,13 @@ JUDGE = Signal("scorer:judge", "judge", "high", "synthetic judge")
 STRATEGIES = {
     "A": "all pairs, round robin (before)",
     "B": "all {n}, active pairs",
-    "C": "signal shortlist + active pairs (now)",
-    "D": "signal shortlist + stars + active pairs",
+    "C": "signal shortlist + active pairs",
+    "F": "signal shortlist + stars + active pairs, the shortlist fixed (before)",
+    "D": "signal shortlist + stars + active pairs, the shortlist following its leader (now)",
     "O": "oracle bound: D's shortlist and stars, every vote the favourite vs its strongest rival",
 }
+FOLLOW = "CDO"  # strategies whose shortlist follows its leader past its ends (``follow_leader``)
+RATE = "DFO"  # strategies that rate every checkpoint of the shortlist before voting
 
 
 @dataclass
@@ -94,6 +100,7 @@ class World:
     top2: set[str]
     margin: float  # logits between the favourite and the runner-up
     shortlist: list[str]
+    candidates: list[str]  # those no signal ruled out, run order
 
 
 def sigmoid(z):
@@ -129,8 +136,9 @@ def make_world(
     epochs: dict[str, int | None] = {BASE: None, **{name: 10 * (i + 1) for i, name in enumerate(names)}}
     report = SignalReport([BASE, *names], [DRIFT, CHANGE, DIVERSITY, JUDGE], values, epochs, [], 4 * (n + 1), 4)
     order = np.argsort(-q)
+    shortlist = suggest_shortlist(report, size=SHORTLIST)
     return World(names, dict(zip(names, q.tolist(), strict=True)), names[order[0]], {names[order[0]], names[order[1]]},
-                 float(q[order[0]] - q[order[1]]), suggest_shortlist(report, size=SHORTLIST).names)  # fmt: skip
+                 float(q[order[0]] - q[order[1]]), shortlist.names, shortlist.candidates)  # fmt: skip
 
 
 def checks(budget: int) -> list[int]:
@@ -156,25 +164,29 @@ def leader(pool: list[str], votes: list[Vote], ratings: dict[str, int], tie: ran
     return tie.choice([n for n, t in zip(fit.names, fit.theta, strict=True) if t >= fit.theta.max() - 1e-6])
 
 
-def review(world: World, key: str, budget: int, seed: int, run: int) -> tuple[dict[int, str | None], tuple]:
+def review(world: World, key: str, budget: int, seed: int, run: int) -> tuple[dict[int, str | None], tuple, bool]:
     """One person reviewing ``world`` with strategy ``key`` for ``budget`` interactions.
 
     Returns:
-        The recommendation at each of ``checks(budget)``, and (settled, leader) of ``vote_summary`` at AT.
+        The recommendation at each of ``checks(budget)``, (settled, leader) of ``vote_summary`` at AT, and whether
+        the favourite was among the checkpoints compared at AT.
     """
-    rng = random.Random(f"{seed}:{run}:{key}")  # the strategy's own choices (pair order, ties)
-    tie = random.Random(f"{seed}:{run}:{key}:leader")  # ties for the recommendation
-    person = np.random.default_rng([seed, run, ord(key)])  # the voter's and rater's noise
+    stream = "D" if key == "F" else key  # F is D without following: the same person, the same choices until then
+    rng = random.Random(f"{seed}:{run}:{stream}")  # the strategy's own choices (pair order, ties)
+    tie = random.Random(f"{seed}:{run}:{stream}:leader")  # ties for the recommendation
+    person = np.random.default_rng([seed, run, ord(stream)])  # the voter's and rater's noise
     pool = world.names if key in "AB" else world.shortlist
-    mean = float(np.mean([world.q[n] for n in pool])) if pool else 0.0
+    mean = float(np.mean([world.q[n] for n in pool])) if pool else 0.0  # stars are relative to the first shortlist
     votes: list[Vote] = []
     ratings: dict[str, int] = {}
-    wanted, out, summary = set(checks(budget)), {}, (False, None)
+    wanted, out, summary, held = set(checks(budget)), {}, (False, None), key in "AB"
     for step in range(1, budget + 1):
-        if key in "DO" and len(ratings) < len(pool):
-            name = pool[len(ratings)]
-            stars = 3 + (world.q[name] - mean) / STAR_LOGIT + STAR_SD * person.standard_normal()
-            ratings[name] = int(np.clip(round(stars), 1, 5))
+        if key in FOLLOW:
+            pool = follow_leader(world.shortlist, world.names, world.candidates, votes, ratings)[0]
+        unrated = [n for n in pool if n not in ratings]
+        if key in RATE and unrated:
+            stars = 3 + (world.q[unrated[0]] - mean) / STAR_LOGIT + STAR_SD * person.standard_normal()
+            ratings[unrated[0]] = int(np.clip(round(stars), 1, 5))
         else:
             if key == "A":
                 pair = next_blind_pair(pool, votes, rng)
@@ -189,10 +201,12 @@ def review(world: World, key: str, budget: int, seed: int, run: int) -> tuple[di
                 votes.append(Vote(winner, loser, "a prompt", step, ""))
         if step in wanted:
             out[step] = leader(pool, votes, ratings, tie) if pool else None
-        if step == AT and len(pool) > 1:
-            s = vote_summary(pool, votes, ratings)
-            summary = (bool(s["settled"]), s["leader"])
-    return out, summary
+        if step == min(AT, budget):
+            held = held or world.favourite in pool
+            if len(pool) > 1:
+                s = vote_summary(pool, votes, ratings)
+                summary = (bool(s["settled"]), s["leader"])
+    return out, summary, held
 
 
 def oracle_pair(pool: list[str], votes: list[Vote], ratings: dict[str, int], favourite: str) -> tuple[str, str]:
@@ -215,7 +229,7 @@ def simulate_run(
 
 def run_benchmark(
     runs: int, budget: int, checkpoints: int = 30, seed: int = 0, workers: int = 1,
-    jitter: float = JITTER, judge_noise: float = JUDGE_NOISE, margin: float = MARGIN, keys: str = "ABCDO",
+    jitter: float = JITTER, judge_noise: float = JUDGE_NOISE, margin: float = MARGIN, keys: str = "ABCFDO",
 ) -> dict:  # fmt: skip
     """Simulate ``runs`` runs and summarise each strategy (see ``format_table``); the same seed, the same result
     whatever ``workers`` (processes).
@@ -248,7 +262,7 @@ def run_benchmark(
             "first_top2": next((k for k in top2 if top2[k] >= 0.9), None),
             "named": named[at], "top2": top2[at], "clear": float(hit[clear].mean()) if clear.any() else None,
             "curve": {k: (named[k], top2[k]) for k in MARKS if k in named},
-            "in_shortlist": None if key in "AB" else float(np.mean([w.favourite in w.shortlist for w in worlds])),
+            "in_shortlist": None if key in "AB" else float(np.mean([r[key][2] for r in results])),
             "settled": len(settled) / runs, "settled_right": float(np.mean(settled)) if settled else None,
         })  # fmt: skip
     margins = np.array([w.margin for w in worlds])
@@ -333,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                            args.judge_noise, args.margin)  # fmt: skip
     # How the answer depends on how clear the favourite is: named at AT for each margin, the same runs otherwise.
     sweep = {m: run_benchmark(args.runs // 2, AT, args.checkpoints, args.seed, args.workers, args.jitter,
-                              args.judge_noise, m, keys="ACDO") for m in SWEEP}  # fmt: skip
+                              args.judge_noise, m, keys="ACFDO") for m in SWEEP}  # fmt: skip
     wall = time.perf_counter() - started
     print(header(result))
     print(f"machine: {machine()}; {args.workers} worker processes; wall {wall:.1f} s\n")
