@@ -286,6 +286,7 @@ def test_the_rating_shown_is_the_checkpoint_shown(app_config, run_dir):
     store = zbench.DecisionStore(run_dir)
     store.set_rating("style_5.safetensors", 2)
     at = _page().run()
+    at.selectbox(key="rate_target").set_value("style_5.safetensors").run()
     assert _rating(at, "style_5.safetensors").value == 2
     at.selectbox(key="rate_target").set_value("style_10.safetensors").run()
     assert _rating(at, "style_10.safetensors").value == "–"  # not the previous one's 2
@@ -537,8 +538,8 @@ def test_the_grid_view_kept_for_the_run_is_given_back_checked(app_config, run_di
 
 
 def test_the_shortlist_follows_a_rated_leader_at_its_end(tmp_path, write_config, run_dir, make_lora, monkeypatch):
-    """Rated, with the best at an end of the shortlist: the next checkpoint past it joins, says why, and asks for
-    a rating; taken off the shortlist it is dropped for good (it would join again otherwise)."""
+    """Rated, with the best at an end of the shortlist: the next checkpoint past it joins, says why, and is the
+    next to rate; taken off the shortlist it is dropped for good (it would join again otherwise)."""
     for epoch in (15, 20, 25):
         make_lora(run_dir / f"style_{epoch}.safetensors", rank=4, seed=epoch, strength=3.0)
     monkeypatch.setenv("ZBENCH_CONFIG", str(write_config(tmp_path / "app.toml", run_dir, "[signals]\nshortlist = 2")))
@@ -551,10 +552,16 @@ def test_the_shortlist_follows_a_rated_leader_at_its_end(tmp_path, write_config,
     # The leader at the end that has a checkpoint past it.
     end, past = (suggested[-1], 1) if suggested[-1] != order[-1] else (suggested[0], -1)
     joined = order[order.index(end) + past]
-    store = zbench.DecisionStore(run_dir)
+    # Rated on the page: the checkpoint shown opens on the shortlist's first unrated one and moves on after each
+    # save, to the one that joined last.
     for name in suggested:
-        store.set_rating(name, 5 if name == end else 3)
-    at.run()
+        assert at.selectbox(key="rate_target").value == name
+        _rating(at, name).set_value(5 if name == end else 3)
+        _button(at, "Save rating and note").click().run()
+        at.run()  # (AppTest keeps only the fragment's elements after its own rerun)
+    assert at.selectbox(key="rate_target").value == joined
+    store = zbench.DecisionStore(run_dir)
+    assert store.load().ratings == {n: 5 if n == end else 3 for n in suggested}
     shortlist = next(m for m in at.multiselect if m.label == "Shortlist")
     assert set(shortlist.value) == {*suggested, joined}
     epoch = joined.removeprefix("style_").removesuffix(".safetensors")

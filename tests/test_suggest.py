@@ -202,7 +202,9 @@ def test_the_shortlist_follows_a_rated_leader_past_its_end():
     assert follow({"e4": 3, "e5": 3, "e6": 5}, dropped=["e7"]) == (shortlist, {})
     # The first end: the one before joins; a tie at both ends grows the last first (one at a time).
     assert follow({"e4": 5, "e5": 3, "e6": 3})[0] == ["e3", "e4", "e5", "e6"]
-    assert follow({"e4": 5, "e5": 3, "e6": 5}, limit=1)[0] == ["e4", "e5", "e6", "e7"]
+    names, grown = follow({"e4": 5, "e5": 3, "e6": 5}, limit=1)
+    assert names == ["e4", "e5", "e6", "e7"]
+    assert "epoch 6, the shortlist's last in run order, shares the lead" in grown["e7"]
     # Past an end into checkpoints the signals ruled out: nothing.
     late = ["e6", "e7", "e8"]
     assert follow_leader(late, ORDER, CANDIDATES, [], {"e6": 3, "e7": 3, "e8": 5}) == (late, {})

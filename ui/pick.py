@@ -143,7 +143,7 @@ def pick_release(opened: OpenRun, plan: GridPlan, results: list[zbench.CellResul
     _shortlist(opened, dec)
     rate, blind = st.columns(2)
     with rate:
-        _rate_and_note(opened, store, review)
+        _rate_and_note(opened, store, review, dec.shortlist)
     with blind:
         _blind_vote(opened, plan, dec, store, review)
     _mark_release(opened, dec, store, review, record)
@@ -316,12 +316,25 @@ def _shortlist(opened: OpenRun, dec: zbench.Decision) -> None:
             st.caption(f"Drift has levelled off since {literal(labels.get(dec.suggested.plateau))}.")
 
 
-def _rate_and_note(opened: OpenRun, store: zbench.DecisionStore, review: zbench.Review) -> None:
-    usable = [c for c in opened.run if c.error is None]
+def _unrated(shortlist: list[str], ratings: dict, names: list[str]) -> str | None:
+    """The first checkpoint of the shortlist without a rating: the one to rate next."""
+    return next((n for n in shortlist if n in names and n not in ratings), None)
+
+
+def _rate_and_note(opened: OpenRun, store: zbench.DecisionStore, review: zbench.Review, shortlist: list[str]) -> None:
+    names = [c.name for c in opened.run if c.error is None]
     st.markdown("**Rate and note** (or open a cell of the grid and press 1-5)")
     if saved := st.session_state.pop("pick_saved", None):
         st.toast(f"saved for {literal(saved)}")
-    target = st.selectbox("Checkpoint", [c.name for c in usable], key="rate_target")
+    # The checkpoint shown opens on the shortlist's first unrated one and moves on to the next after each save,
+    # so rating the shortlist (and one that joined it) is one slider and one button per checkpoint.
+    # After a save the shortlist may have grown (``follow_leader``): the next one is looked for in today's.
+    following = _unrated(shortlist, review.ratings, names) if st.session_state.pop("rate_next", False) else None
+    if following is not None:
+        st.session_state["rate_target"] = following
+    elif st.session_state.get("rate_target") not in names:
+        st.session_state["rate_target"] = _unrated(shortlist, review.ratings, names) or names[0]
+    target = st.selectbox("Checkpoint", names, key="rate_target")
     checkpoint = opened.by_name[target]
     # One widget per checkpoint: the value shown is always the rating of the checkpoint shown.
     # The stored values are part of the keys: a rating given on the grid shows here, not a stale widget's.
@@ -333,6 +346,7 @@ def _rate_and_note(opened: OpenRun, store: zbench.DecisionStore, review: zbench.
             store.set_rating(target, None if stars == "–" else int(stars), hash=checkpoint.hash)
             store.set_note(target, note, hash=checkpoint.hash)
             st.session_state["pick_saved"] = target
+            st.session_state["rate_next"] = stars != "–"  # move on to the next unrated one of the shortlist
             rerun_part()  # the table and the release warnings show the new rating
         except zbench.DecisionError as err:
             st.error(literal(err))

@@ -260,7 +260,8 @@ def follow_leader(
                 continue
             where = "last" if step == 1 else "first"
             if end in leaders:
-                why = f"{say(end, end)}, the shortlist's {where} in run order, leads the ratings and votes so far"
+                lead = "leads" if len(leaders) == 1 else "shares the lead of"
+                why = f"{say(end, end)}, the shortlist's {where} in run order, {lead} the ratings and votes so far"
             elif nxt in seen and nxt in _leaders([*pool, nxt], votes, ratings):
                 why = f"it leads the ratings and votes, just past {say(end, end)}"
             else:
