@@ -305,7 +305,7 @@ def _shortlist(opened: OpenRun, dec: zbench.Decision) -> None:
         rerun_part()
     unseen = dec.recommendation.summary.get("unseen") or []
     for name, why in dec.grown.items():
-        hint = " Rate it: open its cell of the grid and press 1-5." if name in unseen else ""
+        hint = " Rate it next: below, or open its cell of the grid and press 1-5." if name in unseen else ""
         st.caption(f"{literal(labels.get(name, name))} {literal(why)}.{hint}")
     if len(chosen) > 8:
         st.caption(f"{len(chosen)} on the shortlist: votes converge far faster among 6 or fewer.")
