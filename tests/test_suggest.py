@@ -246,7 +246,8 @@ def test_suggest_says_which_checkpoint_joined_the_shortlist(tmp_path, write_conf
         store.set_rating(name, 5 if name == end else 3)
     assert main(["suggest", "--config", str(config), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert f"epoch {joined.split('_')[1].split('.')[0]}" in out and "joined the shortlist" in out
+    label = f"epoch {joined.split('_')[1].split('.')[0]}"
+    assert [line.split()[2] for line in out.splitlines() if line.startswith(f"  {label} ")] == ["joined"]
     assert "your edits" not in out  # joining is not an edit of the user's
     assert main(["suggest", "--config", str(config), "--json", "--quiet"]) == 0
     data = json.loads(capsys.readouterr().out)

@@ -149,10 +149,8 @@ def _print(decision, run, review, prompts: int, seeds: int) -> None:
         if c.error:
             print(f"{c.name[:36]:<36} error: {c.error}")
     print("\nsuggested shortlist (* above; votes on the page are drawn among it):")
-    for name, why in decision.suggested.reasons.items():
-        print(f"  {decision.labels.get(name, name):<12} {why}")
-    for name, why in decision.grown.items():
-        print(f"  {decision.labels.get(name, name):<12} {why}")
+    for name, why in decision.suggested.reasons.items():  # one that joined the shortlist says why it did
+        print(f"  {decision.labels.get(name, name):<12} {decision.grown.get(name) or why}")
     edited = [n for n in decision.shortlist if n not in decision.suggested.names and n not in decision.grown]
     dropped = [n for n in decision.suggested.names if n not in decision.shortlist]
     if edited or dropped:
