@@ -161,7 +161,8 @@ def leader(pool: list[str], votes: list[Vote], ratings: dict[str, int], tie: ran
     fit = fit_ranking(pool, votes, ratings)
     if not fit.names:
         return None
-    return tie.choice([n for n, t in zip(fit.names, fit.theta, strict=True) if t >= fit.theta.max() - 1e-6])
+    best = fit.leaders()
+    return tie.choice([n for n in fit.names if n in best])
 
 
 def review(world: World, key: str, budget: int, seed: int, run: int) -> tuple[dict[int, str | None], tuple, bool]:

@@ -78,6 +78,11 @@ class Fit:
         best = np.bincount(draws.argmax(axis=1), minlength=n) / DRAWS
         return dict(zip(self.names, best.tolist(), strict=True))
 
+    def leaders(self) -> set[str]:
+        """The names the posterior mode puts first (all of them on a tie within 1e-6); none without evidence."""
+        top = self.theta.max(initial=-math.inf)
+        return {n for n, t in zip(self.names, self.theta, strict=True) if t >= top - 1e-6}
+
     def diff_var(self, a: str, b: str) -> float:
         i, j = self.index(a), self.index(b)
         return float(max(self.cov[i, i] + self.cov[j, j] - 2 * self.cov[i, j], 1e-12))

@@ -251,8 +251,7 @@ def follow_leader(
     added: dict[str, str] = {}
     while pool and len(added) < limit:
         # The leader counts once every checkpoint of the pool has a rating (see the docstring).
-        leaders = _leaders(pool, votes, ratings) if all(n in ratings for n in pool) else set()
-        grown = None
+        leaders = fit_ranking(pool, votes, ratings).leaders() if all(n in ratings for n in pool) else set()
         for end, step in ((max(pool, key=position.get), 1), (min(pool, key=position.get), -1)):
             i = position[end] + step
             nxt = order[i] if 0 <= i < len(order) else None
@@ -262,20 +261,13 @@ def follow_leader(
             if end in leaders:
                 lead = "leads" if len(leaders) == 1 else "shares the lead of"
                 why = f"{say(end, end)}, the shortlist's {where} in run order, {lead} the ratings and votes so far"
-            elif nxt in seen and nxt in _leaders([*pool, nxt], votes, ratings):
+            elif nxt in seen and nxt in fit_ranking([*pool, nxt], votes, ratings).leaders():
                 why = f"it leads the ratings and votes, just past {say(end, end)}"
             else:
                 continue
-            grown, added[nxt] = nxt, f"joined the shortlist: {why}; the best may lie past it"
+            added[nxt] = f"joined the shortlist: {why}; the best may lie past it"
+            pool.append(nxt)
             break
-        if grown is None:
+        else:  # neither end grows
             break
-        pool.append(grown)
     return [n for n in order if n in pool], added
-
-
-def _leaders(names: Sequence[str], votes: Sequence[Vote], ratings: Mapping[str, int]) -> set[str]:
-    """The names the ratings and votes put first (the posterior mode; all of them on a tie)."""
-    fit = fit_ranking(names, votes, ratings)
-    top = fit.theta.max(initial=-float("inf"))
-    return {n for n, t in zip(fit.names, fit.theta, strict=True) if t >= top - 1e-6}

@@ -120,9 +120,8 @@ def decide(
     suggested = suggest_shortlist(report, size=size, usable=order)
     edited = edited_shortlist(suggested.names, review.shortlist, order)
     dropped = [n for n, keep in review.shortlist.items() if not keep]
-    ratings = {n: r for n, r in review.ratings.items() if n in order}
     shortlist, grown = follow_leader(
-        edited, order, suggested.candidates, review.votes, ratings, dropped=dropped, labels=labels
+        edited, order, suggested.candidates, review.votes, review.ratings, dropped=dropped, labels=labels
     )
     rec = recommend(order, review, shortlist, report=report, suggested=suggested, labels=labels)
     return Decision(report, suggested, shortlist, rec, labels, grown)
