@@ -156,6 +156,58 @@ def test_scorers_of_your_own(tmp_path, monkeypatch):
     assert any("cannot be imported" in p for p in report.problems) and report.values[ck(1).name]["drift"] > 0
 
 
+def test_a_scorers_number_may_be_numpy_or_a_one_element_tensor_and_anything_else_is_said_once(tmp_path):
+    import torch
+
+    from zbench.review.signals import as_number
+
+    for value, number in [(2, 2.0), (0.5, 0.5), (np.float32(0.25), 0.25), (np.int64(3), 3.0), (np.array([1.5]), 1.5),
+                          (np.array(2.5), 2.5), (torch.tensor([0.75]), 0.75), (torch.tensor(1.0), 1.0)]:  # fmt: skip
+        assert as_number(value) == pytest.approx(number)
+    for value in [True, np.bool_(True), "0.5", np.array([1.0, 2.0]), torch.ones(2), [0.5], None]:
+        assert as_number(value) is None
+    (tmp_path / "various.py").write_text(
+        textwrap.dedent("""
+        import math
+        import numpy as np
+        import torch
+        calls = []
+        def np_scalar(image, prompt): return np.float32(0.25)
+        def tensor(image, prompt): return torch.tensor([0.5])
+        def nan(image, prompt):
+            calls.append(prompt)
+            return math.nan
+        def boom(image, prompt): raise RuntimeError("weights missing")
+        def nothing(image, prompt): return None
+        """)
+    )
+    grid = results((None, {1: picture(RED, 1)}), (ck(1), {1: picture(GREEN, 1)}), (ck(2), {1: picture(RED, 2)}))
+    specs = ("various:np_scalar", "various:tensor", "various:nan", "various:boom", "various:nothing", "various.py:boom")
+    cache = SignalCache(tmp_path / "signals.sqlite")
+    report = compute_signals(grid, signals=Signals(quality=False, scorers=specs, root=tmp_path), cache=cache)
+    assert report.values[ck(2).name]["scorer:various:np_scalar"] == 0.25
+    assert report.values[ck(2).name]["scorer:various:tensor"] == 0.5
+    # A scorer with no value anywhere is left out of the strip; each problem is said once, not once per image.
+    shown = [s.key for s in report.signals]
+    assert "scorer:various:np_scalar" in shown and "scorer:various:nan" not in shown
+    assert "scorer:various:nothing" not in shown and "scorer:various:boom" not in shown
+    said = "\n".join(report.problems)
+    assert said.count("weights missing") == 2 and "boom failed (RuntimeError: weights missing) on every column" in said
+    assert "various.py:boom" in said  # two scorers labelled alike: the second by its full name
+    assert "nan returned nan on every column" in said and "nothing gave no value (None) for any image" in said
+    import various
+
+    compute_signals(grid, signals=Signals(quality=False, scorers=("various:nan",), root=tmp_path), cache=cache)
+    assert len(various.calls) == 6  # a NaN is not cached: the scorer is asked again once fixed
+    # Some columns only: which ones.
+    (tmp_path / "some.py").write_text("def score(image, prompt):\n    return 1 / (image.getpixel((0, 0))[0] > 200)\n")
+    report = compute_signals(grid, signals=Signals(quality=False, scorers=("some.py:score",), root=tmp_path))
+    problem = next(p for p in report.problems if "ZeroDivisionError" in p)
+    assert "2 of 3 columns (base, run_2.safetensors)" in problem  # run_1 is drawn on yellow: it has its value
+    with pytest.raises(ScorerError, match="no file"):
+        load_scorer("missing.py:score", tmp_path)
+
+
 def test_the_demo_registers_its_scene_judge_as_a_scorer():
     judge = load_scorer("zbench.demo.metrics:scene_score")
     scene = Scene("red", "circle", "blue")

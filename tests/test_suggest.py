@@ -253,3 +253,27 @@ def test_suggest_says_which_checkpoint_joined_the_shortlist(tmp_path, write_conf
     data = json.loads(capsys.readouterr().out)
     row = next(c for c in data["checkpoints"] if c["name"] == joined)
     assert row["shortlist"] and row["why"].startswith("joined the shortlist") and joined in data["grown"]
+
+
+def test_suggest_says_why_a_checkpoint_could_not_render(tmp_path, write_config, run_dir_small, capsys, monkeypatch):
+    """A checkpoint whose header reads but whose tensors are NaN fails when it is loaded to render: its row, its
+    shortlist line and the JSON say why, and the rest of the run is measured and shortlisted as before."""
+    from safetensors.torch import load_file, save_file
+
+    monkeypatch.setenv("ZBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    state = load_file(run_dir_small / "style_20.safetensors")
+    first = next(iter(state))
+    save_file({**state, first: state[first].clone().fill_(float("nan"))}, run_dir_small / "style_30.safetensors")
+    config = write_config(tmp_path / "nan.toml", run_dir_small, '[signals]\nseeds = "1, 2"\nquality = false')
+    assert main(["suggest", "--config", str(config), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "base and 3 checkpoints (1 with errors, below)" in out
+    row = next(line for line in out.splitlines() if line.startswith("style_30.safetensors"))
+    assert "could not render" in row and "NaN" in row
+    assert any(line.split()[:2] == ["epoch", "30"] and "could not render" in line for line in out.splitlines())
+    assert main(["suggest", "--config", str(config), "--json", "--quiet"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    rows = {c["name"]: c for c in data["checkpoints"]}
+    assert "NaN" in rows["style_30.safetensors"]["error"] and not rows["style_30.safetensors"]["shortlist"]
+    assert rows["style_30.safetensors"]["why"].startswith("could not render")
+    assert rows["style_20.safetensors"]["error"] is None and rows["style_20.safetensors"]["signals"]["drift"] > 0

@@ -108,7 +108,7 @@ def _suggest(args) -> int:
                     "name": c.name,
                     "epoch": c.epoch,
                     "step": c.step,
-                    "error": c.error,
+                    "error": c.error or decision.report.errors.get(c.name),
                     "signals": decision.report.values.get(c.name, {}),
                     "shortlist": c.name in decision.shortlist,
                     "why": decision.grown.get(c.name) or decision.suggested.reasons.get(c.name, ""),
@@ -127,7 +127,7 @@ def _suggest(args) -> int:
 
 def _print(decision, run, review, prompts: int, seeds: int) -> None:
     report = decision.report
-    usable = sum(c.error is None for c in run)
+    usable = sum(c.error is None and c.name not in report.errors for c in run)
     broken = f" ({len(run) - usable} with errors, below)" if usable < len(run) else ""
     shape = f"{prompts} prompts x {seeds} seeds, base and {usable} checkpoints{broken}"
     print(f"signals from {report.images} images: {shape}")
@@ -139,6 +139,9 @@ def _print(decision, run, review, prompts: int, seeds: int) -> None:
     print("\n" + head)
     for name in report.names:
         values = report.values.get(name, {})
+        if name in report.errors:
+            print(f"{name[:36]:<36} could not render: {report.errors[name]}")
+            continue
         cells = " ".join(
             f"{values[s.key]:>9.3f}" if values.get(s.key) is not None else f"{'':>9}" for s in report.signals
         )
@@ -149,7 +152,9 @@ def _print(decision, run, review, prompts: int, seeds: int) -> None:
         if c.error:
             print(f"{c.name[:36]:<36} error: {c.error}")
     print("\nsuggested shortlist (* above; votes on the page are drawn among it):")
-    for name, why in decision.suggested.reasons.items():  # one that joined the shortlist says why it did
+    reasons = decision.suggested.reasons
+    for name in [n for n in report.names if n in reasons]:  # run order; one that joined says why it did
+        why = reasons[name] if name not in report.errors else "could not render (above)"
         print(f"  {decision.labels.get(name, name):<12} {decision.grown.get(name) or why}")
     edited = [n for n in decision.shortlist if n not in decision.suggested.names and n not in decision.grown]
     dropped = [n for n in decision.suggested.names if n not in decision.shortlist]

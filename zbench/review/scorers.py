@@ -19,8 +19,11 @@ score, CLIP prompt adherence, likeness to the training images, and scorers of th
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
+import importlib.util
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -243,26 +246,33 @@ class DatasetIndex:
         return float((self.vectors @ self.embed(image)).max())
 
 
-def load_scorer(spec: str) -> Callable[[Image.Image, str], float | None]:
+def load_scorer(spec: str, root: str | Path | None = None) -> Callable[[Image.Image, str], float | None]:
     """Import a scorer of the user's own from ``"module:function"`` (or ``"module:Class.method"``).
 
-    The function takes (image: PIL.Image, prompt: str) and returns a number or None. Optional attributes on
-    it tell the page how to show it: ``zbench_label`` (a short name), ``zbench_good`` ("high" or "low")
-    and ``zbench_means`` (one line: what it measures).
+    The module is an installed or importable one (``mypkg.faces``), one beside the config (``faces`` for
+    ``faces.py`` in ``root``, the config's folder), or a file (``scorers/faces.py:identity``, relative to
+    ``root``). The function takes (image: PIL.Image, prompt: str) and returns a number or None. Optional
+    attributes on it tell the page how to show it: ``zbench_label`` (a short name), ``zbench_good`` ("high"
+    or "low") and ``zbench_means`` (one line: what it measures).
 
     Raises:
         ScorerError: the text is not ``module:function``, the module cannot be imported, or the name is not
             a callable in it.
     """
-    module_name, _, attribute = str(spec).partition(":")
+    module_name, _, attribute = str(spec).rpartition(":")  # the last colon: a Windows path has one of its own
     if not module_name or not attribute:
         raise ScorerError(f"a scorer is named as module:function (e.g. mypkg.faces:identity), got {spec!r}")
     try:
-        target: object = importlib.import_module(module_name)
+        if module_name.endswith(".py"):
+            target: object = _module_file(Path(root or ".").expanduser() / Path(module_name).expanduser())
+        else:
+            if root is not None and str(Path(root).expanduser()) not in sys.path:
+                sys.path.append(str(Path(root).expanduser()))  # after installed packages: it never shadows one
+            target = importlib.import_module(module_name)
     except Exception as err:
         raise ScorerError(
-            f"scorer {spec!r}: module {module_name!r} cannot be imported ({type(err).__name__}: {err}); install it "
-            "or put its folder on PYTHONPATH, or fix [signals] scorers"
+            f"scorer {spec!r}: module {module_name!r} cannot be imported ({type(err).__name__}: {err}); install it, "
+            "put it beside the config (or name its file: path/to/faces.py:function), or fix [signals] scorers"
         ) from err
     for part in attribute.split("."):
         target = getattr(target, part, None)
@@ -271,3 +281,30 @@ def load_scorer(spec: str) -> Callable[[Image.Image, str], float | None]:
     if not callable(target):
         raise ScorerError(f"scorer {spec!r}: {module_name} has no function {attribute!r}; fix [signals] scorers")
     return target  # type: ignore[return-value]
+
+
+_FILES: dict[tuple[str, int], object] = {}  # (path, mtime) -> module: a file is run once until it changes
+_FILES_LOCK = threading.Lock()
+
+
+def _module_file(path: Path) -> object:
+    """The module in the Python file at ``path``, run once per version of the file."""
+    path = path.resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"no file {path}")
+    key = (str(path), path.stat().st_mtime_ns)
+    with _FILES_LOCK:
+        if key not in _FILES:
+            name = f"zbench_scorer_{path.stem}_{hashlib.blake2b(str(path).encode(), digest_size=4).hexdigest()}"
+            spec = importlib.util.spec_from_file_location(name, path)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"{path} is not a Python file")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module  # dataclasses and pickling look their module up by name
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(name, None)
+                raise
+            _FILES[key] = module
+        return _FILES[key]

@@ -88,7 +88,8 @@ def suggest_shortlist(report: SignalReport, *, size: int = 6, usable: Sequence[s
         top = max(drift.values())
         for n in names:
             if n not in drift:
-                reasons[n] = "no renders to measure"
+                failed = report.errors.get(n)
+                reasons[n] = f"could not render: {failed}" if failed else "no renders to measure"
                 candidates.remove(n)
             elif drift[n] < EMERGED * top:
                 reasons[n] = (

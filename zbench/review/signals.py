@@ -26,6 +26,7 @@ import inspect
 import itertools
 import logging
 import math
+import numbers
 import sqlite3
 import statistics
 import threading
@@ -177,7 +178,10 @@ class Signals:
     clip: str | None = None  # a local CLIP folder or a cached hub id
     dataset: Path | None = None
     scorers: tuple[str, ...] = ()
+    root: Path | None = None  # the config's folder: scorers beside it import, scorer files are relative to it
     problems: list[str] = field(default_factory=list)  # what could not be set up, said once
+    # (scorer label, what went wrong) -> the columns it went wrong on, said once per scorer and problem
+    trouble: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config) -> Signals:
@@ -186,6 +190,7 @@ class Signals:
             clip=getattr(config, "signal_clip", None) or None,
             dataset=getattr(config, "signal_dataset", None),
             scorers=tuple(getattr(config, "signal_scorers", ()) or ()),
+            root=config.source.parent if getattr(config, "source", None) is not None else None,
         )
 
     def extra(self) -> list[tuple[Signal, Callable[[Image.Image, str], float | None]]]:
@@ -212,11 +217,13 @@ class Signals:
                 self._note(str(err))
         for spec in self.scorers:
             try:
-                fn = load_scorer(spec)
+                fn = load_scorer(spec, self.root)
             except ScorerError as err:
                 self._note(str(err))
                 continue
             label = str(getattr(fn, "zbench_label", spec.rpartition(":")[2]))
+            if any(s.label == label for s, _ in out):  # two scorers named alike: the second by its full name
+                label = spec
             version = str(getattr(fn, "zbench_version", "") or _source_time(fn))
             good = "low" if getattr(fn, "zbench_good", "high") == "low" else "high"
             means = str(getattr(fn, "zbench_means", f"your scorer {spec}"))
@@ -227,6 +234,20 @@ class Signals:
         if problem not in self.problems:
             self.problems.append(problem)
             logger.warning("signal left out: %s", problem)
+
+    def _trouble(self, label: str, what: str, column: str) -> None:
+        columns = self.trouble.setdefault((label, what), [])
+        if column not in columns:
+            columns.append(column)
+
+    def _said(self, among: int) -> None:
+        """The scorers' troubles as one problem each: which columns (of ``among``) they hit, and what to do."""
+        for (label, what), columns in self.trouble.items():
+            where = ", ".join(columns[:3]) + (f" and {len(columns) - 3} more" if len(columns) > 3 else "")
+            share = "every column" if len(columns) >= among else f"{len(columns)} of {among} columns ({where})"
+            self._note(f"{label} {what} on {share}: its values there are left blank; fix the scorer (a number or "
+                       "None per image) and open the grid again")  # fmt: skip
+        self.trouble.clear()
 
 
 def _likeness(index: DatasetIndex) -> Signal:
@@ -267,6 +288,7 @@ class SignalReport:
     problems: list[str]
     images: int  # images the report was computed from
     seeds: int  # distinct seeds per (prompt, scale): diversity needs two
+    errors: dict[str, str] = field(default_factory=dict)  # name -> why its renders failed (none rendered)
 
     def series(self, key: str) -> dict[str, float | None]:
         return {n: self.values.get(n, {}).get(key) for n in self.names}
@@ -375,30 +397,68 @@ def compute_signals(
         for signal, fn in extra:
             row[signal.key] = _mean(_score(cache, signal, fn, r, digests[id(r)], signals) for r in mine.values())
         values[name] = row
+    signals._said(sum(1 for n in names if by[n]))
+    # A signal of its own with no value anywhere is left out of the strip and tables (a problem says why).
+    kept = [(s, fn) for s, fn in extra if any(values[n].get(s.key) is not None for n in names)]
+    for s, _ in extra:
+        if (s, _) not in kept and not any(p.startswith(f"{s.label} ") for p in signals.problems):
+            signals._note(f"{s.label} gave no value (None) for any image: left out")
+    extra = kept
     problems = list(signals.problems)
     if not base:
         problems.append("drift needs the base column (LoRA off): turn it on to see how far each checkpoint moves")
     if seeds_per < 2:
         problems.append("diversity needs two or more seeds per prompt: add seeds (e.g. 1-4) to see it")
     shown = [DRIFT, CHANGE, DIVERSITY, *(s for s, _ in extra)]
-    return SignalReport(names, shown, values, epochs, problems, len(ok), seeds_per)
+    # A column none of whose cells rendered: the first error says why (a NaN checkpoint, an out-of-memory).
+    failed = {}
+    for r in results:
+        name = columns[r.cell.col]
+        if r.status == "error" and r.error and not by[name]:
+            failed.setdefault(name, r.error)
+    return SignalReport(names, shown, values, epochs, problems, len(ok), seeds_per, failed)
 
 
 def _score(cache: SignalCache, signal: Signal, fn, result: CellResult, digest: str, signals: Signals) -> float | None:
+    """One image's value of ``signal``; a scorer that raises or returns something else than a finite number or
+    None leaves it blank, uncached (asked again once fixed), and says so once per scorer and problem."""
+
     def compute() -> float | None:
         try:
             value = fn(result.image, result.cell.prompt)
-        except Exception as err:  # a scorer of the user's own may raise anything: a blank value, said once
-            signals._note(f"{signal.label} failed on {result.cell.name} ({type(err).__name__}: {err})")
+        except Exception as err:  # a scorer of the user's own may raise anything
+            signals._trouble(signal.label, f"failed ({type(err).__name__}: {str(err)[:200]})", result.cell.name)
             raise NotKept from err
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            signals._note(f"{signal.label} returned {type(value).__name__}, not a number or None")
-            return None
-        return float(value)
+        number = as_number(value)
+        if number is None:
+            kind = type(value).__name__ + (f" of shape {tuple(value.shape)}" if hasattr(value, "shape") else "")
+            signals._trouble(signal.label, f"returned {kind}, not a number or None", result.cell.name)
+            raise NotKept
+        if not math.isfinite(number):
+            signals._trouble(signal.label, f"returned {number}", result.cell.name)
+            raise NotKept
+        return number
 
     return cache.value(f"{signal.key}:{signal.version}:{digest}", compute)
+
+
+def as_number(value: object) -> float | None:
+    """``value`` as a float when it is one number: int, float, a numpy scalar, or a one-element numpy array or
+    torch tensor (what a model's head returns); None otherwise (text, bools, several numbers)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Real):  # int, float, numpy's integer and floating scalars
+        return float(value)
+    size = getattr(value, "size", None)
+    size = size() if callable(size) else size  # torch: .size() is a shape; numpy: .size is a count
+    count = math.prod(size) if isinstance(size, tuple) else size
+    if count == 1 and hasattr(value, "item"):
+        item = value.item()
+        if isinstance(item, numbers.Real) and not isinstance(item, bool):
+            return float(item)
+    return None
 
 
 def _source_time(fn) -> str:
