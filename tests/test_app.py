@@ -207,6 +207,9 @@ def test_bad_input_is_said_and_the_rest_renders(app_config, run_dir):
     assert sum(r.status == "ok" for r in results) == 3
     cell = _grid_data(at)["cells"][0][2]  # its badge in the grid; the full message on hover and click
     assert cell["status"] == "error" and cell["error"] == bad[0].error and cell["src"] is None
+    # The Pick tab's table says which checkpoints cannot be compared and why, under it as well as in its column.
+    said = next(e for e in at.expander if "cannot be compared" in e.label)
+    assert said.label.startswith("1 of 3 checkpoints") and said.text[0].value.startswith("style_7.safetensors: ")
     _text(at, "Seeds").set_value("1, x")
     _render(at)
     assert "whole numbers" in at.error[0].value

@@ -55,6 +55,7 @@ def test_the_shortlist_is_the_plateau_after_the_style_emerged_and_before_it_coll
     assert "weaker signals" in shortlist.reasons["e6"] and "judge 0.7" in shortlist.reasons["e6"]
     assert shortlist.plateau == "e4"  # drift stays >= 80% of the largest from e4 on
     assert "base" not in shortlist.reasons
+    assert list(shortlist.reasons) == sorted(shortlist.reasons, key=lambda n: int(n[1:]))  # run order, as listed
     assert suggest_shortlist(report(RUN), size=6).names == ["e3", "e4", "e5", "e6"]
     copying = suggest_shortlist(report(RUN, likeness={"e4": 0.99, "e5": 0.6}), size=3)
     assert "e4" not in copying.names and "copying" in copying.reasons["e4"]

@@ -226,6 +226,11 @@ def _table_and_chart(
     decimals = {c: st.column_config.NumberColumn(format="%.4f") for c in floats}
     decimals["P(best)"] = st.column_config.NumberColumn(format="percent")
     st.dataframe(table, hide_index=True, width="stretch", placeholder="", column_config=decimals)
+    broken = {name: why for name, why in zip(table["checkpoint"], table["error"], strict=True) if why}
+    if broken:
+        with st.expander(f"{len(broken)} of {len(table)} checkpoints cannot be compared: why, and what to do"):
+            for name, why in broken.items():
+                st.text(f"{name}: {why}")
     st.caption(
         f"Ranked by ratings and blind votes together: one star counts {zbench.RATING_LOGIT:g} on the vote scale "
         f"(a 4-star checkpoint is expected to win {1 / (1 + math.exp(-zbench.RATING_LOGIT)):.0%} of blind votes "

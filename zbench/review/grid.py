@@ -277,6 +277,8 @@ def checkpoint_table(
         )
     extra = []
     if signals is not None:
+        for row in rows:  # a checkpoint that reads but could not render (NaN weights, out of memory)
+            row["error"] = row["error"] or signals.errors.get(row["checkpoint"], "")
         for s in signals.signals:
             extra.append(s.label)
             for row in rows:

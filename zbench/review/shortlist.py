@@ -143,6 +143,7 @@ def suggest_shortlist(report: SignalReport, *, size: int = 6, usable: Sequence[s
     if not drift and not health:
         chosen = names[-size:]
         reasons = dict.fromkeys(chosen, "no signals yet: the last checkpoints of the run")
+    reasons = {n: reasons[n] for n in names if n in reasons}  # in run order, as the page and CLI list them
     return Shortlist([n for n in names if n in chosen], reasons, plateau, health, candidates)
 
 
