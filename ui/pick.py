@@ -6,7 +6,6 @@ next pair and the release default all show the new vote or rating), never the gr
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import zlib
@@ -18,102 +17,14 @@ import zbench
 
 from .grid import keep_grid, rerun_part, target_rank
 from .gridview import image_url
+from .keys import KEYS, PIXELS
+from .release import mark_release
 from .request import GridPlan
 from .resources import image_cache
 from .run import OpenRun
 from .signals import decision, signal_set
 from .text import literal
 
-# Blind votes by key: ← or A prefers the left image, → or B the right one, S skips. The listener runs in the
-# capture phase on the window, before the page's own handlers: right after the tab is clicked the tab button has
-# the focus, and the tab list would take the arrows to move between tabs. It stays quiet while a field has the
-# focus (typing), while the grid's large view is open (there the arrows flip epochs) and while the pair is not
-# on screen (another tab). A line under the buttons says which keys are live.
-_KEYS_JS = """
-export default function (component) {
-  const { setTriggerValue, parentElement } = component;
-  let legend = parentElement.querySelector(".zb-keys");
-  if (!legend) {
-    legend = document.createElement("div");
-    legend.className = "zb-keys";
-    legend.style.cssText = "font: 13px system-ui, sans-serif; color: #555; padding: 2px 0";
-    parentElement.appendChild(legend);
-  }
-  const host = () => parentElement.host || parentElement; // the shadow root's element, or the element itself
-  const typing = (el) => {
-    const tag = (el && el.tagName) || "";
-    return ["INPUT", "TEXTAREA", "SELECT"].includes(tag) || (el && el.isContentEditable);
-  };
-  const live = () => host().isConnected && host().getClientRects().length > 0 &&
-    !(window.__zbenchGrid && window.__zbenchGrid.open);
-  const show = () => {
-    const paused = typing(document.activeElement);
-    legend.textContent = paused
-      ? "Keys paused while you type in a field (click outside it to vote by key)"
-      : "Keys live: ← or A = left is better · → or B = right is better · S = skip";
-  };
-  show();
-  if (window.__zbKeysHandler) {
-    window.removeEventListener("keydown", window.__zbKeysHandler, true);
-    document.removeEventListener("focusin", window.__zbKeysShow, true);
-    document.removeEventListener("focusout", window.__zbKeysShow, true);
-  }
-  const onKey = (e) => {
-    if (!live() || typing(e.target) || e.ctrlKey || e.metaKey || e.altKey) return;
-    const key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
-    const vote = { ArrowLeft: "left", a: "left", ArrowRight: "right", b: "right", s: "skip" }[key];
-    if (!vote) return;
-    e.preventDefault();
-    e.stopPropagation(); // never reaches the tab list (or anything else)
-    setTriggerValue("key", vote);
-  };
-  const onFocus = () => setTimeout(show, 0);
-  window.addEventListener("keydown", onKey, true);
-  document.addEventListener("focusin", onFocus, true);
-  document.addEventListener("focusout", onFocus, true);
-  window.__zbKeysHandler = onKey;
-  window.__zbKeysShow = onFocus;
-  return () => {
-    window.removeEventListener("keydown", onKey, true);
-    document.removeEventListener("focusin", onFocus, true);
-    document.removeEventListener("focusout", onFocus, true);
-    if (window.__zbKeysHandler === onKey) window.__zbKeysHandler = null;
-  };
-}
-"""
-KEYS = st.components.v2.component("zbench.keys", js=_KEYS_JS)
-# One image of the blind pair as the grid shows its cells: lossless PNG, its native pixels times the largest whole
-# factor that fits the column (in device pixels; pixelated when enlarged). A render wider than the column is shown
-# whole, scaled down.
-_PIXELS_JS = """
-export default function (component) {
-  const { data, parentElement } = component;
-  let box = parentElement.querySelector(".zb-pixels");
-  if (!box) {
-    box = document.createElement("div");
-    box.className = "zb-pixels";
-    box.style.cssText = "width: 100%; line-height: 0";
-    box.appendChild(document.createElement("img")).draggable = false;
-    parentElement.appendChild(box);
-    if (window.ResizeObserver) new ResizeObserver(() => box.fit()).observe(box);
-  }
-  const img = box.querySelector("img");
-  const base = window.location.href.replace(/[?#].*$/, "").replace(/[^/]*$/, "");
-  const src = data.src.startsWith("/media/") ? base + data.src.slice(1) : data.src;
-  if (img.getAttribute("src") !== src) img.src = src;
-  img.alt = data.alt;
-  box.fit = () => {
-    const dpr = window.devicePixelRatio || 1;
-    const height = Math.max(data.height, window.innerHeight * 0.6);
-    const device = Math.floor(Math.min(box.clientWidth / data.width, height / data.height) * dpr);
-    img.style.width = device >= 1 ? `${(data.width * device) / dpr}px` : "100%";
-    img.style.imageRendering = device > 1 ? "pixelated" : "auto";
-    box.dataset.factor = String(Math.max(device, 0) / dpr);
-  };
-  box.fit();
-}
-"""
-PIXELS = st.components.v2.component("zbench.pixels", js=_PIXELS_JS)
 CHART_METRICS = ["rating", "P(best)", "delta norm", "weight change", "from base", "image change", "vote score"]
 
 
@@ -146,7 +57,7 @@ def pick_release(opened: OpenRun, plan: GridPlan, results: list[zbench.CellResul
         _rate_and_note(opened, store, review, dec.shortlist)
     with blind:
         _blind_vote(opened, plan, dec, store, review)
-    _mark_release(opened, dec, store, review, record)
+    mark_release(opened, dec, store, review, record)
 
 
 def _recommendation(dec: zbench.Decision) -> None:
@@ -432,82 +343,3 @@ def _vote_words(summary: dict, labels: dict[str, str]) -> str:
     n = summary["more"]
     more = f"about {n} more vote{'s' if n != 1 else ''}" if n else "a few more votes"
     return f"{votes}: {lead}; {more} to be sure."
-
-
-def _latest_sheet(opened: OpenRun) -> str | None:
-    """The sheet the choice can name: this session's last export, else the newest one in the run's folder."""
-    if "export" in st.session_state:
-        out, manifest = st.session_state["export"]
-        name = manifest.get("pdf") or manifest.get("share") or manifest.get("sheet") or "manifest.json"
-        return str(Path(out) / name)
-    folder = opened.run_dir / "zbench-sheets"
-    with contextlib.suppress(OSError):
-        manifests = sorted(folder.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
-        if manifests:
-            return str(manifests[-1])
-    return None
-
-
-def _mark_release(
-    opened: OpenRun, dec: zbench.Decision, store: zbench.DecisionStore, review: zbench.Review, record: dict | None
-) -> None:
-    usable = [c.name for c in opened.run if c.error is None]
-    labels = dec.labels
-    st.markdown("**Mark as release**")
-    m1, m2, m3 = st.columns([2, 2, 3])
-    proposed = dec.recommendation.checkpoint
-    # Preselected only when the evidence is clear; otherwise the choice is the user's, made on purpose.
-    pick = m1.selectbox(
-        "Checkpoint to release",
-        usable,
-        index=usable.index(proposed) if proposed in usable else None,
-        format_func=lambda n: f"{labels.get(n, n)} · {n}",
-        placeholder="choose one (no clear leader yet)",
-        key=f"release_pick:{proposed}",
-    )
-    who = m2.text_input("Who", zbench.default_user())
-    reason = m3.text_input("Why", "")
-    if pick is None:
-        settle = dec.recommendation.settle
-        settle = (settle[:1].upper() + settle[1:]).rstrip(".")
-        more = f" {literal(settle)}." if settle else ""
-        st.caption(f"Nothing is preselected: the evidence is not clear yet.{more}")
-    for warning in _warnings(pick, store, review, usable) if pick else []:
-        st.warning(literal(warning))
-    sheet = _latest_sheet(opened)
-    if st.button("Mark as release", type="primary", disabled=pick is None):
-        try:
-            plan_settings = st.session_state.get("grid")
-            request = plan_settings[0] if plan_settings else None
-            store.mark_release(
-                opened.by_name[pick],
-                who=who,
-                reason=reason,
-                sheet=sheet,  # the record names a sheet when one was exported; nothing is exported here
-                settings={}
-                if request is None
-                else {"prompts": list(request.prompts), "seeds": list(request.seeds), "steps": request.settings.steps},
-                evidence=dec.evidence(),
-            )
-            keep_grid()  # the grid shows the release badge; its cells stay
-            st.rerun()
-        except (zbench.DecisionError, OSError) as err:
-            st.error(literal(err))
-    if record:
-        with st.expander("Decision record", expanded=False):
-            st.json(record)
-
-
-def _warnings(pick: str, store, review, usable: list[str]) -> list[str]:
-    """What speaks against the chosen checkpoint: a low rank among the ranked ones or a low rating."""
-    out = []
-    ranked = {r["name"]: r for r in store.ranking(usable) if r["rank"] is not None}
-    if pick in ranked and len(ranked) >= 3 and ranked[pick]["rank"] > (len(ranked) + 1) / 2:
-        out.append(f"{pick} ranks {ranked[pick]['rank']} of {len(ranked)} in the ratings and blind votes.")
-    rating = review.ratings.get(pick)
-    if rating is not None and rating <= 2:
-        out.append(f"{pick} is rated {rating} of 5.")
-    elif rating is not None and review.ratings and rating < max(review.ratings.values()):
-        best = max(review.ratings.values())
-        out.append(f"{pick} is rated {rating}; other checkpoints are rated {best}.")
-    return out
