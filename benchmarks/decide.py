@@ -32,7 +32,8 @@ Strategies (an interaction is one vote or one star rating):
   then ``informative_pair`` among them with ``ratings=``;
 - D. … the shortlist following its leader (now): F, but the shortlist is ``follow_leader``'s, as on the page:
   once all of it is rated, a leader at an end brings in the next checkpoint past it (at most 2), which is rated
-  next (one interaction each). C and O follow the leader too (C's never moves: it has no ratings).
+  next (one interaction each), and the lowest-ranked of the others leaves (``make_room``: votes stay among 6).
+  C and O follow the leader too (C's never moves: it has no ratings).
 - O. oracle bound: D, but every vote pits the true favourite against its strongest rival of the moment (the
   highest strength ``fit_ranking`` gives any other). No person or rule can choose pairs that way (it knows the
   answer); it bounds what any pair rule can reach after the same shortlist and stars, with the same voters.
@@ -63,7 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from zbench.review.ranking import fit_ranking, informative_pair, next_blind_pair, vote_summary
 from zbench.review.records import Vote
-from zbench.review.shortlist import follow_leader, suggest_shortlist
+from zbench.review.shortlist import follow_leader, make_room, suggest_shortlist
 from zbench.review.signals import BASE, CHANGE, DIVERSITY, DRIFT, Signal, SignalReport
 
 JITTER = 0.4  # logits: each checkpoint's own deviation from the quality curve
@@ -182,8 +183,9 @@ def review(world: World, key: str, budget: int, seed: int, run: int) -> tuple[di
     ratings: dict[str, int] = {}
     wanted, out, summary, held = set(checks(budget)), {}, (False, None), key in "AB"
     for step in range(1, budget + 1):
-        if key in FOLLOW:
-            pool = follow_leader(world.shortlist, world.names, world.candidates, votes, ratings)[0]
+        if key in FOLLOW:  # as ``decide()`` does for the page: grow past a leading end, then make room
+            pool, joined = follow_leader(world.shortlist, world.names, world.candidates, votes, ratings)
+            pool = make_room(pool, joined, SHORTLIST, votes, ratings)[0]
         unrated = [n for n in pool if n not in ratings]
         if key in RATE and unrated:
             stars = 3 + (world.q[unrated[0]] - mean) / STAR_LOGIT + STAR_SD * person.standard_normal()

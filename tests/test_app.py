@@ -565,13 +565,17 @@ def test_the_shortlist_follows_a_rated_leader_at_its_end(tmp_path, write_config,
     assert at.selectbox(key="rate_target").value == joined
     store = zbench.DecisionStore(run_dir)
     assert store.load().ratings == {n: 5 if n == end else 3 for n in suggested}
+    # The other one leaves to keep votes among 2 (the config's shortlist size), and says so.
+    (other,) = set(suggested) - {end}
     shortlist = next(m for m in at.multiselect if m.label == "Shortlist")
-    assert set(shortlist.value) == {*suggested, joined}
+    assert set(shortlist.value) == {end, joined}
     epoch = joined.removeprefix("style_").removesuffix(".safetensors")
     caption = next(c.value for c in at.caption if "joined the shortlist" in c.value)
     assert caption.startswith(f"epoch {epoch} joined the shortlist") and "Rate it" in caption
+    assert any("left the shortlist to make room for" in c.value for c in at.caption)
+    # Back to the suggestion by hand: the newcomer is dropped for good, the one that left is kept on purpose.
     shortlist.set_value(suggested).run()
-    assert store.load().shortlist == {joined: False}
+    assert store.load().shortlist == {joined: False, other: True}
     at.run()
     assert set(next(m for m in at.multiselect if m.label == "Shortlist").value) == set(suggested)
-    assert not any("joined the shortlist" in c.value for c in at.caption)
+    assert not any("joined the shortlist" in c.value or "make room" in c.value for c in at.caption)

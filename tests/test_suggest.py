@@ -14,6 +14,7 @@ from zbench import (
     Vote,
     edited_shortlist,
     follow_leader,
+    make_room,
     recommend,
     suggest_shortlist,
 )
@@ -226,11 +227,35 @@ def test_decide_grows_the_shortlist_and_records_why(tmp_path):
     run = [Checkpoint(f"e{i}", tmp_path / f"e{i}.safetensors", epoch=i) for i in range(1, 8)]
     review = Review(ratings={"e3": 3, "e4": 3, "e5": 5})
     dec = decide(run, [], review, report=sig, size=3)
-    assert dec.suggested.names == ["e3", "e4", "e5"] and dec.shortlist == ["e3", "e4", "e5", "e6"]
+    # e6 joins past the leader e5; e3 leaves to keep votes among 3 (e3 and e4 rated alike: the farther one).
+    assert dec.suggested.names == ["e3", "e4", "e5"] and dec.shortlist == ["e4", "e5", "e6"]
     assert "joined the shortlist" in dec.grown["e6"] and dec.evidence()["grown"] == dec.grown
+    assert dec.left["e3"].startswith("left the shortlist to make room for epoch 6: rated 3")
+    assert dec.evidence()["left"] == dec.left
+    assert "e3" in dec.recommendation.pool  # its rating still counts
     assert "e6" in dec.recommendation.summary["unseen"] and "rate or vote on" in dec.recommendation.settle
     dropped = decide(run, [], Review(ratings=review.ratings, shortlist={"e6": False}), report=sig, size=3)
-    assert dropped.shortlist == ["e3", "e4", "e5"] and not dropped.grown
+    assert dropped.shortlist == ["e3", "e4", "e5"] and not dropped.grown and not dropped.left
+    kept = decide(run, [], Review(ratings=review.ratings, shortlist={"e3": True}), report=sig, size=3)
+    assert kept.shortlist == ["e3", "e5", "e6"] and list(kept.left) == ["e4"]  # e3 kept on purpose: e4 goes
+
+
+def test_make_room_keeps_the_shortlist_at_its_size():
+    pool = ["e3", "e4", "e5", "e6", "e7"]
+    joined = {"e6": "joined", "e7": "joined"}
+    ratings = {"e3": 2, "e4": 4, "e5": 4, "e6": 5, "e7": 3}
+    # Two joined, size 3: the two lowest of the others leave (e3 rated 2, then e4 or e5: the farther from e6/e7).
+    names, left = make_room(pool, joined, 3, [], ratings)
+    assert names == ["e5", "e6", "e7"] and list(left) == ["e3", "e4"]
+    # Never more than joined, never below what the user made longer, never a leader, kept or joined one.
+    assert make_room(pool, {"e7": "joined"}, 3, [], ratings)[0] == ["e4", "e5", "e6", "e7"]
+    assert make_room(pool, joined, 5, [], ratings) == (pool, {})
+    assert make_room(pool, joined, 3, [], ratings, kept=["e3"])[0] == ["e3", "e6", "e7"]
+    lead = {"e3": 5, "e4": 4, "e5": 4, "e6": 3, "e7": 3}
+    assert make_room(pool, joined, 3, [], lead)[0] == ["e3", "e6", "e7"]
+    # Votes count: e4 lost every vote to e5.
+    votes = [vote("e5", "e4")] * 4
+    assert make_room(pool, {"e7": "joined"}, 4, votes, ratings, kept=["e3"])[0] == ["e3", "e5", "e6", "e7"]
 
 
 def test_suggest_says_which_checkpoint_joined_the_shortlist(tmp_path, write_config, run_dir_small, capsys, monkeypatch):

@@ -211,8 +211,9 @@ def _shortlist(opened: OpenRun, dec: zbench.Decision) -> None:
             for name in set(chosen) ^ set(dec.shortlist):
                 keep = name in chosen
                 # Back to the suggestion when the edit agrees with it; otherwise remember the edit (one that
-                # joined following the leader and is taken off is dropped: it would join again).
-                agrees = keep == (name in dec.suggested.names) and name not in dec.grown
+                # joined following the leader and is taken off is dropped: it would join again; one that left to
+                # make room and is added back is kept: it would leave again).
+                agrees = keep == (name in dec.suggested.names) and name not in dec.grown and name not in dec.left
                 store.set_shortlist(name, None if agrees else keep)
         except zbench.DecisionError as err:
             st.error(literal(err))
@@ -223,11 +224,13 @@ def _shortlist(opened: OpenRun, dec: zbench.Decision) -> None:
     for name, why in dec.grown.items():
         hint = " Rate it next: below, or open its cell of the grid and press 1-5." if name in unseen else ""
         st.caption(f"{literal(labels.get(name, name))} {literal(why)}.{hint}")
+    for name, why in dec.left.items():
+        st.caption(f"{literal(labels.get(name, name))} {literal(why)}.")
     if len(chosen) > 8:
         st.caption(f"{len(chosen)} on the shortlist: votes converge far faster among 6 or fewer.")
     with st.expander("Why these: the signals' reasons"):
         for name, why in dec.suggested.reasons.items():
-            st.text(f"{labels.get(name, name)}: {dec.grown.get(name) or why}")
+            st.text(f"{labels.get(name, name)}: {dec.grown.get(name) or dec.left.get(name) or why}")
         if dec.suggested.plateau:
             st.caption(f"Drift has levelled off since {literal(labels.get(dec.suggested.plateau))}.")
 

@@ -31,7 +31,7 @@ from .review.recommend import Recommendation, recommend
 from .review.records import DecisionError, Review, Vote
 from .review.scorers import ScorerError, load_scorer, quality_score, ssim_distance
 from .review.sheet import SheetInfo, compose_pages, compose_sheet
-from .review.shortlist import Shortlist, edited_shortlist, follow_leader, suggest_shortlist
+from .review.shortlist import Shortlist, edited_shortlist, follow_leader, make_room, suggest_shortlist
 from .review.signals import Signal, SignalCache, SignalReport, Signals, compute_signals
 from .review.suggest import Decision, decide, short_label, signal_cache, signal_grid
 from .review.timeline import row_timeline, webp_bytes
@@ -114,6 +114,7 @@ __all__ = [
     "load_sweep",
     "lora_delta_norm",
     "lora_weight_change",
+    "make_room",
     "measure_grid",
     "next_blind_pair",
     "open_stored",

@@ -18,7 +18,7 @@ from ..engine.plan import Cell, CellResult, RenderSettings, plan_grid
 from .grid import parse_seeds
 from .recommend import Recommendation, recommend
 from .records import Review
-from .shortlist import Shortlist, edited_shortlist, follow_leader, suggest_shortlist
+from .shortlist import Shortlist, edited_shortlist, follow_leader, make_room, suggest_shortlist
 from .signals import SignalCache, SignalReport, Signals, compute_signals
 
 __all__ = ["Decision", "SignalGrid", "decide", "short_label", "signal_cache", "signal_grid"]
@@ -82,6 +82,7 @@ class Decision:
     recommendation: Recommendation
     labels: dict[str, str]
     grown: dict[str, str] = field(default_factory=dict)  # checkpoints that joined past an end, and why
+    left: dict[str, str] = field(default_factory=dict)  # checkpoints that left to make room for them, and why
 
     def evidence(self) -> dict:
         """What a release record keeps of it."""
@@ -90,6 +91,7 @@ class Decision:
             "suggested_shortlist": self.suggested.to_json(),
             "shortlist": list(self.shortlist),
             "grown": dict(self.grown),
+            "left": dict(self.left),
             "recommendation": self.recommendation.to_json(),
         }
 
@@ -120,8 +122,10 @@ def decide(
     suggested = suggest_shortlist(report, size=size, usable=order)
     edited = edited_shortlist(suggested.names, review.shortlist, order)
     dropped = [n for n, keep in review.shortlist.items() if not keep]
+    kept = [n for n, keep in review.shortlist.items() if keep]
     shortlist, grown = follow_leader(
         edited, order, suggested.candidates, review.votes, review.ratings, dropped=dropped, labels=labels
     )
+    shortlist, left = make_room(shortlist, grown, size, review.votes, review.ratings, kept=kept, labels=labels)
     rec = recommend(order, review, shortlist, report=report, suggested=suggested, labels=labels)
-    return Decision(report, suggested, shortlist, rec, labels, grown)
+    return Decision(report, suggested, shortlist, rec, labels, grown, left)
