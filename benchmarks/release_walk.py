@@ -73,9 +73,9 @@ def _rate(page, run: Path, prompt: str, done: list[str]) -> None:
     low, high = min(tastes.values()), max(tastes.values())
     store = DecisionStore(run)
     for _ in range(len(labels)):
-        box = page.locator("[data-testid=stSelectbox]").filter(has_text=re.compile(r"^Checkpoint\n")).first
-        name = next((n for n in labels if n in box.inner_text()), None)
-        if name is None or name in store.load().ratings:
+        # Rate and note's selectbox (not "Checkpoints" or "Checkpoint to release"): its input holds the name shown.
+        name = page.get_by_role("combobox", name="Checkpoint", exact=True).input_value()
+        if name not in labels or name in store.load().ratings:
             return
         stars = max(1, min(5, round(1 + 4 * (tastes[name] - low) / max(high - low, 1e-9))))
         slider = page.get_by_role("slider").first
@@ -130,6 +130,11 @@ def walk(epochs: int, max_votes: int, scratch: Path, rate: bool = True) -> dict:
             # The blind pair: the page's lossless pixel component, names hidden (alt "left image" / "right image").
             shown = page.get_by_role("img", name=re.compile(r"^(left|right) image$"))
             shown.first.wait_for(timeout=60_000)
+            deadline = time.monotonic() + 60
+            while shown.count() != 2:  # while the tab reruns, the old pair may still be on screen beside the new
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the blind pair did not settle")
+                page.wait_for_timeout(200)
             left, right = (
                 _fetch(page.get_by_role("img", name="left image")),
                 _fetch(page.get_by_role("img", name="right image")),

@@ -96,6 +96,14 @@ def test_a_recommendation_is_proposed_only_on_clear_evidence():
     rec = recommend(order, contradicted, shortlist, report=sig, labels=labels)
     assert rec.checkpoint is None and rec.conflicts and "epoch 3 is rated 5 but ranks 3 of 3" in rec.conflicts[0]
 
+    # Rated alike and told apart by votes: no disagreement, the stars did not order them.
+    alike = Review(ratings=dict.fromkeys(shortlist, 5), votes=[vote("e4", "e3")] * 6 + [vote("e4", "e5")] * 6)
+    rec = recommend(order, alike, shortlist, report=sig, labels=labels)
+    assert not rec.conflicts and rec.checkpoint == "e4" and rec.confidence == "clear"
+    alike.ratings["e4"] = 4  # the votes' leader rated below a 5-star one they put last: that is a disagreement
+    alike.votes += [vote("e5", "e3")] * 3
+    assert "e3 is rated 5 but ranks 3 of 3" in recommend(order, alike, shortlist, report=sig).conflicts[0]
+
     early = Review(votes=[vote("e3", "e4")])
     rec = recommend(order, early, shortlist, report=sig, labels=labels)
     assert rec.checkpoint is None and rec.confidence in ("likely", "weak")

@@ -119,11 +119,16 @@ def recommend(
 
 
 def _conflicts(ranked: dict, ratings: Mapping[str, int], leader: str, say) -> list[str]:
+    """Where the ratings and the votes disagree: a top-rated checkpoint the votes put in the lower half, below a
+    leader rated lower (or not at all), or a leader rated 2 or less. Several checkpoints rated alike and then
+    told apart by votes are no disagreement: the stars did not order them."""
     out = []
     if len(ranked) >= 3 and ratings:
         top = max(ratings.values())
         for name, stars in ratings.items():
             row = ranked.get(name)
+            if ratings.get(leader, 0) >= stars:  # the leader is rated as high: the votes only broke a tie
+                continue
             if stars == top and stars >= 4 and row and name != leader and row["rank"] > (len(ranked) + 1) / 2:
                 out.append(
                     f"{say(name)} is rated {stars} but ranks {row['rank']} of {len(ranked)} after its votes "
