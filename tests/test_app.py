@@ -540,6 +540,25 @@ def test_the_grid_view_kept_for_the_run_is_given_back_checked(app_config, run_di
         assert zbench.load_page_state(run_dir) == {"seeds": "7"}, bad
 
 
+def test_rate_and_note_follows_the_shortlist_until_you_choose(tmp_path, write_config, run_dir, make_lora, monkeypatch):
+    """The checkpoint Rate and note shows, when the page chose it, leaves with it when it leaves the shortlist
+    (an edit, the signal set measured); one the user chose stays."""
+    for epoch in (15, 20, 25):
+        make_lora(run_dir / f"style_{epoch}.safetensors", rank=4, seed=epoch, strength=3.0)
+    monkeypatch.setenv("ZBENCH_CONFIG", str(write_config(tmp_path / "app.toml", run_dir, "[signals]\nshortlist = 2")))
+    monkeypatch.setenv("ZBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    at = _page().run()
+    shortlist = next(m for m in at.multiselect if m.label == "Shortlist")
+    first, second = sorted(shortlist.value, key=lambda n: int(n.split("_")[1].split(".")[0]))
+    assert at.selectbox(key="rate_target").value == first
+    shortlist.set_value([second]).run()
+    at.run()
+    assert at.selectbox(key="rate_target").value == second
+    at.selectbox(key="rate_target").set_value(first).run()  # the user's choice, off the shortlist: it stays
+    at.run()
+    assert at.selectbox(key="rate_target").value == first
+
+
 def test_the_shortlist_follows_a_rated_leader_at_its_end(tmp_path, write_config, run_dir, make_lora, monkeypatch):
     """Rated, with the best at an end of the shortlist: the next checkpoint past it joins, says why, and is the
     next to rate; taken off the shortlist it is dropped for good (it would join again otherwise)."""

@@ -248,11 +248,16 @@ def _rate_and_note(opened: OpenRun, store: zbench.DecisionStore, review: zbench.
     # The checkpoint shown opens on the shortlist's first unrated one and moves on to the next after each save,
     # so rating the shortlist (and one that joined it) is one slider and one button per checkpoint.
     # After a save the shortlist may have grown (``follow_leader``): the next one is looked for in today's.
+    # One the page chose (not the user) that has left the shortlist since (the signal set measured, an edit)
+    # gives way to the shortlist's first unrated one as well.
     following = _unrated(shortlist, review.ratings, names) if st.session_state.pop("rate_next", False) else None
+    current = st.session_state.get("rate_target")
+    if following is None and current not in names:
+        following = _unrated(shortlist, review.ratings, names) or names[0]
+    elif following is None and current == st.session_state.get("rate_auto") and current not in shortlist:
+        following = _unrated(shortlist, review.ratings, names)
     if following is not None:
-        st.session_state["rate_target"] = following
-    elif st.session_state.get("rate_target") not in names:
-        st.session_state["rate_target"] = _unrated(shortlist, review.ratings, names) or names[0]
+        st.session_state["rate_target"] = st.session_state["rate_auto"] = following
     target = st.selectbox("Checkpoint", names, key="rate_target")
     checkpoint = opened.by_name[target]
     # One widget per checkpoint: the value shown is always the rating of the checkpoint shown.
