@@ -229,8 +229,8 @@ def _shortlist(opened: OpenRun, dec: zbench.Decision) -> None:
     if len(chosen) > 8:
         st.caption(f"{len(chosen)} on the shortlist: votes converge far faster among 6 or fewer.")
     with st.expander("Why these: the signals' reasons"):
-        for name, why in dec.suggested.reasons.items():
-            st.text(f"{labels.get(name, name)}: {dec.grown.get(name) or dec.left.get(name) or why}")
+        for name in dec.suggested.reasons:
+            st.text(f"{labels.get(name, name)}: {dec.why(name)}")
         if dec.suggested.plateau:
             st.caption(f"Drift has levelled off since {literal(labels.get(dec.suggested.plateau))}.")
 

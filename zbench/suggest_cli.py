@@ -111,9 +111,7 @@ def _suggest(args) -> int:
                     "error": c.error or decision.report.errors.get(c.name),
                     "signals": decision.report.values.get(c.name, {}),
                     "shortlist": c.name in decision.shortlist,
-                    "why": decision.grown.get(c.name)
-                    or decision.left.get(c.name)
-                    or decision.suggested.reasons.get(c.name, ""),
+                    "why": decision.why(c.name),
                     "rating": review.ratings.get(c.name),
                 }
                 for c in run
@@ -156,8 +154,8 @@ def _print(decision, run, review, prompts: int, seeds: int) -> None:
     print("\nsuggested shortlist (* above; votes on the page are drawn among it):")
     reasons = decision.suggested.reasons
     for name in [n for n in report.names if n in reasons]:  # run order; one that joined says why it did
-        why = reasons[name] if name not in report.errors else "could not render (above)"
-        print(f"  {decision.labels.get(name, name):<12} {decision.grown.get(name) or decision.left.get(name) or why}")
+        why = decision.why(name) if name not in report.errors else "could not render (above)"
+        print(f"  {decision.labels.get(name, name):<12} {why}")
     edited = [n for n in decision.shortlist if n not in decision.suggested.names and n not in decision.grown]
     dropped = [n for n in decision.suggested.names if n not in decision.shortlist and n not in decision.left]
     if edited or dropped:

@@ -301,7 +301,7 @@ def make_room(
     the one farthest from where the shortlist grew. Its ratings and votes still count in the ranking; only blind
     votes are no longer drawn with it. So votes stay among at most ``size`` checkpoints, the ones still in the
     running. In ``benchmarks/decide.py`` (1000 runs) this names the favourite as often as keeping all of them
-    (82.3% against 82.0% after 25 interactions).
+    (82.2% against 82.0% after 25 interactions).
 
     Returns:
         The names (in ``pool``'s order) and, for each that left, why, in words.

@@ -84,6 +84,10 @@ class Decision:
     grown: dict[str, str] = field(default_factory=dict)  # checkpoints that joined past an end, and why
     left: dict[str, str] = field(default_factory=dict)  # checkpoints that left to make room for them, and why
 
+    def why(self, name: str) -> str:
+        """Why ``name`` is where it is: joined or left following the leader, else the signals' reason ("" if none)."""
+        return self.grown.get(name) or self.left.get(name) or self.suggested.reasons.get(name, "")
+
     def evidence(self) -> dict:
         """What a release record keeps of it."""
         return {
